@@ -1,0 +1,34 @@
+# The two commands of the README. Both build the virtual environment they need on first use.
+#   make run   - execute every notebook headless with papermill, on the built-in offline world
+#   make test  - pytest for the library, then nbval for every notebook
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+READY := $(VENV)/.ready
+RUNS ?= runs
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: setup run test bench clean
+
+setup: $(READY)
+
+$(READY): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+run: $(READY)
+	mkdir -p $(RUNS)
+	for nb in $(NOTEBOOKS); do \
+	  name=$$(basename $$nb .ipynb); \
+	  $(BIN)/papermill --log-output --no-progress-bar $$nb $(RUNS)/$$name.ipynb -p out_dir $(RUNS)/$$name || exit 1; \
+	done
+
+test: $(READY)
+	$(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-current-env
+
+bench: $(READY)
+	$(BIN)/python benchmarks/distill_step.py
+
+clean:
+	rm -rf $(RUNS) notebooks/runs .pytest_cache

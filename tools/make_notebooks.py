@@ -1,0 +1,171 @@
+"""Write the numbered notebooks from the cell sources below (outputs empty, kernel python3).
+
+The notebooks are committed as .ipynb; this script is how they are edited, so that a diff of a
+notebook is a diff of this file. Run: python tools/make_notebooks.py
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def md(text: str) -> dict:
+    return {"cell_type": "markdown", "metadata": {}, "source": text.strip("\n").splitlines(keepends=True)}
+
+
+def code(text: str, tags: list[str] | None = None) -> dict:
+    meta = {"tags": tags} if tags else {}
+    return {"cell_type": "code", "execution_count": None, "metadata": meta, "outputs": [],
+            "source": text.strip("\n").splitlines(keepends=True)}
+
+
+def notebook(cells: list[dict]) -> dict:
+    return {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+DISTILL = [
+    md("""
+# 03 · Distill several teachers into one student (UNIC)
+
+Each pretrained encoder is good at something different. UNIC (Sariyildiz et al., ECCV 2024) distills
+several of them into a single ViT student so that it is good at *all* their tasks. The recipe, each
+part switchable below:
+
+- **feature standardization** of every teacher's CLS and patch features (running mean/std, or PHI-S);
+- a **ladder of expendable projectors**: one small MLP per student block and teacher, summed, dropped after training;
+- **teacher dropping**: per image, keep the teacher the student matches worst, drop the others with probability `tdrop_p`.
+
+The defaults run on the **built-in offline world**: 32x32 images whose *shape* and *colour* vary independently,
+and two specialist teachers, `world_shape` (sees only edges, so colour-blind) and `world_colour` (sees only
+pixel colours, so shape-blind). A good student should match the shape specialist on shape *and* the colour
+specialist on colour. For real teachers: `papermill 03_distill.ipynb out.ipynb -p teachers dino_vitb16,deit3_vitb16 -p student vit_base_patch16_224 -p data /path/to/imagenet`.
+"""),
+    code("""
+teachers = "world_colour,world_shape"  # comma-separated, or a YAML list with papermill -y
+student = "wb_vitc_tiny_patch8_32"     # any timm ViT; this one is sized for the 32x32 offline world
+data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
+epochs = 8
+batch_size = 64
+lr = 0.002
+tdrop_p = 0.5                          # teacher dropping probability (0 disables it)
+ladder = "all"                         # "all" blocks, "last" (plain projector baseline), or indices like "1,3"
+standardize = "running"                # "running", "phis" or "none"
+seed = 0
+device = "auto"                        # "auto" picks CUDA when present
+n_train = 6000                         # offline world only: training images
+n_test = 2000                          # offline world only: test images for the probes
+out_dir = "runs/03_distill"
+""", tags=["parameters"]),
+    code("""
+import time
+from pathlib import Path
+
+from IPython.display import Markdown, display
+
+import workbench as wb
+from workbench import report
+from workbench.io import save_json
+from workbench.live import LivePlot
+from workbench.params import as_int
+from workbench.probe import probe_models
+
+t_start = time.time()
+cfg = wb.DistillConfig.from_params(teachers=teachers, student=student, data=data, epochs=epochs,
+                                   batch_size=batch_size, lr=lr, tdrop_p=tdrop_p, ladder=ladder,
+                                   standardize=standardize, seed=seed, device=device)
+n_train, n_test = as_int(n_train, "n_train", minimum=10), as_int(n_test, "n_test", minimum=10)
+dev = wb.pick_device(cfg.device)
+out = Path(out_dir)
+out.mkdir(parents=True, exist_ok=True)
+print(f"device {dev}; writing to {out.resolve()}")
+cfg
+"""),
+    md("""
+## The data
+
+Every model sees the same images in [0, 1] and applies its own resizing and normalisation.
+"""),
+    code("""
+student_size = wb.students.Student(cfg.student).img_size[0]
+ds = wb.load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=student_size, seed=cfg.seed)
+print(ds.describe())
+sample = [ds.test[i] for i in range(24)]
+titles = [" / ".join(ds.tasks[t][int(y[t])] for t in ds.tasks) for _, y in sample]
+report.show(report.image_grid([x.numpy() for x, _ in sample], titles))
+"""),
+    md("""
+## The teachers
+
+Offline teachers are trained on first use (about half a minute) and cached under `$WORKBENCH_CACHE`
+(default `~/.cache/workbench`); later runs load them. Real teachers load from the local Hugging Face cache.
+"""),
+    code("""
+teacher_models = {name: wb.create_teacher(name) for name in cfg.teachers}
+for name, m in teacher_models.items():
+    print(f"{name}: {sum(p.numel() for p in m.parameters()) / 1e6:.2f}M parameters, {m.embed_dim}-d features")
+"""),
+    md("""
+## Distillation
+
+The left panel is the distillation loss against each teacher (standardized features, so the teachers
+are comparable); the right one is alpha, each teacher's share of the loss after teacher dropping. With
+dropping on, the teacher the student matches worst gets the larger share.
+"""),
+    code("""
+live = LivePlot(title=f"{cfg.student} <- {', '.join(cfg.teachers)}")
+run = wb.distill(cfg, ds, teacher_models, out_dir=out, callback=live)
+live.refresh()
+live.save(out / "training.png")
+print(f"distilled in {run.runtime_s:.0f}s; checkpoint: {run.checkpoint}")
+"""),
+    md("""
+## Linear probes on frozen features
+
+A logistic-regression probe per task on each model's pooled feature (teachers) or final CLS token
+(student; the projectors are gone). The bottom row is the student's gain over the *best* teacher of each task.
+"""),
+    code("""
+encoders = {name: (lambda x, m=m: m(x).cls) for name, m in teacher_models.items()}
+encoders["student"] = run.model.student.embed
+probe = probe_models(encoders, ds, dev)
+gains = report.gain_over_best_teacher(probe, cfg.teachers)
+display(Markdown(report.markdown_table(probe, gains)))
+fig = report.accuracy_figure(probe, gains, title="Linear probe top-1 (%) and student gain over the best teacher")
+fig.savefig(out / "probe.png")
+report.show(fig)
+"""),
+    code("""
+summary = {
+    "teachers": cfg.teachers,
+    "student": cfg.student,
+    "config": cfg.to_dict(),
+    "data": ds.describe(),
+    "runtime_s": round(time.time() - t_start, 1),
+    "distill_s": round(run.runtime_s, 1),
+    "final_loss": run.history[-1]["loss"],
+    "probe": probe,
+    "gain_over_best_teacher": gains,
+    "checkpoint": str(run.checkpoint),
+}
+save_json(summary, out / "summary.json")
+print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")
+"""),
+]
+
+NOTEBOOKS = {"03_distill.ipynb": DISTILL}
+
+if __name__ == "__main__":
+    for name, cells in NOTEBOOKS.items():
+        path = ROOT / "notebooks" / name
+        path.write_text(json.dumps(notebook(cells), indent=1, ensure_ascii=False) + "\n")
+        print("wrote", path.relative_to(ROOT))

@@ -1,0 +1,66 @@
+"""Notebook parameters as papermill delivers them, checked once with one clear message each.
+
+``-p teachers a,b`` arrives as the string ``"a,b"``; ``-y "teachers: [a, b]"`` arrives as a list;
+``-p epochs abc`` arrives as a string where an int is expected. These helpers accept the first two
+and reject the third with a message that says what to pass instead.
+"""
+from __future__ import annotations
+
+
+class ParameterError(ValueError):
+    pass
+
+
+def as_list(value, name: str) -> list[str]:
+    """A list parameter given as a YAML list or a comma-separated string."""
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value]
+    else:
+        raise ParameterError(f"{name} must be a list (-y \"{name}: [a, b]\") or a comma-separated string "
+                             f"(-p {name} a,b), got {value!r}")
+    items = [v for v in items if v]
+    if not items:
+        raise ParameterError(f"{name} is empty; give at least one value, e.g. -p {name} a,b")
+    return items
+
+
+def as_int(value, name: str, minimum: int | None = None) -> int:
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        out = int(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be an integer, got {value!r} (e.g. -p {name} 4)") from None
+    if minimum is not None and out < minimum:
+        raise ParameterError(f"{name} must be >= {minimum}, got {out}")
+    return out
+
+
+def as_float(value, name: str, low: float | None = None, high: float | None = None) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a number, got {value!r} (e.g. -p {name} 0.5)") from None
+    if (low is not None and out < low) or (high is not None and out > high):
+        raise ParameterError(f"{name} must be in [{low}, {high}], got {out}")
+    return out
+
+
+def as_choice(value, name: str, choices) -> str:
+    if value not in choices:
+        raise ParameterError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def as_ladder(value) -> str | list[int]:
+    """``all``, ``last``, or block indices as a list or a comma-separated string (``0,2,3``)."""
+    if value in ("all", "last"):
+        return value
+    try:
+        return [int(v) for v in as_list(value, "ladder")]
+    except (ParameterError, ValueError):
+        raise ParameterError(f"ladder must be 'all', 'last' or block indices such as 1,3, got {value!r}") from None

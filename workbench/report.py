@@ -1,0 +1,80 @@
+"""Tables and figures the notebooks show: probe accuracies, gains over the best teacher, sample grids."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def gain_over_best_teacher(probe: dict[str, dict[str, float]], teachers: list[str], model: str = "student") -> dict[str, float]:
+    """Per task: top-1 of ``model`` minus the best teacher's top-1 (points; positive = model wins)."""
+    return {task: round(acc - max(probe[t][task] for t in teachers), 2) for task, acc in probe[model].items()}
+
+
+def markdown_table(probe: dict[str, dict[str, float]], gains: dict[str, float] | None = None) -> str:
+    """Models x tasks top-1 table in Markdown, best per task in bold, optional gain row."""
+    tasks = list(next(iter(probe.values())))
+    best = {t: max(r[t] for r in probe.values()) for t in tasks}
+    lines = ["| model | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
+    for name, row in probe.items():
+        cells = [f"**{row[t]:.1f}**" if row[t] == best[t] else f"{row[t]:.1f}" for t in tasks]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if gains:
+        lines.append("| *student - best teacher* | " + " | ".join(f"{gains[t]:+.1f}" for t in tasks) + " |")
+    return "\n".join(lines)
+
+
+def accuracy_figure(probe: dict[str, dict[str, float]], gains: dict[str, float] | None = None,
+                    title: str = "Linear probe top-1 (%)") -> Figure:
+    """Grouped bars: one group per task, one bar per model; the student's gain over the best teacher on top."""
+    models = list(probe)
+    tasks = list(probe[models[0]])
+    fig = Figure(figsize=(max(5, 2.2 * len(tasks) + 1), 3.6), dpi=100)
+    ax = fig.subplots()
+    width = 0.8 / len(models)
+    x = np.arange(len(tasks))
+    for i, m in enumerate(models):
+        ax.bar(x + (i - (len(models) - 1) / 2) * width, [probe[m][t] for t in tasks], width, label=m)
+    if gains:
+        for j, t in enumerate(tasks):
+            ax.annotate(f"{gains[t]:+.1f}", (x[j] + (len(models) - 1) / 2 * width, probe["student"][t]),
+                        ha="center", va="bottom", fontsize=9, xytext=(0, 3), textcoords="offset points")
+    ax.set_xticks(x, tasks)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images, titles: list[str] | None = None, ncols: int = 12) -> Figure:
+    """(N, 3, H, W) images in [0, 1] (tensor or array) as a grid with optional captions."""
+    images = np.asarray(images)
+    n = len(images)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(ncols * 0.9, nrows * 1.05), dpi=100)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(np.clip(images[i].transpose(1, 2, 0), 0, 1), interpolation="nearest")
+            if titles:
+                ax.set_title(titles[i], fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def show(fig: Figure) -> None:
+    """Display a figure as a PNG (works in JupyterLab and in papermill output, no pyplot state)."""
+    from IPython.display import Image, display
+
+    display(Image(data=png(fig), format="png"))

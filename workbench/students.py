@@ -1,0 +1,137 @@
+"""Students: timm Vision Transformers whose every block output is exposed for the ladder of projectors.
+
+For real use the student is a standard timm ViT (default ``vit_base_patch16_224``). For the offline
+world the workbench registers small ViTs in timm's registry, so they are created the same way:
+``timm.create_model("wb_vit_tiny_patch4_32")``.
+"""
+from __future__ import annotations
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import LayerNorm2d, PatchEmbed
+from timm.models import register_model
+from timm.models.vision_transformer import VisionTransformer
+
+
+class ConvStemEmbed(PatchEmbed):
+    """Patch embedding by a stack of stride-2 3x3 convolutions instead of one strided projection.
+
+    "Early convolutions help transformers see better" (Xiao et al., 2021): the same tokens and grid
+    as ``PatchEmbed``, but small ViTs learn spatial structure (shape) far faster from little data.
+    LayerNorm (not BatchNorm) between the convolutions keeps every image independent of its batch.
+    """
+
+    def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, **kwargs):
+        super().__init__(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, **kwargs)
+        n_down = int(self.patch_size[0]).bit_length() - 1
+        if 2**n_down != self.patch_size[0] or self.patch_size[0] != self.patch_size[1]:
+            raise ValueError(f"ConvStemEmbed needs a square power-of-two patch size, got {self.patch_size}")
+        widths = [in_chans] + [max(embed_dim // 2 ** (n_down - i), 16) for i in range(1, n_down)]
+        layers = []
+        for cin, cout in zip(widths[:-1], widths[1:]):
+            layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), LayerNorm2d(cout), nn.GELU()]
+        layers.append(nn.Conv2d(widths[-1], embed_dim, 3, 2, 1))
+        self.proj = nn.Sequential(*layers)
+
+
+def _small_vit(pretrained: bool, defaults: dict, kwargs: dict) -> VisionTransformer:
+    if pretrained:
+        raise ValueError("the offline-world students have no pretrained weights; they are trained by distillation")
+    kwargs = {k: v for k, v in kwargs.items() if not k.startswith("pretrained_cfg") and k != "cache_dir"}
+    return VisionTransformer(**{**defaults, **kwargs})
+
+
+@register_model
+def wb_vit_tiny_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT for the 32x32 offline world: 64 patches of 4x4, width 128, 4 blocks."""
+    defaults = dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4, mlp_ratio=3.0, num_classes=0)
+    return _small_vit(pretrained, defaults, kwargs)
+
+
+@register_model
+def wb_vitc_tiny_patch8_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """Convolutional-stem ViT for the 32x32 offline world: 16 tokens from a 3-conv stem, width 128, 4 blocks."""
+    defaults = dict(img_size=32, patch_size=8, embed_dim=128, depth=4, num_heads=4, mlp_ratio=3.0, num_classes=0,
+                    embed_layer=ConvStemEmbed)
+    return _small_vit(pretrained, defaults, kwargs)
+
+
+@register_model
+def wb_vitc_tiny_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """Convolutional-stem ViT for the 32x32 offline world: 64 tokens from a 2-conv stem, width 128, 4 blocks."""
+    defaults = dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4, mlp_ratio=3.0, num_classes=0,
+                    embed_layer=ConvStemEmbed)
+    return _small_vit(pretrained, defaults, kwargs)
+
+
+@register_model
+def wb_vit_tiny_patch8_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """ViT for the 32x32 offline world: 16 patches of 8x8, width 128, 4 blocks."""
+    defaults = dict(img_size=32, patch_size=8, embed_dim=128, depth=4, num_heads=4, mlp_ratio=3.0, num_classes=0)
+    return _small_vit(pretrained, defaults, kwargs)
+
+
+class Student(nn.Module):
+    """A timm ViT plus its own input normalisation; returns the CLS and patch tokens of every block.
+
+    The last block's tokens go through the ViT's final norm, so the feature that is probed after
+    training (``embed``) is exactly what the last projector of the ladder was trained on.
+    """
+
+    def __init__(self, name: str, img_size: int | None = None, **kwargs):
+        super().__init__()
+        if img_size is not None:
+            kwargs["img_size"] = img_size
+        try:
+            self.vit = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+        except RuntimeError as err:
+            raise ValueError(f"unknown student {name!r}: {err}. Use a timm ViT name such as 'vit_small_patch16_224'") from err
+        if not isinstance(self.vit, VisionTransformer):
+            raise ValueError(f"student {name!r} is a {type(self.vit).__name__}; the student must be a timm VisionTransformer")
+        self.name = name
+        cfg = getattr(self.vit, "pretrained_cfg", None) or {}
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.get("std", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
+        self.embed_dim = self.vit.embed_dim
+        self.depth = len(self.vit.blocks)
+        self.grid = tuple(self.vit.patch_embed.grid_size)
+        self.img_size = tuple(self.vit.patch_embed.img_size)
+        self.num_prefix_tokens = self.vit.num_prefix_tokens
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        if tuple(images.shape[-2:]) != self.img_size:
+            images = F.interpolate(images, size=self.img_size, mode="bicubic", align_corners=False, antialias=True)
+        return (images - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(cls, patch) tokens after every block: [(B, D), (B, N, D)] * depth."""
+        vit = self.vit
+        x = vit.patch_embed(self.preprocess(images))
+        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(x)))
+        outputs = []
+        for i, block in enumerate(vit.blocks):
+            x = block(x)
+            tokens = vit.norm(x) if i == self.depth - 1 else x
+            outputs.append((self._pool(tokens), tokens[:, self.num_prefix_tokens :]))
+        return outputs
+
+    def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.vit.cls_token is not None:
+            return tokens[:, 0]
+        return tokens[:, self.num_prefix_tokens :].mean(1)
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The feature used downstream (probes, transfer): the final CLS token."""
+        return self.forward(images)[-1][0]
+
+
+def check_student_name(name: str) -> str:
+    """Fail early, with suggestions, when ``name`` is not a timm ViT."""
+    if not timm.is_model(name):
+        ours = ", ".join(timm.list_models("wb_*"))
+        raise ValueError(f"unknown student {name!r}: use a timm ViT name such as 'vit_small_patch16_224' or "
+                         f"'vit_base_patch16_224', or an offline-world student ({ours})")
+    return name
