@@ -21,7 +21,9 @@ def code(text: str, tags: list[str] | None = None) -> dict:
             "source": text.strip("\n").splitlines(keepends=True)}
 
 
-def notebook(cells: list[dict]) -> dict:
+def notebook(name: str, cells: list[dict]) -> dict:
+    stem = name.split("_")[0]
+    cells = [{"id": f"nb{stem}-{i:02d}", **cell} for i, cell in enumerate(cells)]  # stable ids: clean diffs
     return {
         "cells": cells,
         "metadata": {
@@ -167,5 +169,5 @@ NOTEBOOKS = {"03_distill.ipynb": DISTILL}
 if __name__ == "__main__":
     for name, cells in NOTEBOOKS.items():
         path = ROOT / "notebooks" / name
-        path.write_text(json.dumps(notebook(cells), indent=1, ensure_ascii=False) + "\n")
+        path.write_text(json.dumps(notebook(name, cells), indent=1, ensure_ascii=False) + "\n")
         print("wrote", path.relative_to(ROOT))

@@ -147,6 +147,26 @@ def probe_teacher_shapes(teachers: dict[str, Teacher], images: torch.Tensor) -> 
     return {t: f.cls.shape[-1] for t, f in feats.items()}, {t: f.grid for t, f in feats.items()}
 
 
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA; full precision elsewhere (CPU bf16 is slower than fp32 on most CPUs)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def distill_step(model: UNIC, teachers: dict[str, Teacher], images: torch.Tensor, stats_weight: float,
+                 drop_p: float, generator: torch.Generator | None, amp):
+    """Forward half of one training step: returns the loss, the (T, B) losses and the coefficients."""
+    with torch.inference_mode(), amp:  # teachers never build autograd state
+        feats = {t: m(images) for t, m in teachers.items()}
+    targets = model.targets(feats, update_weight=stats_weight)
+    with amp:
+        preds = model(images)
+    losses = teacher_losses(preds, targets)  # (T, B), float32
+    loss, coeffs = distillation_loss(losses, drop_p, generator)
+    return loss, losses, coeffs
+
+
 def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str | Path | None = None,
             callback: Callable[[dict], None] | None = None, log_every: int = 10, log=print) -> DistillRun:
     device = pick_device(cfg.device)
@@ -164,7 +184,7 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     no_decay = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    amp = autocast_for(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     out_dir = Path(out_dir) if out_dir is not None else None
     ckpt_dir = out_dir / "checkpoint" if out_dir is not None else None
@@ -182,13 +202,7 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
             for group in opt.param_groups:
                 group["lr"] = lr
 
-            with torch.inference_mode(), amp:
-                feats = {t: m(images) for t, m in teachers.items()}
-            targets = model.targets(feats, update_weight=batch_weight(step, total))
-            with amp:
-                preds = model(images)
-            losses = teacher_losses(preds, targets)  # (T, B) in float32
-            loss, coeffs = distillation_loss(losses, cfg.tdrop_p, gen)
+            loss, losses, coeffs = distill_step(model, teachers, images, batch_weight(step, total), cfg.tdrop_p, gen, amp)
 
             if not torch.isfinite(loss):
                 bad = [t for t, row in zip(teachers, losses) if not torch.isfinite(row).all()]

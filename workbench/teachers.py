@@ -11,6 +11,7 @@ specialists of the built-in world and real timm encoders plug in the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -128,23 +129,27 @@ def check_teacher_names(names: list[str]) -> list[str]:
 
 def _create_timm_teacher(name: str, pretrained: bool, checkpoint: str | None) -> Teacher:
     import timm
+    from timm.models import load_checkpoint
 
     check_teacher_names([name])
+    if checkpoint is not None:
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint {checkpoint!r} for teacher {name!r} does not exist")
+        result = load_checkpoint(model, str(checkpoint), strict=False, weights_only=True)
+        missing = [k for k in getattr(result, "missing_keys", []) if not k.startswith(("head", "fc."))]
+        if missing:
+            raise ValueError(f"checkpoint {checkpoint!r} does not fit {name!r}: missing {missing[:5]}"
+                             f"{' ...' if len(missing) > 5 else ''}")
+        return TimmTeacher(name, model)
     try:
-        model = timm.create_model(
-            name,
-            pretrained=pretrained and checkpoint is None,
-            num_classes=0,
-            pretrained_cfg_overlay={"file": checkpoint} if checkpoint else None,
-        )
-        if checkpoint:
-            timm.models.load_checkpoint(model, checkpoint, strict=False)
-    except (OSError, RuntimeError) as err:
-        if pretrained and checkpoint is None and _looks_offline(err):
+        model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+    except (OSError, RuntimeError, ValueError) as err:
+        if pretrained and _looks_offline(err):
             raise FileNotFoundError(
                 f"weights for teacher {name!r} are not in the local Hugging Face cache and cannot be "
-                f"downloaded here. Put them in the cache (HF_HOME), or pass checkpoint='path/to/weights' "
-                f"({err.__class__.__name__}: {err})"
+                f"downloaded here. Put them in the cache (HF_HOME), or pass a checkpoint file "
+                f"({type(err).__name__}: {err})"
             ) from err
         raise
     return TimmTeacher(name, model)

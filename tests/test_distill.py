@@ -1,0 +1,97 @@
+import json
+
+import pytest
+import torch
+
+import workbench as wb
+from workbench.distill import DistillConfig, NonFiniteLoss, distill, load_student
+from workbench.teachers import Features, Teacher
+
+
+@pytest.fixture(scope="module")
+def tiny_world():
+    return wb.load_data("world", n_train=96, n_test=32)
+
+
+def random_teachers():
+    return {n: wb.create_teacher(n, pretrained=False) for n in ("world_colour", "world_shape")}
+
+
+def test_distill_writes_a_checkpoint_that_loads_back(tiny_world, tmp_path):
+    cfg = DistillConfig(epochs=1, batch_size=32, student="wb_vit_tiny_patch8_32")
+    run = distill(cfg, tiny_world, random_teachers(), out_dir=tmp_path, log=lambda *_: None)
+    ckpt = tmp_path / "checkpoint"
+    assert {p.name for p in ckpt.iterdir()} == {"student.safetensors", "projectors.safetensors", "config.json"}
+    meta = json.loads((ckpt / "config.json").read_text())
+    assert meta["config"]["teachers"] == ["world_colour", "world_shape"]
+    student = load_student(ckpt)
+    x = torch.rand(4, 3, 32, 32)
+    assert torch.allclose(student.embed(x), run.model.student.embed(x), atol=1e-6)
+    # standardization statistics travel with the projectors
+    from workbench.io import load_tensors
+
+    keys = load_tensors(ckpt / "projectors.safetensors")
+    assert "std_cls.world_shape.mean" in keys and "std_patch.world_colour.var" in keys
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert history and {"loss", "loss/world_shape", "alpha/world_colour"} <= set(history[0])
+    alphas = [history[-1]["alpha/world_colour"], history[-1]["alpha/world_shape"]]
+    assert sum(alphas) == pytest.approx(1.0)
+
+
+def test_single_teacher_is_the_same_machinery(tiny_world):
+    cfg = DistillConfig(teachers=["world_shape"], epochs=1, batch_size=32, student="wb_vit_tiny_patch8_32",
+                        ladder="last", standardize="phis")
+    run = distill(cfg, tiny_world, {"world_shape": wb.create_teacher("world_shape", pretrained=False)},
+                  log=lambda *_: None)
+    assert all(r["alpha/world_shape"] == pytest.approx(1.0) for r in run.history)
+
+
+class ExplodingTeacher(Teacher):
+    """Finite features for the first ``good_calls`` batches, then NaN."""
+
+    def __init__(self, good_calls):
+        super().__init__()
+        self.embed_dim, self.calls, self.good_calls = 8, 0, good_calls
+
+    def encode(self, x):
+        self.calls += 1
+        b = x.shape[0]
+        cls, patch = x.mean((2, 3)).repeat(1, 3)[:, :8], x[:, :, ::8, ::8].flatten(2).transpose(1, 2).repeat(1, 1, 3)[..., :8]
+        if self.calls > self.good_calls:
+            cls = cls * float("nan")
+        return Features(cls.reshape(b, 8), patch.contiguous(), (4, 4))
+
+
+def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(tiny_world, tmp_path):
+    cfg = DistillConfig(teachers=["boom"], epochs=3, batch_size=32, student="wb_vit_tiny_patch8_32")
+    # 96 images / 32 = 3 steps per epoch, plus one call for shape discovery: NaN from epoch 2, step 1
+    with pytest.raises(NonFiniteLoss, match=r"step 4 .*boom.*checkpoint") as err:
+        distill(cfg, tiny_world, {"boom": ExplodingTeacher(good_calls=5)}, out_dir=tmp_path, log=lambda *_: None)
+    assert str(tmp_path / "checkpoint") in str(err.value)
+    meta = json.loads((tmp_path / "checkpoint" / "config.json").read_text())
+    assert meta["epoch"] == 1
+    load_student(tmp_path / "checkpoint")  # the last good checkpoint still loads
+
+
+def test_config_from_params_accepts_papermill_forms():
+    a = DistillConfig.from_params(teachers="world_colour,world_shape", epochs="3", lr="0.01", ladder="0,2")
+    b = DistillConfig.from_params(teachers=["world_colour", "world_shape"], epochs=3, lr=0.01, ladder=[0, 2])
+    assert a == b
+    assert a.teachers == ["world_colour", "world_shape"] and a.ladder == [0, 2]
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"epochs": "abc"}, "epochs must be an integer"),
+    ({"teachers": "world_shape,dino_nonexistent"}, "Registered teachers: world_colour, world_shape"),
+    ({"teachers": ""}, "teachers is empty"),
+    ({"student": "resnet_nope"}, "unknown student"),
+    ({"standardize": "zscore"}, "standardize must be one of"),
+    ({"tdrop_p": 1.5}, "tdrop_p must be in"),
+    ({"ladder": "some"}, "ladder must be"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"device": "cuda:0" if not torch.cuda.is_available() else "tpu"}, "device"),
+    ({"colour": 1}, "unknown distillation parameter"),
+])
+def test_config_from_params_rejects_bad_input_clearly(params, message):
+    with pytest.raises(ValueError, match=message):
+        DistillConfig.from_params(**params)

@@ -1,0 +1,23 @@
+import pytest
+
+from workbench.params import ParameterError, as_choice, as_float, as_int, as_ladder, as_list
+
+
+def test_list_parameters_accept_yaml_lists_and_comma_strings():
+    assert as_list("a, b,c", "teachers") == ["a", "b", "c"]
+    assert as_list(["a", "b"], "teachers") == ["a", "b"]
+    with pytest.raises(ParameterError, match="comma-separated"):
+        as_list(3, "teachers")
+
+
+def test_scalars():
+    assert as_int("4", "epochs") == 4 and as_int(4.0, "epochs") == 4
+    with pytest.raises(ParameterError, match="-p epochs 4"):
+        as_int("abc", "epochs")
+    with pytest.raises(ParameterError):
+        as_int(True, "epochs")
+    assert as_float("0.5", "lr") == 0.5
+    with pytest.raises(ParameterError, match="number"):
+        as_float("fast", "lr")
+    assert as_choice("a", "x", ["a"]) == "a"
+    assert as_ladder("all") == "all" and as_ladder("1,3") == [1, 3]
