@@ -7,6 +7,7 @@ out as float tensors in [0, 1]; every model applies its own resizing and normali
 """
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,11 +65,14 @@ class Data:
     tasks: dict[str, tuple[str, ...]]  # task -> class names
     image_size: int
 
-    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, workers: int = 0):
+    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, workers: int | None = None):
+        """Batches of (images, {task: labels}); files are decoded in worker processes, memory needs none."""
         ds = self.train if split == "train" else self.test
+        if workers is None:
+            workers = 0 if isinstance(ds, InMemorySplit) else min(8, os.cpu_count() or 1)
         gen = torch.Generator().manual_seed(seed)
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=workers,
-                          collate_fn=_collate, drop_last=False, persistent_workers=False)
+                          collate_fn=_collate, drop_last=False, pin_memory=torch.cuda.is_available())
 
     def describe(self) -> str:
         tasks = ", ".join(f"{t} ({len(c)} classes)" for t, c in self.tasks.items())

@@ -175,8 +175,10 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     if len(loader) == 0:
         raise ValueError(f"the training split of {data.name!r} is empty")
     teachers = {t: m.to(device) for t, m in teachers.items()}
-    first = next(iter(loader))[0][:2].to(device)
-    dims, grids = probe_teacher_shapes(teachers, first)
+    first = next((b for b in loader if b is not None), None)
+    if first is None:
+        raise ValueError(f"no readable image in the training split of {data.name!r}")
+    dims, grids = probe_teacher_shapes(teachers, first[0][:2].to(device))
     student = Student(cfg.student)
     model = UNIC(student, dims, grids, cfg.ladder, cfg.standardize).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
