@@ -16,7 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from workbench import create_teacher
-from workbench.distill import UNIC, autocast_for, distill_step, pick_device, probe_teacher_shapes
+from workbench.distill import UNIC, autocast_for, distill_step, pick_device, teacher_feature_shapes
 from workbench.standardize import batch_weight
 from workbench.students import Student
 
@@ -53,7 +53,7 @@ def main():
     torch.manual_seed(0)
     teachers = {n: create_teacher(n, pretrained=False).to(device) for n in args.teachers.split(",")}
     images = torch.rand(args.batch, 3, 224, 224, device=device)
-    dims, grids = probe_teacher_shapes(teachers, images[:2])
+    dims, grids = teacher_feature_shapes(teachers, images[:2])
     model = UNIC(Student(args.student), dims, grids, ladder=args.ladder).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     amp = autocast_for(device)

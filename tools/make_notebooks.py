@@ -50,7 +50,8 @@ part switchable below:
 The defaults run on the **built-in offline world**: 32x32 images whose *shape* and *colour* vary independently,
 and two specialist teachers, `world_shape` (sees only edges, so colour-blind) and `world_colour` (sees only
 pixel colours, so shape-blind). A good student should match the shape specialist on shape *and* the colour
-specialist on colour. For real teachers: `papermill 03_distill.ipynb out.ipynb -p teachers dino_vitb16,deit3_vitb16 -p student vit_base_patch16_224 -p data /path/to/imagenet`.
+specialist on colour. Real teachers are timm models whose weights are in your local Hugging Face cache:
+`papermill 03_distill.ipynb out.ipynb -p teachers vit_base_patch16_224.dino,deit3_base_patch16_224.fb_in1k -p student vit_base_patch16_224 -p data /path/to/imagenet`.
 """),
     code("""
 teachers = "world_colour,world_shape"  # comma-separated, or a YAML list with papermill -y
@@ -80,6 +81,7 @@ from workbench.io import save_json
 from workbench.live import LivePlot
 from workbench.params import as_int
 from workbench.probe import probe_models
+from workbench.students import student_image_size
 
 t_start = time.time()
 cfg = wb.DistillConfig.from_params(teachers=teachers, student=student, data=data, epochs=epochs,
@@ -98,7 +100,7 @@ cfg
 Every model sees the same images in [0, 1] and applies its own resizing and normalisation.
 """),
     code("""
-student_size = wb.students.Student(cfg.student).img_size[0]
+student_size = student_image_size(cfg.student)
 ds = wb.load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=student_size, seed=cfg.seed)
 print(ds.describe())
 sample = [ds.test[i] for i in range(24)]
@@ -142,7 +144,7 @@ encoders["student"] = run.model.student.embed
 probe = probe_models(encoders, ds, dev)
 gains = report.gain_over_best_teacher(probe, cfg.teachers)
 display(Markdown(report.markdown_table(probe, gains)))
-fig = report.accuracy_figure(probe, gains, title="Linear probe top-1 (%) and student gain over the best teacher")
+fig = report.accuracy_figure(probe, gains, title="Linear probe top-1 (%); labels: student minus best teacher")
 fig.savefig(out / "probe.png")
 report.show(fig)
 """),

@@ -141,7 +141,7 @@ def _lr_at(step: int, total: int, cfg: DistillConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def probe_teacher_shapes(teachers: dict[str, Teacher], images: torch.Tensor) -> tuple[dict, dict]:
+def teacher_feature_shapes(teachers: dict[str, Teacher], images: torch.Tensor) -> tuple[dict, dict]:
     with torch.inference_mode():
         feats = {t: m(images) for t, m in teachers.items()}
     return {t: f.cls.shape[-1] for t, f in feats.items()}, {t: f.grid for t, f in feats.items()}
@@ -178,7 +178,7 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     first = next((b for b in loader if b is not None), None)
     if first is None:
         raise ValueError(f"no readable image in the training split of {data.name!r}")
-    dims, grids = probe_teacher_shapes(teachers, first[0][:2].to(device))
+    dims, grids = teacher_feature_shapes(teachers, first[0][:2].to(device))
     student = Student(cfg.student)
     model = UNIC(student, dims, grids, cfg.ladder, cfg.standardize).to(device)
     params = [p for p in model.parameters() if p.requires_grad]

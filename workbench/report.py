@@ -30,7 +30,7 @@ def accuracy_figure(probe: dict[str, dict[str, float]], gains: dict[str, float] 
     """Grouped bars: one group per task, one bar per model; the student's gain over the best teacher on top."""
     models = list(probe)
     tasks = list(probe[models[0]])
-    fig = Figure(figsize=(max(5, 2.2 * len(tasks) + 1), 3.6), dpi=100)
+    fig = Figure(figsize=(max(6, 2.2 * len(tasks) + 2.5), 3.6), dpi=100)
     ax = fig.subplots()
     width = 0.8 / len(models)
     x = np.arange(len(tasks))
@@ -41,10 +41,10 @@ def accuracy_figure(probe: dict[str, dict[str, float]], gains: dict[str, float] 
             ax.annotate(f"{gains[t]:+.1f}", (x[j] + (len(models) - 1) / 2 * width, probe["student"][t]),
                         ha="center", va="bottom", fontsize=9, xytext=(0, 3), textcoords="offset points")
     ax.set_xticks(x, tasks)
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 112)  # headroom for the gain labels
     ax.set_ylabel("top-1 (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -13,7 +13,6 @@ keyed by the full training config, so the second run loads them in milliseconds.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -153,7 +152,7 @@ def load_or_train(name: str, cfg: SpecialistConfig, log=print) -> Teacher:
     log(f"training offline teacher {name!r} (first run only; cached in {folder})")
     model = train_specialist(cfg, log=log)
     save_tensors(model.state_dict(), weights)
-    save_json({"name": name, **json.loads(json.dumps(asdict(cfg), default=list))}, folder / "config.json")
+    save_json({"name": name, "cache_version": CACHE_VERSION, **asdict(cfg)}, folder / "config.json")
     return model
 
 

@@ -135,3 +135,10 @@ def check_student_name(name: str) -> str:
         raise ValueError(f"unknown student {name!r}: use a timm ViT name such as 'vit_small_patch16_224' or "
                          f"'vit_base_patch16_224', or an offline-world student ({ours})")
     return name
+
+
+def student_image_size(name: str) -> int:
+    """The input resolution of a student, read without allocating its weights."""
+    with torch.device("meta"):
+        vit = timm.create_model(check_student_name(name), pretrained=False, num_classes=0)
+    return int(vit.patch_embed.img_size[0])

@@ -65,16 +65,10 @@ class TimmTeacher(Teacher):
 
     def encode(self, x):
         out = self.model.forward_features(x)
-        if out.ndim == 4:  # CNN: (B, C, H, W)
-            b, c, h, w = out.shape
-            return Features(self.model.forward_head(out, pre_logits=True), out.flatten(2).transpose(1, 2), (h, w))
-        patch = out[:, self.num_prefix_tokens :]
-        grid = tuple(self.model.patch_embed.grid_size)
-        if self.num_prefix_tokens and getattr(self.model, "cls_token", None) is not None:
-            cls = out[:, 0]
-        else:
-            cls = patch.mean(dim=1)
-        return Features(cls, patch, grid)
+        pooled = self.model.forward_head(out, pre_logits=True)  # the model's own pooling: CLS, avg or map
+        if out.ndim == 4:  # CNN feature map (B, C, H, W): its cells are the patch tokens
+            return Features(pooled, out.flatten(2).transpose(1, 2), tuple(out.shape[-2:]))
+        return Features(pooled, out[:, self.num_prefix_tokens :], tuple(self.model.patch_embed.grid_size))
 
 
 # ----------------------------------------------------------------------------- registry
