@@ -42,7 +42,8 @@ def test_world_rejects_unknown_background():
 def test_load_world_data():
     ds = wb.load_data("world", n_train=40, n_test=20)
     assert set(ds.tasks) == {"shape", "colour"}
-    images, labels = next(iter(ds.loader("train", 16)))
+    images, labels, skipped = next(iter(ds.loader("train", 16)))
+    assert skipped == []
     assert images.shape == (16, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
     assert set(labels) == {"shape", "colour"}
 
@@ -71,8 +72,10 @@ def test_image_folder_with_an_unreadable_file(tmp_path):
     (tmp_path / "dog" / "broken.jpg").write_bytes(b"not an image")
     ds = wb.load_data(str(tmp_path), image_size=16)
     assert ds.tasks == {"classes": ("cat", "dog")}
-    seen = 0
-    for images, labels in ds.loader("train", 4):
-        assert images.shape[1:] == (3, 16, 16)
-        seen += len(images)
-    assert seen <= len(ds.train) and len(ds.train) + len(ds.test) == 11
+    seen, skipped = 0, []
+    for split in ("train", "test"):
+        for images, labels, bad in ds.loader(split, 4):
+            assert images.shape[1:] == (3, 16, 16) and len(labels["classes"]) == len(images)
+            seen += len(images)
+            skipped += bad
+    assert seen == 10 and len(skipped) == 1 and "broken.jpg" in skipped[0]

@@ -7,7 +7,8 @@ def test_list_parameters_accept_yaml_lists_and_comma_strings():
     assert as_list("a, b,c", "teachers") == ["a", "b", "c"]
     assert as_list(["a", "b"], "teachers") == ["a", "b"]
     with pytest.raises(ParameterError, match="comma-separated"):
-        as_list(3, "teachers")
+        as_list({"a": 1}, "teachers")
+    assert as_list(5, "shots") == ["5"]  # papermill -p shots 5 arrives as a number
 
 
 def test_scalars():

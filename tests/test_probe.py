@@ -1,16 +1,106 @@
+import numpy as np
+import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
-from workbench.probe import linear_probe
+import workbench as wb
+from workbench.probe import (cached_features, extract_features, few_shot_indices, few_shot_probe, knn_probe,
+                             linear_probe, model_fingerprint)
+
+
+def mixture(n, classes=5, dim=16, seed=0, spread=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    centers = torch.randn(classes, dim, generator=torch.Generator().manual_seed(99)) * 3
+    y = torch.randint(0, classes, (n,), generator=gen)
+    return centers[y] + spread * torch.randn(n, dim, generator=gen), y
 
 
 def test_linear_probe_separable_vs_random_labels():
-    gen = torch.Generator().manual_seed(0)
-    centers = torch.randn(5, 16, generator=gen) * 3
-    ytr = torch.randint(0, 5, (500,), generator=gen)
-    yte = torch.randint(0, 5, (200,), generator=gen)
-    xtr = centers[ytr] + torch.randn(500, 16, generator=gen)
-    xte = centers[yte] + torch.randn(200, 16, generator=gen)
-    result = linear_probe(xtr, ytr, xte, yte)
-    assert result["top1"] > 95
-    shuffled = linear_probe(xtr, ytr[torch.randperm(500, generator=gen)], xte, yte)
+    xtr, ytr = mixture(500)
+    xte, yte = mixture(200, seed=1)
+    assert linear_probe(xtr, ytr, xte, yte)["top1"] > 95
+    shuffled = linear_probe(xtr, ytr[torch.randperm(500)], xte, yte)
     assert shuffled["top1"] < 40
+
+
+def test_linear_probe_reaches_the_same_optimum_as_scikit_learn():
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    xtr, ytr = mixture(600, classes=4, dim=8, spread=4.0)
+    xte, yte = mixture(300, classes=4, dim=8, seed=1, spread=4.0)
+    wd = 1e-2
+    ours = linear_probe(xtr, ytr, xte, yte, weight_decay=wd)
+    xn = F.normalize(xtr, dim=1).numpy()
+    C = 1.0 / (wd * len(xtr))  # sklearn: 0.5||W||^2 + C * sum CE  <=>  mean CE + wd/2 ||W||^2
+    ref = sklearn.LogisticRegression(C=C, tol=1e-8, max_iter=10_000).fit(xn, ytr.numpy())
+    ref_top1 = 100 * ref.score(F.normalize(xte, dim=1).numpy(), yte.numpy())
+    assert abs(ours["top1"] - ref_top1) <= 1 / 3  # at most one test image of 300 on a decision boundary
+
+
+def test_knn_probe_by_hand():
+    train_x = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.0, 1.0]])
+    train_y = torch.tensor([0, 0, 1, 1, 1])
+    test_x = torch.tensor([[1.0, 0.05], [0.05, 1.0]])
+    test_y = torch.tensor([0, 1])
+    assert knn_probe(train_x, train_y, test_x, test_y, ks=(1, 2)) == {1: 100.0, 2: 100.0}
+    # k = 5 votes with every training point: the near ones carry exp(sim / T), so class 0 still wins for the first
+    assert knn_probe(train_x, train_y, test_x, test_y, ks=(5,))[5] == 100.0
+    assert knn_probe(train_x, train_y, test_x, test_y, ks=(5,), temperature=100.0)[5] == 50.0  # ~ majority vote
+
+
+def test_few_shot_draws_n_per_class():
+    y = torch.tensor([0] * 10 + [1] * 10 + [2] * 3)
+    idx = few_shot_indices(y, 5, seed=0)
+    assert torch.equal(torch.bincount(y[idx]), torch.tensor([5, 5, 3]))
+    assert not torch.equal(idx, few_shot_indices(y, 5, seed=1))
+    xtr, ytr = mixture(300)
+    xte, yte = mixture(100, seed=1)
+    result = few_shot_probe(xtr, ytr, xte, yte, shots=(1, 10), seeds=(0, 1))
+    assert set(result) == {1, 10} and result[10]["mean"] >= result[1]["mean"] - 5
+
+
+def test_feature_cache_reuses_and_rebuilds_on_mismatch(monkeypatch):
+    data = wb.load_data("world", n_train=40, n_test=20)
+    calls = []
+
+    def encode(x):
+        calls.append(len(x))
+        return x.mean((2, 3))
+
+    first = cached_features("toy", "fp1", encode, data, "train", "cpu")
+    n_calls = len(calls)
+    again = cached_features("toy", "fp1", encode, data, "train", "cpu")
+    assert len(calls) == n_calls and torch.equal(first.x, again.x)
+    assert torch.equal(again.labels["shape"], first.labels["shape"])
+    cached_features("toy", "fp2", encode, data, "train", "cpu")  # other weights: other entry
+    assert len(calls) > n_calls
+    # a corrupt cache file is detected and rebuilt
+    from workbench.io import cache_dir
+
+    for path in cache_dir("features").glob("toy-train-*.safetensors"):
+        path.write_bytes(b"garbage")
+    messages = []
+    rebuilt = cached_features("toy", "fp1", encode, data, "train", "cpu", log=messages.append)
+    assert torch.equal(rebuilt.x, first.x) and any("rebuilding" in m for m in messages)
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path):
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(4):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / c / f"{i}.png")
+    (tmp_path / "a" / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    data = wb.load_data(str(tmp_path), image_size=8)
+    fs_train = extract_features(lambda x: x.mean((2, 3)), data, "train", "cpu")
+    fs_test = extract_features(lambda x: x.mean((2, 3)), data, "test", "cpu")
+    assert len(fs_train.x) + len(fs_test.x) == 8
+    assert len(fs_train.skipped) + len(fs_test.skipped) == 1
+
+
+def test_model_fingerprint_tracks_weights():
+    m = torch.nn.Linear(3, 2)
+    fp = model_fingerprint(m)
+    assert fp == model_fingerprint(m)
+    with torch.no_grad():
+        m.weight[0, 0] += 1
+    assert fp != model_fingerprint(m)

@@ -166,7 +166,121 @@ print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']
 """),
 ]
 
-NOTEBOOKS = {"03_distill.ipynb": DISTILL}
+
+PROBE = [
+    md("""
+# 02 · Probe the teachers on frozen features
+
+Before distilling, look at what each teacher is good at. Every teacher encodes the data once (features
+are cached on disk, keyed by model weights, data and feature kind), then three probes read the frozen
+features:
+
+- **linear**: multinomial logistic regression on L2-normalised features, weight decay chosen on a held-out
+  20% per class, refit on all training data (the t-ReX / CoG protocol);
+- **k-NN**: cosine similarity, temperature-weighted votes of the k nearest training images, k in 10/20/100/200;
+- **few-shot**: the linear probe trained on N images per class (mean and spread over 3 draws).
+
+The defaults probe the two specialists of the built-in offline world: each should be strong on its own factor
+and near chance on the other. Real teachers (`dino_vitb16`, `deit3_vitb16`, `dinov2_vitb14`, `clip_vitb16`, ...,
+or any timm name) load from the local Hugging Face cache; iBOT and dBOT from their official checkpoint files
+(`-p checkpoints ibot_vitb16=/path/checkpoint_teacher.pth`). `data` can be any ImageFolder, e.g. the synthetic
+clone from notebook 01 for training and real ImageNet val (`train/` + `val/` folders).
+"""),
+    code("""
+teachers = "world_colour,world_shape"  # registry names or timm names; comma-separated or a YAML list
+data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
+probe = "both"                         # "linear", "knn" or "both"
+shots = "1,5,25"                       # few-shot probes: images per class ("" for none)
+feature = "cls"                        # "cls", "patch_mean" or "cls+patch_mean"
+checkpoints = ""                       # optional checkpoint file per teacher (see above)
+image_size = 224                       # ImageFolder data: images are decoded at this size
+n_train = 6000                         # offline world only
+n_test = 2000
+device = "auto"
+out_dir = "runs/02_probe_teachers"
+""", tags=["parameters"]),
+    code("""
+import time
+from pathlib import Path
+
+from IPython.display import Markdown, display
+
+import workbench as wb
+from workbench import report
+from workbench.io import save_json
+from workbench.params import as_choice, as_int, as_list, as_pairs
+from workbench.probe import model_fingerprint, probe_encoder
+from workbench.teachers import FEATURE_KINDS, check_teacher_names
+
+t_start = time.time()
+teacher_names = check_teacher_names(as_list(teachers, "teachers"))
+probe = as_choice(probe, "probe", ["linear", "knn", "both"])
+shot_counts = tuple(as_int(s, "shots", minimum=1) for s in as_list(shots, "shots", allow_empty=True))
+feature = as_choice(feature, "feature", FEATURE_KINDS)
+checkpoint_files = as_pairs(checkpoints, "checkpoints", keys=teacher_names)
+image_size = as_int(image_size, "image_size", minimum=8)
+n_train, n_test = as_int(n_train, "n_train", minimum=10), as_int(n_test, "n_test", minimum=10)
+dev = wb.pick_device(device)
+out = Path(out_dir)
+out.mkdir(parents=True, exist_ok=True)
+print(f"device {dev}; writing to {out.resolve()}")
+"""),
+    code("""
+ds = wb.load_data(data, n_train=n_train, n_test=n_test, image_size=image_size)
+print(ds.describe())
+"""),
+    md("""
+## Features and probes
+
+First run: each teacher encodes the train and test splits (offline teachers are trained first if they are
+not cached). Later runs read the cached features.
+"""),
+    code("""
+results = {}
+for name in teacher_names:
+    teacher = wb.create_teacher(name, checkpoint=checkpoint_files.get(name)).to(dev)
+    encode = lambda x, m=teacher: m(x).pooled(feature)
+    results[name] = probe_encoder(f"{name}/{feature}", encode, model_fingerprint(teacher), ds, dev,
+                                  linear=probe in ("linear", "both"), knn=probe in ("knn", "both"), shots=shot_counts)
+"""),
+    md("""
+## Teachers x tasks
+"""),
+    code("""
+main = "linear" if probe in ("linear", "both") else "knn"
+table = {name: (r["linear"] if main == "linear" else {t: v[20] for t, v in r["knn"].items()})
+         for name, r in results.items()}
+display(Markdown(f"**{'linear probe' if main == 'linear' else '20-NN'} top-1 (%)**\\n\\n" + report.markdown_table(table)))
+if probe == "both":
+    knn20 = {name: {t: v[20] for t, v in r["knn"].items()} for name, r in results.items()}
+    display(Markdown("**20-NN top-1 (%)**\\n\\n" + report.markdown_table(knn20)))
+fig = report.accuracy_figure(table, title=f"{feature} features: {'linear' if main == 'linear' else '20-NN'} top-1 (%)")
+fig.savefig(out / "probe.png")
+report.show(fig)
+if shot_counts:
+    fig = report.few_shot_figure({n: r["few_shot"] for n, r in results.items()})
+    fig.savefig(out / "few_shot.png")
+    report.show(fig)
+"""),
+    code("""
+summary = {
+    "teachers": teacher_names,
+    "config": {"data": data, "probe": probe, "shots": list(shot_counts), "feature": feature,
+               "checkpoints": checkpoint_files, "image_size": image_size, "device": str(dev)},
+    "data": ds.describe(),
+    "runtime_s": round(time.time() - t_start, 1),
+    "probe": table,
+    "linear": {n: r["linear"] for n, r in results.items()},
+    "knn": {n: r["knn"] for n, r in results.items()},
+    "few_shot": {n: r["few_shot"] for n, r in results.items()},
+    "skipped_images": {n: r["skipped"] for n, r in results.items()},
+}
+save_json(summary, out / "summary.json")
+print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")
+"""),
+]
+
+NOTEBOOKS = {"02_probe_teachers.ipynb": PROBE, "03_distill.ipynb": DISTILL}
 
 if __name__ == "__main__":
     for name, cells in NOTEBOOKS.items():

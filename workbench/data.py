@@ -11,11 +11,13 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from . import world
+from .io import config_hash
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 
@@ -52,8 +54,8 @@ class ImageFolderSplit(Dataset):
             with Image.open(path) as img:
                 img = img.convert("RGB")
                 img = TF.center_crop(TF.resize(img, self.image_size, antialias=True), self.image_size)
-        except (OSError, ValueError) as err:  # unreadable or truncated: skipped by the collate function
-            return None, str(err)
+        except (OSError, ValueError) as err:  # unreadable or truncated: skipped and counted by the collate
+            return None, f"{path}: {err}"
         return TF.to_tensor(img), {self.task: torch.tensor(y)}
 
 
@@ -64,6 +66,7 @@ class Data:
     test: Dataset
     tasks: dict[str, tuple[str, ...]]  # task -> class names
     image_size: int
+    fingerprint: str  # identifies the exact images and labels: keys the feature cache
 
     def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, workers: int | None = None):
         """Batches of (images, {task: labels}); files are decoded in worker processes, memory needs none."""
@@ -79,13 +82,20 @@ class Data:
         return f"{self.name}: {len(self.train)} train / {len(self.test)} test images of {self.image_size}px; tasks: {tasks}"
 
 
-def _collate(batch):
-    good = [(x, y) for x, y in batch if x is not None]
+class Batch(NamedTuple):
+    images: torch.Tensor | None  # (B, 3, H, W) in [0, 1]; None when no image of the batch was readable
+    labels: dict[str, torch.Tensor]
+    skipped: list[str]  # unreadable files, with the reason
+
+
+def _collate(items) -> Batch:
+    good = [(x, y) for x, y in items if x is not None]
+    skipped = [y for x, y in items if x is None]
     if not good:
-        return None
+        return Batch(None, {}, skipped)
     images = torch.stack([x for x, _ in good])
     labels = {t: torch.stack([y[t] for _, y in good]) for t in good[0][1]}
-    return images, labels
+    return Batch(images, labels, skipped)
 
 
 def load_data(data: str = "world", n_train: int = 6000, n_test: int = 2000, image_size: int = 224, seed: int = 0) -> Data:
@@ -96,7 +106,10 @@ def load_data(data: str = "world", n_train: int = 6000, n_test: int = 2000, imag
         te = world.make_split(cfg, n_test, seed=30_000 + seed)
         tasks = {t: tr.classes[t] for t in ("shape", "colour")}
         keep = lambda s: {t: s.labels[t] for t in tasks}  # noqa: E731
-        return Data("world", InMemorySplit(tr.images, keep(tr)), InMemorySplit(te.images, keep(te)), tasks, cfg.image_size)
+        fingerprint = config_hash({"world": world.config_dict(cfg), "version": world.VERSION, "n": [n_train, n_test],
+                                   "seed": seed})
+        return Data("world", InMemorySplit(tr.images, keep(tr)), InMemorySplit(te.images, keep(te)), tasks,
+                    cfg.image_size, fingerprint)
     return _load_image_folder(Path(data), image_size, seed)
 
 
@@ -135,5 +148,7 @@ def _load_image_folder(root: Path, image_size: int, seed: int) -> Data:
             cut = max(1, round(0.2 * len(items))) if len(items) > 1 else 0
             test += items[:cut]
             train += items[cut:]
+    listing = [(str(p), y, p.stat().st_size, p.stat().st_mtime_ns) for p, y in train + test]
+    fingerprint = config_hash({"root": str(root.resolve()), "files": listing, "size": image_size, "split": len(train)})
     return Data(root.name, ImageFolderSplit(train, image_size, "classes"), ImageFolderSplit(test, image_size, "classes"),
-                {"classes": tuple(classes)}, image_size)
+                {"classes": tuple(classes)}, image_size, fingerprint)

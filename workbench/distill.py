@@ -175,10 +175,10 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     if len(loader) == 0:
         raise ValueError(f"the training split of {data.name!r} is empty")
     teachers = {t: m.to(device) for t, m in teachers.items()}
-    first = next((b for b in loader if b is not None), None)
+    first = next((b.images for b in loader if b.images is not None), None)
     if first is None:
         raise ValueError(f"no readable image in the training split of {data.name!r}")
-    dims, grids = teacher_feature_shapes(teachers, first[0][:2].to(device))
+    dims, grids = teacher_feature_shapes(teachers, first[:2].to(device))
     student = Student(cfg.student)
     model = UNIC(student, dims, grids, cfg.ladder, cfg.standardize).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -197,9 +197,9 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     model.train()
     for epoch in range(cfg.epochs):
         for batch in loader:
-            if batch is None:
+            if batch.images is None:
                 continue
-            images = batch[0].to(device, non_blocking=True)
+            images = batch.images.to(device, non_blocking=True)
             lr = _lr_at(step, total, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr

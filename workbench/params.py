@@ -11,8 +11,12 @@ class ParameterError(ValueError):
     pass
 
 
-def as_list(value, name: str) -> list[str]:
+def as_list(value, name: str, allow_empty: bool = False) -> list[str]:
     """A list parameter given as a YAML list or a comma-separated string."""
+    if value is None and allow_empty:
+        return []
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # papermill -p shots 5 arrives as a number
     if isinstance(value, str):
         items = [v.strip() for v in value.split(",")]
     elif isinstance(value, (list, tuple)):
@@ -21,7 +25,7 @@ def as_list(value, name: str) -> list[str]:
         raise ParameterError(f"{name} must be a list (-y \"{name}: [a, b]\") or a comma-separated string "
                              f"(-p {name} a,b), got {value!r}")
     items = [v for v in items if v]
-    if not items:
+    if not items and not allow_empty:
         raise ParameterError(f"{name} is empty; give at least one value, e.g. -p {name} a,b")
     return items
 
@@ -64,3 +68,21 @@ def as_ladder(value) -> str | list[int]:
         return [int(v) for v in as_list(value, "ladder")]
     except (ParameterError, ValueError):
         raise ParameterError(f"ladder must be 'all', 'last' or block indices such as 1,3, got {value!r}") from None
+
+
+def as_pairs(value, name: str, keys: list[str] | None = None) -> dict[str, str]:
+    """``"a=x,b=y"`` (or a YAML mapping) -> {"a": "x", "b": "y"}; keys, when given, must be among ``keys``."""
+    if isinstance(value, dict):
+        pairs = {str(k): str(v) for k, v in value.items()}
+    else:
+        pairs = {}
+        for item in as_list(value, name, allow_empty=True):
+            key, sep, val = item.partition("=")
+            if not sep or not key.strip() or not val.strip():
+                raise ParameterError(f"{name} takes name=value pairs such as ibot_vitb16=/ckpt/ibot.pth, got {item!r}")
+            pairs[key.strip()] = val.strip()
+    if keys is not None:
+        unknown = sorted(set(pairs) - set(keys))
+        if unknown:
+            raise ParameterError(f"{name} names {unknown}, which are not among {keys}")
+    return pairs

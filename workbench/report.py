@@ -50,6 +50,29 @@ def accuracy_figure(probe: dict[str, dict[str, float]], gains: dict[str, float] 
     return fig
 
 
+def few_shot_figure(few_shot: dict[str, dict[str, dict[int, dict]]]) -> Figure:
+    """Top-1 against images per class, one panel per task, one line (mean +- std) per model."""
+    tasks = list(next(iter(few_shot.values())))
+    fig = Figure(figsize=(4.2 * len(tasks), 3.2), dpi=100)
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    for ax, task in zip(axes, tasks):
+        for model, per_task in few_shot.items():
+            shots = sorted(per_task[task], key=int)
+            mean = np.array([per_task[task][n]["mean"] for n in shots])
+            std = np.array([per_task[task][n]["std"] for n in shots])
+            x = [int(n) for n in shots]
+            ax.plot(x, mean, marker="o", label=model)
+            ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("images per class")
+        ax.set_ylabel("top-1 (%)")
+        ax.set_title(f"few-shot: {task}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def image_grid(images, titles: list[str] | None = None, ncols: int = 12) -> Figure:
     """(N, 3, H, W) images in [0, 1] (tensor or array) as a grid with optional captions."""
     images = np.asarray(images)

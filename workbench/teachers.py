@@ -25,6 +25,19 @@ class Features:
     patch: torch.Tensor  # (B, N, D) patch tokens, N = grid[0] * grid[1]
     grid: tuple[int, int]
 
+    def pooled(self, kind: str = "cls") -> torch.Tensor:
+        """A global feature: ``cls`` (the model's own pooling), ``patch_mean`` or ``cls+patch_mean``."""
+        if kind == "cls":
+            return self.cls
+        if kind == "patch_mean":
+            return self.patch.mean(1)
+        if kind == "cls+patch_mean":
+            return torch.cat([self.cls, self.patch.mean(1)], dim=-1)
+        raise ValueError(f"unknown feature kind {kind!r}; choose one of {FEATURE_KINDS}")
+
+
+FEATURE_KINDS = ("cls", "patch_mean", "cls+patch_mean")
+
 
 class Teacher(nn.Module):
     """Base class: subclasses set ``embed_dim`` and implement ``encode`` on preprocessed input."""
@@ -43,17 +56,23 @@ class Teacher(nn.Module):
 
 
 class TimmTeacher(Teacher):
-    """Any timm model: ViTs give CLS + patch tokens, CNNs give global pool + feature-map cells."""
+    """Any timm model: ViTs give CLS + patch tokens, CNNs give global pool + feature-map cells.
 
-    def __init__(self, name: str, model: nn.Module):
+    Preprocessing (input size, mean/std) comes from the model's pretrained config unless given.
+    """
+
+    def __init__(self, name: str, model: nn.Module, img_size: int | None = None,
+                 mean: tuple | None = None, std: tuple | None = None):
         super().__init__()
         self.name = name
         self.model = model
-        cfg = model.pretrained_cfg
-        self.img_size = tuple(cfg.get("input_size", (3, 224, 224))[1:])
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        self.img_size = (img_size, img_size) if img_size else tuple(cfg.get("input_size", (3, 224, 224))[1:])
         self.interpolation = cfg.get("interpolation", "bicubic")
-        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1), persistent=False)
+        mean = mean or cfg.get("mean", (0.485, 0.456, 0.406))
+        std = std or cfg.get("std", (0.229, 0.224, 0.225))
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.embed_dim = model.num_features
         self.num_prefix_tokens = getattr(model, "num_prefix_tokens", 0)
 
@@ -69,6 +88,20 @@ class TimmTeacher(Teacher):
         if out.ndim == 4:  # CNN feature map (B, C, H, W): its cells are the patch tokens
             return Features(pooled, out.flatten(2).transpose(1, 2), tuple(out.shape[-2:]))
         return Features(pooled, out[:, self.num_prefix_tokens :], tuple(self.model.patch_embed.grid_size))
+
+    def intermediates(self, images: torch.Tensor, blocks: list[int]) -> list[Features]:
+        """Features after the given blocks (ViTs): the block's CLS token (un-normed) and patch tokens."""
+        if not hasattr(self.model, "forward_intermediates") or not hasattr(self.model, "blocks"):
+            raise ValueError(f"teacher {self.name!r} does not expose intermediate blocks")
+        outs = self.model.forward_intermediates(self.preprocess(images), indices=blocks, norm=False,
+                                                output_fmt="NLC", intermediates_only=True,
+                                                return_prefix_tokens=True)
+        grid = tuple(self.model.patch_embed.grid_size)
+        feats = []
+        for patch, prefix in outs:
+            cls = prefix[:, 0] if prefix is not None and prefix.shape[1] else patch.mean(1)
+            feats.append(Features(cls, patch, grid))
+        return feats
 
 
 # ----------------------------------------------------------------------------- registry
@@ -93,7 +126,7 @@ def list_teachers() -> dict[str, str]:
 
 
 def _ensure_builtin():
-    from . import specialists  # noqa: F401  (registers the offline-world teachers)
+    from . import specialists, zoo  # noqa: F401  (register the offline-world teachers and the zoo)
 
 
 def create_teacher(name: str, pretrained: bool = True, checkpoint: str | None = None) -> Teacher:
@@ -123,30 +156,44 @@ def check_teacher_names(names: list[str]) -> list[str]:
 
 def _create_timm_teacher(name: str, pretrained: bool, checkpoint: str | None) -> Teacher:
     import timm
-    from timm.models import load_checkpoint
 
     check_teacher_names([name])
     if checkpoint is not None:
         model = timm.create_model(name, pretrained=False, num_classes=0)
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint {checkpoint!r} for teacher {name!r} does not exist")
-        result = load_checkpoint(model, str(checkpoint), strict=False, weights_only=True)
-        missing = [k for k in getattr(result, "missing_keys", []) if not k.startswith(("head", "fc."))]
-        if missing:
-            raise ValueError(f"checkpoint {checkpoint!r} does not fit {name!r}: missing {missing[:5]}"
-                             f"{' ...' if len(missing) > 5 else ''}")
-        return TimmTeacher(name, model)
+        load_timm_checkpoint(model, checkpoint, name)
+    else:
+        model = _create_timm_model(name, pretrained)
+    return TimmTeacher(name, model)
+
+
+def _create_timm_model(timm_name: str, pretrained: bool, **kwargs) -> nn.Module:
+    """timm.create_model with weights from the local Hugging Face cache, and a clear error without them."""
+    import timm
+
     try:
-        model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+        return timm.create_model(timm_name, pretrained=pretrained, num_classes=0, **kwargs)
     except (OSError, RuntimeError, ValueError) as err:
         if pretrained and _looks_offline(err):
             raise FileNotFoundError(
-                f"weights for teacher {name!r} are not in the local Hugging Face cache and cannot be "
-                f"downloaded here. Put them in the cache (HF_HOME), or pass a checkpoint file "
-                f"({type(err).__name__}: {err})"
+                f"weights for {timm_name!r} are not in the local Hugging Face cache and cannot be downloaded "
+                f"here. On a machine with network run `python -c \"import timm; timm.create_model('{timm_name}', "
+                f"pretrained=True)\"` (or huggingface-cli download) and copy the cache (HF_HOME), or pass a "
+                f"checkpoint file. ({type(err).__name__}: {err})"
             ) from err
         raise
-    return TimmTeacher(name, model)
+
+
+def load_timm_checkpoint(model: nn.Module, path: str, name: str) -> None:
+    """Load a timm-format checkpoint (safetensors, or a pickle read with weights_only=True); heads are ignored."""
+    from timm.models import load_checkpoint
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {path!r} for teacher {name!r} does not exist")
+    result = load_checkpoint(model, str(path), strict=False, weights_only=True)
+    missing = [k for k in getattr(result, "missing_keys", []) if not k.startswith(("head", "fc."))]
+    if missing:
+        raise ValueError(f"checkpoint {path!r} does not fit {name!r}: missing {missing[:5]}"
+                         f"{' ...' if len(missing) > 5 else ''}")
 
 
 def _looks_offline(err: Exception) -> bool:

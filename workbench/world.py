@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+VERSION = 1  # bump when rendering changes: keys every cache built from world images
+
 SHAPES = ("circle", "square", "triangle", "diamond", "plus", "ring")
 COLOURS = ("red", "yellow", "green", "cyan", "blue", "magenta")
 HUES = (0.0, 1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6)  # evenly spaced, so colours are equally far apart
