@@ -128,6 +128,7 @@ def check_model(model: str) -> str:
 def load_pipeline(model: str, device: torch.device | str = "cpu", dtype: str = "auto", scheduler: str = "default"):
     """A text-to-image diffusers pipeline on ``device``, progress bar off; nothing is downloaded."""
     from diffusers import AutoPipelineForText2Image
+    from diffusers.utils import is_accelerate_available
 
     device = torch.device(device)
     torch_dtype = resolve_dtype(dtype, device)
@@ -135,7 +136,8 @@ def load_pipeline(model: str, device: torch.device | str = "cpu", dtype: str = "
     folder, _ = locate_model(model)
     source = str(folder) if folder is not None else model
     try:
-        pipe = AutoPipelineForText2Image.from_pretrained(source, **{_dtype_keyword(): torch_dtype}, local_files_only=True)
+        pipe = AutoPipelineForText2Image.from_pretrained(source, **{_dtype_keyword(): torch_dtype}, local_files_only=True,
+                                                         low_cpu_mem_usage=is_accelerate_available())  # else a warning
     except (OSError, ValueError) as err:
         raise FileNotFoundError(f"could not load Stable Diffusion model {model!r} from {source!r} without network "
                                 f"({type(err).__name__}: {err}). If files are missing, run `hf download {model}` "
