@@ -180,7 +180,7 @@ records, for every image, the class, prompt, seed, guidance, steps and model, so
 > **The default run only exercises the machinery.** Without network, `model = "tiny-offline"` is a tiny
 > Stable Diffusion pipeline that the workbench builds from configs with **random weights**: its images are
 > coloured noise, not tenches. Real images need real weights, e.g.
-> `papermill 01_synthetic_imagenet.ipynb out.ipynb -p model stable-diffusion-v1-5/stable-diffusion-v1-5 -p classes imagenet100 -p images_per_class 1300 -p steps 50 -p resolution 512`
+> `papermill 01_synthetic_imagenet.ipynb out.ipynb -p model stable-diffusion-v1-5/stable-diffusion-v1-5 -p classes imagenet100 -p images_per_class 1300 -p steps 50`
 > on a GPU, with the checkpoint in your local Hugging Face cache (`hf download stable-diffusion-v1-5/stable-diffusion-v1-5`
 > on a machine with network). Nothing is downloaded here; a missing model fails at once and says how to get it.
 
@@ -196,7 +196,7 @@ images_per_class = 4
 guidance_scale = 2.0                   # low guidance gives more diverse images (ImageNet-SD)
 steps = 4                              # denoising steps; 25-50 for a real model
 model = "tiny-offline"                 # random weights, offline; real: "stable-diffusion-v1-5/stable-diffusion-v1-5" or a diffusers folder
-resolution = 64                        # image side in pixels (multiple of 8); 512 for SD 1.x, "auto" for the model's own
+resolution = "auto"                    # "auto": the model's own (64 tiny-offline, 512 SD 1.x), or pixels (a multiple of 8)
 scheduler = "default"                  # the checkpoint's own, or ddim, pndm, euler, euler_a, dpm++, unipc, lms
 batch_size = 8
 dtype = "auto"                         # fp16 on CUDA, fp32 on CPU; or fp32, fp16, bf16
@@ -212,7 +212,7 @@ from IPython.display import Markdown, display
 
 import workbench as wb
 from workbench import report
-from workbench.diffusion import TINY_MODEL, load_pipeline
+from workbench.diffusion import TINY_MODEL, default_resolution, load_pipeline
 from workbench.generate import GenerateConfig, audit, class_counts, contact_sheet, generate, read_manifest
 from workbench.imagenet import class_info
 from workbench.io import save_json
@@ -280,8 +280,9 @@ under `$WORKBENCH_CACHE/models`, and loaded back through the same `from_pretrain
 t0 = time.time()
 pipe = load_pipeline(cfg.model, dev, cfg.dtype, cfg.scheduler)
 sizes = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) for name in ("unet", "vae", "text_encoder")}
+side = cfg.resolution or default_resolution(pipe)
 print(f"{type(pipe).__name__} loaded in {time.time() - t0:.1f}s; scheduler {type(pipe.scheduler).__name__}; "
-      + ", ".join(f"{k} {v / 1e6:.2f}M parameters" for k, v in sizes.items()))
+      + ", ".join(f"{k} {v / 1e6:.2f}M parameters" for k, v in sizes.items()) + f"; images of {side}x{side} px")
 """),
     md("""
 ## Generation
@@ -325,7 +326,7 @@ print("manifest:", {k: (v if isinstance(v, int) else len(v)) for k, v in check.i
 assert not missing and not (check["unrecorded"] or check["missing"] or check["temporary"] or check["unreadable"])
 records = read_manifest(out)
 print("a manifest record:", records[0])
-data = wb.load_data(str(out), image_size=cfg.resolution or 224)
+data = wb.load_data(str(out), image_size=side)
 print(data.describe())
 """),
     code("""
@@ -335,6 +336,7 @@ summary = {
     "images": sum(counts.get(w, 0) for w in cfg.classes),
     "counts": {w: counts.get(w, 0) for w in cfg.classes},
     "config": cfg.to_dict(),
+    "resolution": side,
     "random_weights": cfg.model == TINY_MODEL,
     "example_prompts": chosen,
     "generated": result.generated,
