@@ -260,3 +260,16 @@ def test_command_line(tmp_path, tiny_dir, capsys):
     assert main(common[:-2] + ["--out", str(tmp_path / "x"), "--images-per-class", "abc"]) == 2
     assert "images_per_class must be an integer" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # refused before anything is written
+
+
+def test_safety_checker_flags_reach_the_manifest(tmp_path, tiny_dir, tiny_pipe):
+    class FlagFirst:  # the tiny pipeline has no safety checker: pretend one flagged each batch's first image
+        def __call__(self, **kwargs):
+            out = tiny_pipe(**kwargs)
+            out.nsfw_content_detected = [i == 0 for i in range(len(out.images))]
+            return out
+
+    out = tmp_path / "gen"
+    generate(config(tiny_dir, classes="n01440764", images_per_class=3), out, pipe=FlagFirst(), log=None)
+    assert [r["nsfw"] for r in read_manifest(out)] == [True, False, True]
+    assert audit(out)["nsfw_flagged"] == ["n01440764/00000.png", "n01440764/00002.png"]

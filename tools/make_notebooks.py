@@ -343,7 +343,8 @@ summary = {
     "skipped": result.skipped,
     "images_per_s": round(result.images_per_s, 3),
     "manifest": {"records": check["records"], "unrecorded": len(check["unrecorded"]), "missing": len(check["missing"]),
-                 "temporary": len(check["temporary"]), "unreadable": len(check["unreadable"])},
+                 "temporary": len(check["temporary"]), "unreadable": len(check["unreadable"]),
+                 "nsfw_flagged": len(check["nsfw_flagged"])},
     "contact_sheet": str(out / "contact_sheet.png"),
     "runtime_s": round(time.time() - t_start, 1),
 }

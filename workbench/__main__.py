@@ -50,7 +50,8 @@ def run_generate(args: argparse.Namespace) -> int:
     report = audit(args.out, decode=False)
     print(f"shard {shard}: {result.generated} images generated, {result.skipped} already there, "
           f"{result.images_per_s:.2f} images/s; folder: {sum(counts.values())} images in {len(counts)} classes, "
-          f"{report['records']} manifest records")
+          f"{report['records']} manifest records"
+          + (f", {len(report['nsfw_flagged'])} flagged by the safety checker" if report["nsfw_flagged"] else ""))
     return 0
 
 

@@ -414,7 +414,8 @@ def class_counts(out_dir) -> dict[str, int]:
 
 def audit(out_dir, decode: bool = True) -> dict:
     """Files against the manifest: images without a record, records without an image, temporary files
-    left behind, and (``decode``) images that do not decode. All lists empty = consistent."""
+    left behind, and (``decode``) images that do not decode: all empty = consistent. Also the images the
+    model's safety checker flagged (Stable Diffusion 1.x returns them black): worth regenerating or dropping."""
     from PIL import Image
 
     out = Path(out_dir)
@@ -436,6 +437,7 @@ def audit(out_dir, decode: bool = True) -> dict:
         "missing": sorted(recorded - files),
         "temporary": sorted(str(p.relative_to(out)) for p in out.glob("*/.*.tmp")),
         "unreadable": broken,
+        "nsfw_flagged": [r["file"] for r in records if r.get("nsfw")],
     }
 
 
