@@ -83,8 +83,8 @@ def locate_model(model: str) -> tuple[Path | None, str | None]:
     """Where a model's files are: ``(folder, revision)``; raises at once, naming the model, when absent.
 
     ``tiny-offline`` is built on first use; a path must be a diffusers folder (``model_index.json``);
-    anything else is a Hugging Face id that must be in the local cache. Returns ``(None, None)`` for
-    a hub id whose files diffusers will find itself in the cache.
+    anything else is a Hugging Face id that must be in the local cache: for one, the folder is ``None``
+    (diffusers finds the files in the cache itself) and the revision is the cached snapshot's commit.
     """
     if model == TINY_MODEL:
         folder = tiny_pipeline_path()
