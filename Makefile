@@ -29,6 +29,7 @@ test: $(READY)
 
 bench: $(READY)
 	$(BIN)/python benchmarks/distill_step.py
+	$(BIN)/python benchmarks/generate.py
 
 clean:
 	rm -rf $(RUNS) notebooks/runs .pytest_cache

@@ -280,7 +280,194 @@ print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']
 """),
 ]
 
-NOTEBOOKS = {"02_probe_teachers.ipynb": PROBE, "03_distill.ipynb": DISTILL}
+SYNTHETIC = [
+    md("""
+# 01 · A synthetic ImageNet clone with Stable Diffusion
+
+*Do we still need real images?* ImageNet-SD (Sariyildiz et al., *Fake it till you make it: Learning transferable
+representations from synthetic ImageNet clones*, CVPR 2023) generates an ImageNet clone with Stable Diffusion,
+trains on it, and evaluates on real images. This notebook makes such a clone: for every class (a WordNet id),
+`images_per_class` images from a text prompt built from the class's WordNet metadata, written as an ImageFolder
+(`<out_dir>/<wnid>/<index>.png`) that the other notebooks read directly (`data = out_dir`), with a manifest that
+records, for every image, the class, prompt, seed, guidance, steps and model, so any image can be regenerated.
+
+> **The default run only exercises the machinery.** Without network, `model = "tiny-offline"` is a tiny
+> Stable Diffusion pipeline that the workbench builds from configs with **random weights**: its images are
+> coloured noise, not tenches. Real images need real weights, e.g.
+> `papermill 01_synthetic_imagenet.ipynb out.ipynb -p model stable-diffusion-v1-5/stable-diffusion-v1-5 -p classes imagenet100 -p images_per_class 1300 -p steps 50`
+> on a GPU, with the checkpoint in your local Hugging Face cache (`hf download stable-diffusion-v1-5/stable-diffusion-v1-5`
+> on a machine with network). Nothing is downloaded here; a missing model fails at once and says how to get it.
+
+For a full clone, use the command line on several GPUs or machines; each run takes a disjoint shard, and
+rerunning resumes:
+`python -m workbench generate --classes imagenet100 --images-per-class 1300 --out data/in100-sd --shard 0/4`
+(or `torchrun --nproc-per-node 8 -m workbench generate ...`).
+"""),
+    code("""
+classes = "n02869837,n01749939,n02488291,n02107142"  # "imagenet100", "imagenet1k", wnids (comma-separated or a YAML list), or a .txt file
+prompt = "name_hypernym_background"  # name, name_hypernym, name_definition, name_hypernym_background, or a template like "a photo of a {name}"
+images_per_class = 4
+guidance_scale = 2.0                   # low guidance gives more diverse images (ImageNet-SD)
+steps = 4                              # denoising steps; 25-50 for a real model
+model = "tiny-offline"                 # random weights, offline; real: "stable-diffusion-v1-5/stable-diffusion-v1-5" or a diffusers folder
+resolution = "auto"                    # "auto": the model's own (64 tiny-offline, 512 SD 1.x), or pixels (a multiple of 8)
+scheduler = "default"                  # the checkpoint's own, or ddim, pndm, euler, euler_a, dpm++, unipc, lms
+batch_size = 8
+dtype = "auto"                         # fp16 on CUDA, fp32 on CPU; or fp32, fp16, bf16
+seed = 0                               # every image's seed and background derive from it
+device = "auto"                        # "auto" picks CUDA when present
+out_dir = "runs/01_synthetic_imagenet"
+""", tags=["parameters"]),
+    code("""
+import time
+from pathlib import Path
+
+from IPython.display import Markdown, display
+
+import workbench as wb
+from workbench import report
+from workbench.diffusion import TINY_MODEL, default_resolution, load_pipeline
+from workbench.generate import GenerateConfig, audit, class_counts, contact_sheet, generate, read_manifest
+from workbench.imagenet import class_info
+from workbench.io import save_json
+from workbench.prompts import STRATEGIES, example_prompts
+
+t_start = time.time()
+cfg = GenerateConfig.from_params(classes=classes, prompt=prompt, images_per_class=images_per_class,
+                                 guidance_scale=guidance_scale, steps=steps, model=model, resolution=resolution,
+                                 scheduler=scheduler, batch_size=batch_size, dtype=dtype, seed=seed, device=device)
+dev = wb.pick_device(cfg.device)
+out = Path(out_dir)
+print(f"{len(cfg.classes)} classes x {cfg.images_per_class} images with {cfg.model} on {dev}; writing to {out.resolve()}")
+if cfg.model == TINY_MODEL:
+    print("model = 'tiny-offline': random weights, the images will be noise (this run tests the machinery)")
+cfg
+"""),
+    md("""
+## The classes
+
+Each class is a WordNet noun synset: its names (lemmas), its definition, and a chain of hypernyms up to
+*entity*. All of it ships with the workbench (`workbench/data/imagenet_metadata.json`, generated from timm's
+class lists and WordNet 3.0 by `tools/make_imagenet_metadata.py`), so nothing else is needed at run time.
+"""),
+    code("""
+shown = cfg.classes[:12]
+rows = ["| wnid | name | hypernyms (direct first) | definition |", "|---|---|---|---|"]
+for w in shown:
+    info = class_info(w)
+    chain = " > ".join(info.hypernym_names[:4]) + (" > ... > entity" if len(info.hypernyms) > 4 else "")
+    rows.append(f"| {w} | {', '.join(info.names)} | {chain} | {info.definition} |")
+display(Markdown("\\n".join(rows) + (f"\\n\\n... and {len(cfg.classes) - len(shown)} more" if len(cfg.classes) > 12 else "")))
+"""),
+    md("""
+## Prompts
+
+The four prompt strategies of ImageNet-SD, for the first class: the class name `c`; `c, h_c` with its
+hypernym, which tells apart classes that share a name (*crane* the bird, *crane* the machine); `c, d_c` with
+its definition; and `c, h_c inside b` with a background `b` drawn per image from the 365 Places365 scenes.
+Backgrounds come from a seed derived from (`seed`, wnid, image index): every prompt can be rebuilt.
+The strategy chosen by `prompt` is marked.
+"""),
+    code("""
+first = cfg.classes[0]
+rows = ["| strategy | example prompts |", "|---|---|"]
+for name in STRATEGIES:
+    mark = " **(chosen)**" if name == cfg.prompt else ""
+    rows.append(f"| `{name}`{mark} | " + "<br>".join(example_prompts(name, [first], 3, cfg.seed)[first]) + " |")
+if cfg.prompt not in STRATEGIES:
+    rows.append(f"| template `{cfg.prompt}` **(chosen)** | " + "<br>".join(example_prompts(cfg.prompt, [first], 3, cfg.seed)[first]) + " |")
+display(Markdown("\\n".join(rows)))
+chosen = example_prompts(cfg.prompt, cfg.classes[:6], 2, cfg.seed)
+print("chosen strategy, first prompts of each class:")
+for w, ps in chosen.items():
+    print(f"  {w}: {' | '.join(ps)}")
+"""),
+    md("""
+## The model
+
+A hub id is read from the local Hugging Face cache only (`local_files_only`); a folder is read as it is. The
+tiny offline pipeline is built on first use from configs (UNet, VAE with 8x downsampling, CLIP text encoder,
+and a CLIP tokenizer whose vocabulary and merges the workbench writes itself), saved with `save_pretrained`
+under `$WORKBENCH_CACHE/models`, and loaded back through the same `from_pretrained` call as a real checkpoint.
+"""),
+    code("""
+t0 = time.time()
+pipe = load_pipeline(cfg.model, dev, cfg.dtype, cfg.scheduler)
+sizes = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) for name in ("unet", "vae", "text_encoder")}
+side = cfg.resolution or default_resolution(pipe)
+print(f"{type(pipe).__name__} loaded in {time.time() - t0:.1f}s; scheduler {type(pipe.scheduler).__name__}; "
+      + ", ".join(f"{k} {v / 1e6:.2f}M parameters" for k, v in sizes.items()) + f"; images of {side}x{side} px")
+"""),
+    md("""
+## Generation
+
+One pipeline call per batch; every image has its own seed (CPU generators: the same noise on any device).
+Images are written under a temporary name and renamed, then their manifest lines are appended: rerunning this
+cell (or the notebook, or the command line) skips finished images and never leaves a half-written file.
+"""),
+    code("""
+result = generate(cfg, out, pipe=pipe)
+print(f"{result.generated} images generated in {result.seconds:.1f}s ({result.images_per_s:.2f} images/s), "
+      f"{result.skipped} already there")
+"""),
+    md("""
+## Contact sheet
+
+One row per class, its first images. With `tiny-offline` these are noise by construction (random weights);
+with a real checkpoint, each row should show the class.
+"""),
+    code("""
+fig = contact_sheet(out, cfg.classes, per_class=8, max_classes=16)
+fig.savefig(out / "contact_sheet.png")
+report.show(fig)
+"""),
+    md("""
+## What is on disk
+
+Images per class, and the manifest checked against the files (every image has one record, every record one
+image, no temporary file left, every image decodes). The folder is a plain ImageFolder: `wb.load_data(out_dir)`
+reads it, as the distillation notebook does with `data = out_dir`.
+"""),
+    code("""
+counts = class_counts(out)
+check = audit(out)
+rows = ["| wnid | name | images |", "|---|---|---:|"]
+rows += [f"| {w} | {class_info(w).name} | {counts.get(w, 0)} |" for w in cfg.classes[:20]]
+display(Markdown("\\n".join(rows) + (f"\\n\\n... and {len(cfg.classes) - 20} more classes" if len(cfg.classes) > 20 else "")))
+missing = {w: cfg.images_per_class - counts.get(w, 0) for w in cfg.classes if counts.get(w, 0) < cfg.images_per_class}
+print(f"{sum(counts.values())} images in {len(counts)} classes; classes short of {cfg.images_per_class}: {missing or 'none'}")
+print("manifest:", {k: (v if isinstance(v, int) else len(v)) for k, v in check.items()})
+assert not missing and not (check["unrecorded"] or check["missing"] or check["temporary"] or check["unreadable"])
+records = read_manifest(out)
+print("a manifest record:", records[0])
+data = wb.load_data(str(out), image_size=side)
+print(data.describe())
+"""),
+    code("""
+summary = {
+    "classes": len(cfg.classes),
+    "images_per_class": cfg.images_per_class,
+    "images": sum(counts.get(w, 0) for w in cfg.classes),
+    "counts": {w: counts.get(w, 0) for w in cfg.classes},
+    "config": cfg.to_dict(),
+    "resolution": side,
+    "random_weights": cfg.model == TINY_MODEL,
+    "example_prompts": chosen,
+    "generated": result.generated,
+    "skipped": result.skipped,
+    "images_per_s": round(result.images_per_s, 3),
+    "manifest": {"records": check["records"], "unrecorded": len(check["unrecorded"]), "missing": len(check["missing"]),
+                 "temporary": len(check["temporary"]), "unreadable": len(check["unreadable"]),
+                 "nsfw_flagged": len(check["nsfw_flagged"])},
+    "contact_sheet": str(out / "contact_sheet.png"),
+    "runtime_s": round(time.time() - t_start, 1),
+}
+save_json(summary, out / "summary.json")
+print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")
+"""),
+]
+
+NOTEBOOKS = {"01_synthetic_imagenet.ipynb": SYNTHETIC, "02_probe_teachers.ipynb": PROBE, "03_distill.ipynb": DISTILL}
 
 if __name__ == "__main__":
     for name, cells in NOTEBOOKS.items():

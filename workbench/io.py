@@ -25,6 +25,10 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: mkstemp creates files 0600, renamed files get the usual 0666 & ~umask
+
+
 def _atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename: readers see old or new, never half."""
     path = Path(path)
@@ -33,6 +37,7 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -55,3 +60,13 @@ def save_tensors(tensors: dict[str, torch.Tensor], path, metadata: dict[str, str
 
 def load_tensors(path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     return load_file(str(path), device=str(device))
+
+
+def save_image(image, path, format: str = "png", quality: int = 95) -> None:
+    """A PIL image written atomically: a reader (or a resumed run) never sees a half-written file."""
+    if format == "png":
+        _atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG"))
+    elif format == "jpg":
+        _atomic_write(Path(path), lambda tmp: image.convert("RGB").save(tmp, format="JPEG", quality=quality))
+    else:
+        raise ValueError(f"image format must be 'png' or 'jpg', got {format!r}")

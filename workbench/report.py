@@ -101,3 +101,19 @@ def show(fig: Figure) -> None:
     from IPython.display import Image, display
 
     display(Image(data=png(fig), format="png"))
+
+
+def class_grid(rows: dict[str, list], ncols: int) -> Figure:
+    """A contact sheet: one row per label, its HxWx3 uint8 images left to right."""
+    nrows = max(1, len(rows))
+    fig = Figure(figsize=(1.2 + ncols * 1.0, nrows * 1.05), dpi=100)
+    axes = fig.subplots(nrows, ncols + 1, squeeze=False, gridspec_kw={"width_ratios": [1.2] + [1.0] * ncols})
+    for ax_row, (label, images) in zip(axes, rows.items()):
+        ax_row[0].axis("off")
+        ax_row[0].text(1.0, 0.5, label, ha="right", va="center", fontsize=7, transform=ax_row[0].transAxes)
+        for j, ax in enumerate(ax_row[1:]):
+            ax.axis("off")
+            if j < len(images):
+                ax.imshow(images[j], interpolation="nearest")
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.08)
+    return fig
