@@ -1,5 +1,6 @@
 # The two commands of the README. Both build the virtual environment they need on first use.
-#   make run   - execute every notebook headless with papermill, on the built-in offline world
+#   make run   - the main job: 03_distill headless with papermill, on the built-in offline world
+#   (make notebooks runs every numbered notebook the same way)
 #   make test  - pytest for the library, then nbval for every notebook
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ READY := $(VENV)/.ready
 RUNS ?= runs
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: setup run test bench clean
+.PHONY: setup run notebooks test bench clean
 
 setup: $(READY)
 
@@ -18,6 +19,9 @@ $(READY): pyproject.toml
 	touch $@
 
 run: $(READY)
+	$(MAKE) --no-print-directory notebooks NOTEBOOKS=notebooks/03_distill.ipynb
+
+notebooks: $(READY)
 	mkdir -p $(RUNS)
 	for nb in $(NOTEBOOKS); do \
 	  name=$$(basename $$nb .ipynb); \
