@@ -1,6 +1,11 @@
 """Generation with the tiny offline pipeline: resumable after a kill, shardable, reproducible, and failing
 fast on a missing model. Images are 32 px, 2 denoising steps: the machinery, not the pictures, is tested."""
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,3 +278,27 @@ def test_safety_checker_flags_reach_the_manifest(tmp_path, tiny_dir, tiny_pipe):
     generate(config(tiny_dir, classes="n01440764", images_per_class=3), out, pipe=FlagFirst(), log=None)
     assert [r["nsfw"] for r in read_manifest(out)] == [True, False, True]
     assert audit(out)["nsfw_flagged"] == ["n01440764/00000.png", "n01440764/00002.png"]
+
+
+def test_a_hub_id_loads_from_the_local_hugging_face_cache(tmp_path, tiny_dir):
+    """The path real users take: ``--model org/name`` found in the HF cache, no network. The tiny pipeline
+    is laid out as the hub client caches a snapshot; a fresh process reads HF_HUB_CACHE at import."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--wb-test--tiny-sd"
+    shutil.copytree(tiny_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    out = tmp_path / "gen"
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "0", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "workbench", "generate", "--model", "wb-test/tiny-sd", "--classes", "n01440764",
+           "--images-per-class", "2", "--resolution", "32", "--steps", "1", "--device", "cpu", "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = read_manifest(out)
+    assert [r["model"] for r in records] == ["wb-test/tiny-sd"] * 2
+    assert [r["model_revision"] for r in records] == [commit] * 2
+    missing = subprocess.run(cmd[:5] + ["wb-test/absent-sd"] + cmd[6:], env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert missing.returncode == 2 and "wb-test/absent-sd" in missing.stderr and "hf download" in missing.stderr
