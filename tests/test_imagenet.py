@@ -106,4 +106,4 @@ def test_package_data_needs_no_wordnet_or_shared_folder():
         assert "/usr/share/wordnet" not in text and "shared/data" not in text, path.name
     for name in ("imagenet_metadata.json", "wordnet_noun_hypernyms.json.gz", "categories_places365.txt",
                  "imagenet100_wnids.txt"):
-        assert (root / "data" / name).is_file()
+        assert (root / "assets" / name).is_file()

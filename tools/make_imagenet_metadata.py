@@ -1,8 +1,8 @@
 """Write the ImageNet metadata the workbench ships, from timm's class lists and WordNet 3.0.
 
     apt-get install wordnet-base            # Debian / Ubuntu: /usr/share/wordnet/data.noun
-    python tools/make_imagenet_metadata.py  # writes workbench/data/imagenet_metadata.json
-                                            #    and workbench/data/wordnet_noun_hypernyms.json.gz
+    python tools/make_imagenet_metadata.py  # writes workbench/assets/imagenet_metadata.json
+                                            #    and workbench/assets/wordnet_noun_hypernyms.json.gz
 
 Outputs (the package reads them; it never needs WordNet itself):
 
@@ -116,7 +116,7 @@ def one_entry_per_line(meta: dict) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wordnet", default="/usr/share/wordnet/data.noun", help="WordNet 3.0 data.noun")
-    parser.add_argument("--out", default=str(ROOT / "workbench" / "data"))
+    parser.add_argument("--out", default=str(ROOT / "workbench" / "assets"))
     args = parser.parse_args()
 
     synsets = read_wordnet_nouns(Path(args.wordnet))

@@ -347,7 +347,7 @@ cfg
 ## The classes
 
 Each class is a WordNet noun synset: its names (lemmas), its definition, and a chain of hypernyms up to
-*entity*. All of it ships with the workbench (`workbench/data/imagenet_metadata.json`, generated from timm's
+*entity*. All of it ships with the workbench (`workbench/assets/imagenet_metadata.json`, generated from timm's
 class lists and WordNet 3.0 by `tools/make_imagenet_metadata.py`), so nothing else is needed at run time.
 """),
     code("""
