@@ -136,6 +136,10 @@ def _accuracy(v, xw, y) -> float:
     return 100.0 * ((xw @ v[:-1] + v[-1]).argmax(1) == y).float().mean().item()
 
 
+def _neg_log_loss(v, xw, y) -> float:
+    return -F.cross_entropy(xw @ v[:-1] + v[-1], y).item()
+
+
 def _holdout_split(y: torch.Tensor, frac: float, seed: int):
     gen = torch.Generator().manual_seed(seed)
     val = torch.zeros(len(y), dtype=torch.bool)
@@ -146,17 +150,45 @@ def _holdout_split(y: torch.Tensor, frac: float, seed: int):
     return ~val, val
 
 
-def linear_probe(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, val_frac: float = 0.2,
-                 seed: int = 0, weight_decay: float | None = None) -> dict:
-    """Top-1 (%) of a tuned logistic-regression probe, and the chosen weight decay.
+class LinearClassifier(torch.nn.Module):
+    """A fitted linear probe as a module: logits = normalize(features) @ weight.T + bias.
+
+    The whitening and centring used while fitting are folded into ``weight`` (C, D) and ``bias`` (C,),
+    so it applies to raw features. On top of a frozen encoder it makes a probed model whose
+    predictions can be distilled.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight, requires_grad=False)  # (C, D)
+        self.bias = torch.nn.Parameter(bias, requires_grad=False)  # (C,)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(features.float(), dim=-1), self.weight, self.bias)
+
+    @torch.no_grad()
+    def accuracy(self, features: torch.Tensor, labels: torch.Tensor) -> float:
+        return 100.0 * (self(features).argmax(1) == labels).float().mean().item()
+
+
+def fit_linear_probe(train_x, train_y, n_classes: int | None = None, weight_decays=WEIGHT_DECAYS,
+                     val_frac: float = 0.2, seed: int = 0, weight_decay: float | None = None,
+                     select: str = "top1") -> tuple[LinearClassifier, dict]:
+    """Fit the tuned logistic-regression probe; returns it and ``{"weight_decay", "val_top1"}``.
 
     The weight decay (mean cross-entropy + wd/2 ||W||^2, i.e. scikit-learn's C = 1 / (wd * n)) is
     chosen on the held-out split by walking ``weight_decays`` from strong to weak with warm starts;
     the final model is refit on the full training set. With ``weight_decay`` given the search is
-    skipped (few-shot probes are too small to split).
+    skipped (few-shot probes are too small to split). ``select="top1"`` picks the decay with the best
+    held-out accuracy (the probing protocol; ties go to the stronger decay); ``select="log_loss"`` the
+    one with the best held-out cross-entropy, i.e. probabilities and not only the argmax: the weight
+    decay sets the scale of the logits, which a probe whose predictions are distilled must get right.
     """
-    n_classes = int(max(train_y.max(), test_y.max())) + 1
-    best = (None, weight_decay)
+    if select not in ("top1", "log_loss"):
+        raise ValueError(f"select must be 'top1' or 'log_loss', got {select!r}")
+    score = _accuracy if select == "top1" else _neg_log_loss
+    n_classes = int(train_y.max()) + 1 if n_classes is None else n_classes
+    best = (None, weight_decay, None)  # (held-out score, decay, held-out top-1)
     if weight_decay is None:
         fit, val = _holdout_split(train_y, val_frac, seed)
         white = _Whitened(train_x[fit])  # statistics of the fitting part only: the held-out part stays unseen
@@ -166,12 +198,22 @@ def linear_probe(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, 
         # accuracy is not unimodal in the decay (double descent near the interpolation threshold).
         for wd in sorted(weight_decays, reverse=True):
             v = _fit(xf, train_y[fit], n_classes, wd, white.P, init=v)
-            acc = _accuracy(v, xv, train_y[val])
-            if best[0] is None or acc > best[0]:
-                best = (acc, wd)
+            val_score = score(v, xv, train_y[val])
+            if best[0] is None or val_score > best[0]:
+                best = (val_score, wd, _accuracy(v, xv, train_y[val]))
     white = _Whitened(train_x)
     v = _fit(white(train_x), train_y, n_classes, best[1], white.P, max_iter=200)
-    return {"top1": _accuracy(v, white(test_x), test_y), "weight_decay": best[1], "val_top1": best[0]}
+    weight = white.P @ v[:-1]  # (D, C): whitening folded in
+    bias = v[-1] - white.center @ weight
+    return LinearClassifier(weight.t().contiguous(), bias), {"weight_decay": best[1], "val_top1": best[-1]}
+
+
+def linear_probe(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, val_frac: float = 0.2,
+                 seed: int = 0, weight_decay: float | None = None) -> dict:
+    """Top-1 (%) of a tuned logistic-regression probe (``fit_linear_probe``), and the chosen weight decay."""
+    n_classes = int(max(train_y.max(), test_y.max())) + 1
+    probe, info = fit_linear_probe(train_x, train_y, n_classes, weight_decays, val_frac, seed, weight_decay)
+    return {"top1": probe.accuracy(test_x, test_y), **info}
 
 
 # ----------------------------------------------------------------------------- k-NN and few-shot
