@@ -50,6 +50,8 @@ def test_fitted_probe_applies_to_raw_features_and_log_loss_selection_calibrates_
     assert torch.equal(by_top1(xte * 3.0).argmax(1), by_top1(xte).argmax(1))  # features are L2-normalised
     with pytest.raises(ValueError, match="select must be"):
         fit_linear_probe(xtr, ytr, select="accuracy")
+    with pytest.raises(ValueError, match="no image to hold out"):
+        fit_linear_probe(xtr[:4], torch.tensor([0, 1, 2, 3]))
 
 
 def test_knn_probe_by_hand():

@@ -168,6 +168,15 @@ def test_config_accepts_papermill_forms():
         TaskDistillConfig.from_params(batch_size=1)
 
 
+def test_two_labels_per_class_probe_one_teacher_but_cannot_compare_two(tiny_world):
+    cfg = tiny_config(labels_per_class=2, students=["probed"], repeats=1)
+    run = task_distill(cfg, tiny_world, {"world_shape": wb.create_teacher("world_shape", pretrained=False)},
+                       log=lambda *_: None)
+    assert run.chosen == ["world_shape"]
+    with pytest.raises(ValueError, match="labels_per_class=2 leaves no labelled image to compare"):
+        task_distill(cfg, tiny_world, random_teachers(), log=lambda *_: None)
+
+
 def test_unknown_task_is_named(tiny_world):
     with pytest.raises(ValueError, match="task 'texture' is not a task of 'world'; its tasks: shape, colour"):
         task_distill(tiny_config(task="texture"), tiny_world, random_teachers(), log=lambda *_: None)

@@ -191,6 +191,9 @@ def fit_linear_probe(train_x, train_y, n_classes: int | None = None, weight_deca
     best = (None, weight_decay, None)  # (held-out score, decay, held-out top-1)
     if weight_decay is None:
         fit, val = _holdout_split(train_y, val_frac, seed)
+        if not val.any():
+            raise ValueError(f"no image to hold out for choosing the weight decay ({len(train_y)} training images, "
+                             f"val_frac={val_frac}); pass weight_decay")
         white = _Whitened(train_x[fit])  # statistics of the fitting part only: the held-out part stays unseen
         xf, xv = white(train_x[fit]), white(train_x[val])
         v = None

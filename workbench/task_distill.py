@@ -55,6 +55,7 @@ STUDENTS = {
 # The probe's weight decay sets the scale of its logits, so it is chosen by held-out cross-entropy; every
 # other decay of the probing grid is enough with a few labelled images (and twice as fast).
 PROBE_WEIGHT_DECAYS = WEIGHT_DECAYS[::2]
+FEW_SHOT_WEIGHT_DECAY = 1e-3  # as 02's few-shot probes, when there is no labelled image to spare
 EXTRA_SOURCES = ("world", "unlabelled", "none")  # or the path of a folder of images
 
 
@@ -265,9 +266,17 @@ def encode(teacher: Teacher, pixels: torch.Tensor, device, batch_size: int = 256
 
 
 def probe_teacher(teacher: Teacher, labelled: Labelled, n_classes: int, device, seed: int) -> tuple[TeacherClassifier, dict]:
-    """The probed teacher: frozen encoder + the tuned linear probe of ``workbench.probe`` on its features."""
-    probe, info = fit_linear_probe(encode(teacher, labelled.pixels, device), labelled.labels, n_classes, seed=seed,
-                                   weight_decays=PROBE_WEIGHT_DECAYS, select="log_loss")
+    """The probed teacher: frozen encoder + the tuned linear probe of ``workbench.probe`` on its features.
+
+    With too few labelled images to hold any out (under 3 per class), the weight decay is that of 02's
+    few-shot probes and ``info["val_top1"]`` is None.
+    """
+    features = encode(teacher, labelled.pixels, device)
+    try:
+        probe, info = fit_linear_probe(features, labelled.labels, n_classes, seed=seed,
+                                       weight_decays=PROBE_WEIGHT_DECAYS, select="log_loss")
+    except ValueError:  # nothing to hold out
+        probe, info = fit_linear_probe(features, labelled.labels, n_classes, weight_decay=FEW_SHOT_WEIGHT_DECAY)
     return TeacherClassifier(teacher, probe.to(device)).eval(), info
 
 
@@ -446,7 +455,10 @@ def task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher
     for seed in cfg.seeds:
         labelled = labelled_subset(data, cfg.task, cfg.labels_per_class, seed)
         probed = {n: probe_teacher(t, labelled, n_classes, device, seed) for n, t in teachers.items()}
-        best = max(probed, key=lambda n: probed[n][1]["val_top1"] if probed[n][1]["val_top1"] is not None else 0.0)
+        if len(probed) > 1 and any(info["val_top1"] is None for _, info in probed.values()):
+            raise ValueError(f"labels_per_class={cfg.labels_per_class} leaves no labelled image to compare the teachers' "
+                             "probes on; use labels_per_class >= 3 or a single teacher")
+        best = max(probed, key=lambda n: probed[n][1]["val_top1"] or 0.0)
         chosen.append(best)
         for n, (clf, info) in probed.items():
             teacher_top1.setdefault(f"probed {n}", []).append(test(clf))
@@ -455,7 +467,7 @@ def task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher
             kd_teachers["finetuned"] = finetune_teacher(teachers[best], labelled, n_classes, cfg, device, seed)
             teacher_top1.setdefault("fine-tuned", []).append(test(kd_teachers["finetuned"]))
         log(f"seed {seed}: {len(labelled.labels)} labelled images; probed teachers (held-out labelled top-1): "
-            + ", ".join(f"{n} {i['val_top1']:.0f}%" for n, (_, i) in probed.items()) + f" -> distilling {best}")
+            + ", ".join(f"{n} {i['val_top1'] or float('nan'):.0f}%" for n, (_, i) in probed.items()) + f" -> distilling {best}")
         for name in cfg.students:
             teacher = kd_teachers[name]
             extra = None if teacher is None else extra_images(cfg.extra, data, labelled, cfg.batch_size - cfg.labelled_batch, seed)
