@@ -52,8 +52,13 @@ and two specialist teachers, `world_shape` (sees only edges, so colour-blind) an
 pixel colours, so shape-blind). A good student should match the shape specialist on shape *and* the colour
 specialist on colour. Real teachers are timm models whose weights are in your local Hugging Face cache:
 `papermill 03_distill.ipynb out.ipynb -p teachers vit_base_patch16_224.dino,deit3_base_patch16_224.fb_in1k -p student vit_base_patch16_224 -p data /path/to/imagenet`.
+
+**`objective = "task"`** distills for *one* task instead (last section): probe each teacher on a few labelled
+images of the task, keep the best probed teacher, and distill its predictions into a small student, with
+extra unlabelled images; baselines side by side.
 """),
     code("""
+objective = "features"                 # "features": distill the teachers' features (UNIC); "task": one task (last section)
 teachers = "world_colour,world_shape"  # comma-separated, or a YAML list with papermill -y
 student = "wb_vitc_tiny_patch8_32"     # any timm ViT; this one is sized for the 32x32 offline world
 data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
@@ -67,9 +72,23 @@ seed = 0
 device = "auto"                        # "auto" picks CUDA when present
 n_train = 6000                         # offline world only: training images
 n_test = 2000                          # offline world only: test images for the probes
+# objective = "task" only (teachers, student, data, lr, seed as above):
+task = "shape"                         # the task to distill: "shape" or "colour" (offline world), "classes" (ImageFolder)
+labels_per_class = 10                  # labelled training images per class; the other images have no labels
+extra = "world"                        # extra distillation images: "world" (rendered on the fly), "unlabelled", "none", or a folder (e.g. 01's clone)
+students = "labels,finetuned,probed"   # trained side by side; "probed_mix" adds the mixing variant
+kd_weight = 0.9                        # a in (1 - a) * CE + a * T^2 * KL(teacher || student)
+temperature = 4.0                      # T
+mix = 1.0                              # probed_mix: blend weights ~ Beta(mix, mix)
+steps = 200                            # training steps per student
+task_batch_size = 48                   # images per step: half labelled, half extra (for the students with a teacher)
+finetune_steps = 50                    # the fine-tuned teacher's short schedule
+student_init = "random"                # or a checkpoint folder of objective "features", e.g. "runs/03_distill/checkpoint"
+repeats = 3                            # seeds seed, seed + 1, ...: mean and spread
 out_dir = "runs/03_distill"
 """, tags=["parameters"]),
     code("""
+import json
 import time
 from pathlib import Path
 
@@ -79,19 +98,31 @@ import workbench as wb
 from workbench import report
 from workbench.io import save_json
 from workbench.live import LivePlot
-from workbench.params import as_int
+from workbench.params import as_choice, as_int
 from workbench.probe import probe_models
 from workbench.students import student_image_size
+from workbench.task_distill import TaskDistillConfig, TaskLivePlot, results_figure, task_distill, task_table
 
 t_start = time.time()
-cfg = wb.DistillConfig.from_params(teachers=teachers, student=student, data=data, epochs=epochs,
-                                   batch_size=batch_size, lr=lr, tdrop_p=tdrop_p, ladder=ladder,
-                                   standardize=standardize, seed=seed, device=device)
+objective = as_choice(objective, "objective", ["features", "task"])
+if objective == "features":
+    cfg = wb.DistillConfig.from_params(teachers=teachers, student=student, data=data, epochs=epochs,
+                                       batch_size=batch_size, lr=lr, tdrop_p=tdrop_p, ladder=ladder,
+                                       standardize=standardize, seed=seed, device=device)
+else:
+    cfg = TaskDistillConfig.from_params(teachers=teachers, student=student, data=data, batch_size=task_batch_size, lr=lr,
+                                        seed=seed, device=device, task=task, labels_per_class=labels_per_class,
+                                        extra=extra, students=students, kd_weight=kd_weight, temperature=temperature,
+                                        mix=mix, steps=steps, finetune_steps=finetune_steps,
+                                        student_init=student_init, repeats=repeats)
 n_train, n_test = as_int(n_train, "n_train", minimum=10), as_int(n_test, "n_test", minimum=10)
 dev = wb.pick_device(cfg.device)
 out = Path(out_dir)
+previous = out / "summary.json"  # never overwrite the results of the other objective
+if previous.exists() and json.loads(previous.read_text()).get("objective", "features") != objective:
+    raise ValueError(f"{out} holds the results of another objective; pick another out_dir (-p out_dir runs/03_{objective})")
 out.mkdir(parents=True, exist_ok=True)
-print(f"device {dev}; writing to {out.resolve()}")
+print(f"objective {objective!r}; device {dev}; writing to {out.resolve()}")
 cfg
 """),
     md("""
@@ -119,50 +150,102 @@ for name, m in teacher_models.items():
     print(f"{name}: {sum(p.numel() for p in m.parameters()) / 1e6:.2f}M parameters, {m.embed_dim}-d features")
 """),
     md("""
-## Distillation
+## Objective `features`: distillation
 
 The left panel is the distillation loss against each teacher (standardized features, so the teachers
 are comparable); the right one is alpha, each teacher's share of the loss after teacher dropping. With
 dropping on, the teacher the student matches worst gets the larger share.
 """),
     code("""
-live = LivePlot(title=f"{cfg.student} <- {', '.join(cfg.teachers)}")
-run = wb.distill(cfg, ds, teacher_models, out_dir=out, callback=live)
-live.refresh()
-live.save(out / "training.png")
-print(f"distilled in {run.runtime_s:.0f}s; checkpoint: {run.checkpoint}")
+if objective == "features":
+    live = LivePlot(title=f"{cfg.student} <- {', '.join(cfg.teachers)}")
+    run = wb.distill(cfg, ds, teacher_models, out_dir=out, callback=live)
+    live.refresh()
+    live.save(out / "training.png")
+    print(f"distilled in {run.runtime_s:.0f}s; checkpoint: {run.checkpoint}")
 """),
     md("""
-## Linear probes on frozen features
+### Linear probes on frozen features
 
 A logistic-regression probe per task on each model's pooled feature (teachers) or final CLS token
 (student; the projectors are gone). The bottom row is the student's gain over the *best* teacher of each task.
 """),
     code("""
-encoders = {name: (lambda x, m=m: m(x).cls) for name, m in teacher_models.items()}
-encoders["student"] = run.model.student.embed
-probe = probe_models(encoders, ds, dev)
-gains = report.gain_over_best_teacher(probe, cfg.teachers)
-display(Markdown(report.markdown_table(probe, gains)))
-fig = report.accuracy_figure(probe, gains, title="Linear probe top-1 (%); labels: student minus best teacher")
-fig.savefig(out / "probe.png")
-report.show(fig)
+if objective == "features":
+    encoders = {name: (lambda x, m=m: m(x).cls) for name, m in teacher_models.items()}
+    encoders["student"] = run.model.student.embed
+    probe = probe_models(encoders, ds, dev)
+    gains = report.gain_over_best_teacher(probe, cfg.teachers)
+    display(Markdown(report.markdown_table(probe, gains)))
+    fig = report.accuracy_figure(probe, gains, title="Linear probe top-1 (%); labels: student minus best teacher")
+    fig.savefig(out / "probe.png")
+    report.show(fig)
 """),
     code("""
-summary = {
-    "teachers": cfg.teachers,
-    "student": cfg.student,
-    "config": cfg.to_dict(),
-    "data": ds.describe(),
-    "runtime_s": round(time.time() - t_start, 1),
-    "distill_s": round(run.runtime_s, 1),
-    "final_loss": run.history[-1]["loss"],
-    "probe": probe,
-    "gain_over_best_teacher": gains,
-    "checkpoint": str(run.checkpoint),
-}
-save_json(summary, out / "summary.json")
-print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")
+if objective == "features":
+    summary = {
+        "objective": objective,
+        "teachers": cfg.teachers,
+        "student": cfg.student,
+        "config": cfg.to_dict(),
+        "data": ds.describe(),
+        "runtime_s": round(time.time() - t_start, 1),
+        "distill_s": round(run.runtime_s, 1),
+        "final_loss": run.history[-1]["loss"],
+        "probe": probe,
+        "gain_over_best_teacher": gains,
+        "checkpoint": str(run.checkpoint),
+    }
+    save_json(summary, out / "summary.json")
+    print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")
+"""),
+    md("""
+## Objective `task`: probe the teacher, distill its predictions
+
+With one target task, the good practice is to *probe* a large teacher rather than fine-tune it, and to distill the
+probed teacher's predictions into the small student, on many more images than are labelled. For each seed:
+`labels_per_class` labelled training images per class; a linear probe (the probe of 02, its weight decay chosen by
+held-out cross-entropy, since the logits' scale matters here) on each teacher's frozen features, keeping the teacher
+whose probe is best on held-out labelled images; then students trained side by side, each from the same
+initialisation (`student_init`) and on the same batches, with
+
+$$\\mathcal{L} = (1 - a)\\,\\mathrm{CE}\\big(s(x_\\mathrm{labelled}), y\\big) + a\\,T^2\\,\\mathrm{KL}\\big(\\mathrm{softmax}(t(x)/T)\\;\\|\\;\\mathrm{softmax}(s(x)/T)\\big)$$
+
+where the KL term runs on the labelled images *and* `extra` images that carry no label (by default fresh
+offline-world images rendered every step):
+
+- `labels`: cross-entropy on the labelled images only;
+- `finetuned`: distilled from the teacher fine-tuned end to end on the labelled images (`finetune_steps`);
+- `probed`: distilled from the probed teacher;
+- `probed_mix`: as `probed`, each distillation image blended with another one (mixup, `mix`), the teacher labelling the blend.
+
+Left: training loss; right: top-1 on 250 test images while training (one colour per student, one line style per seed).
+"""),
+    code("""
+if objective == "task":
+    live = TaskLivePlot(title=f"{cfg.student} on {cfg.task!r}: {cfg.labels_per_class} labels per class, extra images: {cfg.extra}")
+    task_run = task_distill(cfg, ds, teacher_models, out_dir=out, callback=live)
+    live.refresh()
+    live.save(out / "training.png")
+"""),
+    md("""
+### Students side by side
+
+Test top-1 on the whole test split, mean ± std over the seeds, and each student's gain over the label-only
+student of the same seed; the teachers' own top-1 for reference (grey bars). The students of the first seed
+are saved under `out_dir/students/` (`wb.load_student` reads their encoder).
+"""),
+    code("""
+if objective == "task":
+    task_summary = task_run.summary()
+    display(Markdown(task_table(task_summary)))
+    fig = results_figure(task_summary)
+    fig.savefig(out / "task.png")
+    report.show(fig)
+    summary = {"objective": objective, "student": cfg.student, "config": cfg.to_dict(), "data": ds.describe(),
+               "runtime_s": round(time.time() - t_start, 1), **task_summary}
+    save_json(summary, out / "summary.json")
+    print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")
 """),
 ]
 
