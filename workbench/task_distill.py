@@ -403,7 +403,7 @@ def top1(model: nn.Module, batches, device) -> float:
     return 100.0 * correct / total
 
 
-def test_batches(data: Data, task: str, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(data: Data, task: str, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The task's test split, streamed (unreadable files skipped)."""
     for batch in data.loader("test", batch_size):
         if batch.images is not None:
@@ -439,8 +439,8 @@ def task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher
     device, t0 = pick_device(cfg.device), time.time()
     n_classes = len(data.tasks[cfg.task])
     teachers = {n: t.to(device).eval() for n, t in teachers.items()}
-    live_set = [next(test_batches(data, cfg.task, batch_size=250))]  # the live curve: a fixed slice of the test split
-    test = lambda model: top1(model, test_batches(data, cfg.task), device)  # noqa: E731
+    live_set = [next(eval_batches(data, cfg.task, batch_size=250))]  # the live curve: a fixed slice of the test split
+    test = lambda model: top1(model, eval_batches(data, cfg.task), device)  # noqa: E731
     history: list[dict] = []
 
     def record(r: dict) -> None:
@@ -467,7 +467,8 @@ def task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher
             kd_teachers["finetuned"] = finetune_teacher(teachers[best], labelled, n_classes, cfg, device, seed)
             teacher_top1.setdefault("fine-tuned", []).append(test(kd_teachers["finetuned"]))
         log(f"seed {seed}: {len(labelled.labels)} labelled images; probed teachers (held-out labelled top-1): "
-            + ", ".join(f"{n} {i['val_top1'] or float('nan'):.0f}%" for n, (_, i) in probed.items()) + f" -> distilling {best}")
+            + ", ".join(f"{n} {'-' if i['val_top1'] is None else format(i['val_top1'], '.0f')}%"
+                        for n, (_, i) in probed.items()) + f" -> distilling {best}")
         for name in cfg.students:
             teacher = kd_teachers[name]
             extra = None if teacher is None else extra_images(cfg.extra, data, labelled, cfg.batch_size - cfg.labelled_batch, seed)
