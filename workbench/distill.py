@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from .io import load_tensors, save_json, save_tensors
-from .ladder import Ladder, select_blocks
+from .ladder import make_ladder, select_blocks
 from .losses import distillation_loss, teacher_losses
 from .standardize import batch_weight, make_standardizer
 from .students import Student
@@ -43,6 +43,8 @@ class DistillConfig:
     standardize: str = "running"
     seed: int = 0
     device: str = "auto"
+    fused_ladder: bool = True  # the ladder as batched matrix products (same function as one MLP per block)
+    compile: bool = False  # torch.compile the student (worth it for long GPU runs; compiling takes minutes)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,7 +52,7 @@ class DistillConfig:
     @classmethod
     def from_params(cls, **params) -> "DistillConfig":
         """Validate notebook / command-line parameters (strings from ``papermill -p`` included)."""
-        from .params import as_choice, as_float, as_int, as_ladder, as_list
+        from .params import as_bool, as_choice, as_float, as_int, as_ladder, as_list
         from .standardize import STANDARDIZERS
         from .students import check_student_name
         from .teachers import check_teacher_names
@@ -75,6 +77,8 @@ class DistillConfig:
             standardize=as_choice(p["standardize"], "standardize", STANDARDIZERS),
             seed=as_int(p["seed"], "seed", minimum=0),
             device=str(p["device"]),
+            fused_ladder=as_bool(p["fused_ladder"], "fused_ladder"),
+            compile=as_bool(p["compile"], "compile"),
         )
         if cfg.lr == 0:
             raise ValueError("lr must be > 0")
@@ -98,11 +102,12 @@ class UNIC(nn.Module):
     """Student encoder + expendable ladder + per-teacher, per-token-type standardizers."""
 
     def __init__(self, student: Student, teacher_dims: dict[str, int], teacher_grids: dict[str, tuple[int, int]],
-                 ladder: str | list[int] = "all", standardize: str = "running"):
+                 ladder: str | list[int] = "all", standardize: str = "running", fused_ladder: bool = True):
         super().__init__()
         self.student = student
         self.teacher_grids = dict(teacher_grids)
-        self.ladder = Ladder(student.embed_dim, student.depth, teacher_dims, select_blocks(ladder, student.depth))
+        self.ladder = make_ladder(student.embed_dim, student.depth, teacher_dims, select_blocks(ladder, student.depth),
+                                  fused=fused_ladder)
         self.std_cls = nn.ModuleDict({t: make_standardizer(standardize, d) for t, d in teacher_dims.items()})
         self.std_patch = nn.ModuleDict({t: make_standardizer(standardize, d) for t, d in teacher_dims.items()})
 
@@ -180,7 +185,7 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
         raise ValueError(f"no readable image in the training split of {data.name!r}")
     dims, grids = teacher_feature_shapes(teachers, first[:2].to(device))
     student = Student(cfg.student)
-    model = UNIC(student, dims, grids, cfg.ladder, cfg.standardize).to(device)
+    model = UNIC(student, dims, grids, cfg.ladder, cfg.standardize, cfg.fused_ladder).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]

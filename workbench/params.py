@@ -86,3 +86,17 @@ def as_pairs(value, name: str, keys: list[str] | None = None) -> dict[str, str]:
         if unknown:
             raise ParameterError(f"{name} names {unknown}, which are not among {keys}")
     return pairs
+
+
+def as_bool(value, name: str) -> bool:
+    """``True``/``False``, or the strings papermill and YAML users write: true/false, yes/no, 1/0, on/off."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ParameterError(f"{name} must be true or false, got {value!r} (e.g. -p {name} true)")
