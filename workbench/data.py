@@ -68,14 +68,29 @@ class Data:
     image_size: int
     fingerprint: str  # identifies the exact images and labels: keys the feature cache
 
-    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, workers: int | None = None):
-        """Batches of (images, {task: labels}); files are decoded in worker processes, memory needs none."""
+    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, workers: int | None = None,
+               rank: int = 0, world_size: int = 1):
+        """Batches of (images, {task: labels}); files are decoded in worker processes, memory needs none.
+
+        ``rank``/``world_size``: this process's share of a distributed run (``ShardSampler``):
+        ``batch_size`` is then the per-rank batch. On CUDA, batches come in pinned memory, so that
+        ``.to(device, non_blocking=True)`` overlaps the copy with compute."""
+        from torch.utils.data import RandomSampler, SequentialSampler
+
+        from .distributed import ShardSampler
+
         ds = self.train if split == "train" else self.test
-        if workers is None:
-            workers = 0 if isinstance(ds, InMemorySplit) else min(8, os.cpu_count() or 1)
+        if workers is None:  # the node's cores, shared by its ranks
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size)) if world_size > 1 else 1
+            workers = 0 if isinstance(ds, InMemorySplit) else min(8, max(1, (os.cpu_count() or 1) // local))
         gen = torch.Generator().manual_seed(seed)
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=workers,
-                          collate_fn=_collate, drop_last=False, pin_memory=torch.cuda.is_available())
+        # ShardSampler reads each epoch's order whole, so the generator advances by the same draws per epoch
+        # whatever the number of processes and however far a consumer iterates: every rank, and a one-process
+        # run, see the same sequence of epoch orders
+        sampler = ShardSampler(RandomSampler(ds, generator=gen) if shuffle else SequentialSampler(ds), rank, world_size)
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, generator=gen, num_workers=workers,
+                          collate_fn=_collate, drop_last=False, pin_memory=torch.cuda.is_available(),
+                          persistent_workers=workers > 0)
 
     def describe(self) -> str:
         tasks = ", ".join(f"{t} ({len(c)} classes)" for t, c in self.tasks.items())

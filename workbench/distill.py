@@ -6,6 +6,11 @@
 The training loop reads top to bottom: teachers encode the batch without autograd; their CLS and
 patch features are standardized with running statistics; the student's blocks feed the ladder of
 projectors; the per-(teacher, image) losses go through teacher dropping; one optimizer step.
+
+Under torchrun (``python -m workbench distill``, which joins the process group) the same loop runs on
+every rank (``workbench.distributed``): ``batch_size`` is the global batch, split evenly over the ranks;
+statistics, teacher dropping and metrics are computed over the global batch, so N ranks train as one
+process would; rank 0 alone writes checkpoints, ``metrics.jsonl`` and logs.
 """
 from __future__ import annotations
 
@@ -20,7 +25,9 @@ import torch
 import torch.nn as nn
 
 from .io import load_tensors, save_json, save_tensors
+from .distributed import current_world, wrap_ddp
 from .ladder import make_ladder, select_blocks
+from .live import MetricsLog
 from .losses import distillation_loss, teacher_losses
 from .standardize import batch_weight, make_standardizer
 from .students import Student
@@ -115,13 +122,14 @@ class UNIC(nn.Module):
         return self.ladder(self.student(images), self.student.grid, self.teacher_grids)
 
     @torch.no_grad()
-    def targets(self, teacher_feats: dict, update_weight: float | None):
-        """Standardize teacher features; update the running statistics first when training."""
+    def targets(self, teacher_feats: dict, update_weight: float | None, all_sum: Callable | None = None):
+        """Standardize teacher features; update the running statistics first when training (over every
+        rank's batch with ``all_sum``, the sum over ranks)."""
         out = {}
         for t, f in teacher_feats.items():
             if update_weight is not None:
-                self.std_cls[t].update(f.cls, update_weight)
-                self.std_patch[t].update(f.patch, update_weight)
+                self.std_cls[t].update(f.cls, update_weight, all_sum)
+                self.std_patch[t].update(f.patch, update_weight, all_sum)
             out[t] = (self.std_cls[t](f.cls.float()), self.std_patch[t](f.patch.float()))
         return out
 
@@ -160,23 +168,32 @@ def autocast_for(device: torch.device):
 
 
 def distill_step(model: UNIC, teachers: dict[str, Teacher], images: torch.Tensor, stats_weight: float,
-                 drop_p: float, generator: torch.Generator | None, amp):
-    """Forward half of one training step: returns the loss, the (T, B) losses and the coefficients."""
+                 drop_p: float, generator: torch.Generator | None, amp, world=None, forward=None):
+    """Forward half of one training step: returns the loss, the (T, B) losses and the coefficients.
+
+    Distributed: ``world`` (``workbench.distributed.World``) and ``forward``, the model wrapped in
+    DistributedDataParallel (its gradients are averaged over the ranks)."""
     with torch.inference_mode(), amp:  # teachers never build autograd state
         feats = {t: m(images) for t, m in teachers.items()}
-    targets = model.targets(feats, update_weight=stats_weight)
+    targets = model.targets(feats, update_weight=stats_weight, all_sum=world.all_sum if world else None)
     with amp:
-        preds = model(images)
+        preds = (forward or model)(images)
     losses = teacher_losses(preds, targets)  # (T, B), float32
-    loss, coeffs = distillation_loss(losses, drop_p, generator)
+    loss, coeffs = distillation_loss(losses, drop_p, generator, world)
     return loss, losses, coeffs
 
 
 def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str | Path | None = None,
             callback: Callable[[dict], None] | None = None, log_every: int = 10, log=print) -> DistillRun:
     device = pick_device(cfg.device)
+    world = current_world()
+    if cfg.batch_size % world.size:
+        raise ValueError(f"batch_size {cfg.batch_size} (the global batch) does not split evenly over {world.size} "
+                         f"processes: use a multiple of {world.size}")
+    log = log if world.main else (lambda *_: None)
     torch.manual_seed(cfg.seed)
-    loader = data.loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed)
+    loader = data.loader("train", cfg.batch_size // world.size, shuffle=True, seed=cfg.seed, rank=world.rank,
+                         world_size=world.size)
     if len(loader) == 0:
         raise ValueError(f"the training split of {data.name!r} is empty")
     teachers = {t: m.to(device) for t, m in teachers.items()}
@@ -186,6 +203,9 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     dims, grids = teacher_feature_shapes(teachers, first[:2].to(device))
     student = Student(cfg.student)
     model = UNIC(student, dims, grids, cfg.ladder, cfg.standardize, cfg.fused_ladder).to(device)
+    if cfg.compile:
+        model.compile()  # in place: the state dict keeps its keys
+    forward = wrap_ddp(model, device, world)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -194,7 +214,8 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     amp = autocast_for(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     out_dir = Path(out_dir) if out_dir is not None else None
-    ckpt_dir = out_dir / "checkpoint" if out_dir is not None else None
+    ckpt_dir = out_dir / "checkpoint" if out_dir is not None and world.main else None
+    metrics = MetricsLog(out_dir / "metrics.jsonl") if out_dir is not None and world.main else None
     saved = None
 
     total = cfg.epochs * len(loader)
@@ -209,9 +230,11 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
             for group in opt.param_groups:
                 group["lr"] = lr
 
-            loss, losses, coeffs = distill_step(model, teachers, images, batch_weight(step, total), cfg.tdrop_p, gen, amp)
+            loss, losses, coeffs = distill_step(model, teachers, images, batch_weight(step, total), cfg.tdrop_p, gen, amp,
+                                                world, forward)
+            global_loss = world.all_sum(loss.detach().clone()) / world.size  # a NaN on any rank stops every rank
 
-            if not torch.isfinite(loss):
+            if not torch.isfinite(global_loss):
                 bad = [t for t, row in zip(teachers, losses) if not torch.isfinite(row).all()]
                 raise NonFiniteLoss(
                     f"non-finite loss at step {step} (epoch {epoch + 1}), teacher(s) {bad or list(teachers)}; "
@@ -224,14 +247,17 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
             opt.step()
 
             if step % log_every == 0 or step == total - 1:
-                per_teacher = losses.detach().mean(1).tolist()
-                alphas = coeffs.sum(1).tolist()
-                record = {"step": step, "epoch": step / len(loader), "lr": lr, "loss": loss.item(),
+                n = len(teachers)  # over the global batch: sums of every rank
+                sums = world.all_sum(torch.cat([losses.detach().sum(1), coeffs.sum(1), losses.new_tensor([losses.shape[1]])]))
+                per_teacher, alphas = (sums[:n] / sums[-1]).tolist(), sums[n:2 * n].tolist()
+                record = {"step": step, "epoch": step / len(loader), "lr": lr, "loss": global_loss.item(),
                           "time_s": time.time() - t0,
                           **{f"loss/{t}": v for t, v in zip(teachers, per_teacher)},
                           **{f"alpha/{t}": a for t, a in zip(teachers, alphas)}}
                 history.append(record)
-                if callback is not None:
+                if metrics is not None:
+                    metrics.append(record)
+                if callback is not None and world.main:
                     callback(record)
             step += 1
         if ckpt_dir is not None:
@@ -239,7 +265,7 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]['loss']:.4f} ({time.time() - t0:.0f}s)")
 
     model.eval()
-    if out_dir is not None:
+    if out_dir is not None and world.main:
         with open(out_dir / "history.jsonl", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in history)
     return DistillRun(model, history, saved, time.time() - t0)
