@@ -5,7 +5,6 @@ the run file the notebook writes, and compares its metrics and standardization s
 one-process run of the same file. The other tests check the pieces without processes."""
 import json
 import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 from workbench.distill import DistillConfig
 from workbench.distributed import ShardSampler, World
 from workbench.io import load_tensors
-from workbench.launch import load_run_config, run_distill, save_run_config, torchrun_command
+from workbench.launch import launch_distill, load_run_config, run_distill, save_run_config
 from workbench.losses import teacher_coefficients, teacher_keep
 from workbench.standardize import batch_moments, make_standardizer
 
@@ -116,10 +115,11 @@ def test_run_file_round_trip_and_bad_files(tmp_path):
     assert load_run_config(tmp_path / "run.json")[0].epochs == 3
 
 
-def test_two_processes_train_as_one_with_the_global_batch(tmp_path):
+def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch):
     """torchrun, 2 ranks x 8 images (Gloo) vs 1 process x 16 images, same run file: the same loss curve,
     per-teacher losses and alphas (so the same teacher-dropping draws), standardization statistics and
-    weights, up to float rounding. 72 images: the last step has a smaller batch on both sides."""
+    weights, up to float rounding. 72 images: the last step has a smaller batch on both sides. The two
+    processes are launched as the notebook does (``launch_distill``), which follows their metrics live."""
     cfg = DistillConfig(student="wb_vit_tiny_patch8_32", epochs=2, batch_size=16, tdrop_p=0.5, seed=3)
     run_file = save_run_config(tmp_path / "run.yaml", cfg, n_train=72, n_test=16)
 
@@ -127,13 +127,15 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path):
     run_distill(run_file, one, random_teachers=True, log_every=1, log=lambda *_: None)
 
     two = tmp_path / "two"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    cmd = torchrun_command(run_file, 2, two, ["--random-teachers", "--log-every", "1"])
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert "2 process(es); global batch 16 (8 per process)" in done.stdout
+        monkeypatch.delenv(var, raising=False)
+    followed = []
+    launched = launch_distill(run_file, two, 2, callback=followed.append, log=lambda *_: None, poll_s=0.2,
+                              extra=["--random-teachers", "--log-every", "1"])
+    assert "2 process(es); global batch 16 (8 per process)" in launched.log_file.read_text()
+    assert followed == launched.history and launched.checkpoint == two / "checkpoint"
 
     curves = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()] for d in (one, two)]
     assert [r["step"] for r in curves[0]] == [r["step"] for r in curves[1]] == list(range(10))
@@ -153,8 +155,7 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path):
     for k in students[0]:
         diff = (students[1][k] - students[0][k]).abs()
         assert diff.mean() < 1e-5 and diff.max() < 5 * cfg.lr, (k, diff.mean().item(), diff.max().item())
-    assert sorted(p.name for p in two.iterdir()) == sorted(
-        p.name for p in one.iterdir())  # rank 0 alone writes
+    assert sorted(p.name for p in two.iterdir()) == sorted([p.name for p in one.iterdir()] + ["distill.log"])
 
 
 def test_global_batch_must_split_over_the_ranks(tmp_path, monkeypatch):
@@ -164,3 +165,29 @@ def test_global_batch_must_split_over_the_ranks(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules["workbench.distill"], "current_world", lambda: World(0, 3))
     with pytest.raises(ValueError, match="batch_size 16 .* 3 processes"):
         distill(DistillConfig(batch_size=16), load_data("world", n_train=20, n_test=10), {})
+
+
+def test_follow_reads_records_as_they_are_written(tmp_path):
+    from workbench.live import MetricsLog, follow
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 0}\n{"step": 1}\n')
+    log = MetricsLog(path)  # a fresh run: the earlier run's records go
+    assert path.read_text() == ""
+    state = {"calls": 0}
+
+    def running():  # the "training" appends a record, then half of one, then finishes it, then stops
+        state["calls"] += 1
+        if state["calls"] == 1:
+            log.append({"step": 0, "loss": 1.0})
+        elif state["calls"] == 2:
+            with open(path, "a") as f:
+                f.write('{"step": 1, "lo')
+        elif state["calls"] == 3:
+            with open(path, "a") as f:
+                f.write('ss": 0.5}\n')
+        return state["calls"] < 4
+
+    assert list(follow(path, running, poll_s=0)) == [{"step": 0, "loss": 1.0}, {"step": 1, "loss": 0.5}]
+    MetricsLog(path, start_step=1)  # a resumed run keeps the steps it does not redo
+    assert path.read_text() == '{"step": 0, "loss": 1.0}\n'

@@ -51,7 +51,7 @@ class DistillConfig:
     seed: int = 0
     device: str = "auto"
     fused_ladder: bool = True  # the ladder as batched matrix products (same function as one MLP per block)
-    compile: bool = False  # torch.compile the student (worth it for long GPU runs; compiling takes minutes)
+    torch_compile: bool = False  # torch.compile student + ladder (worth it for long GPU runs; compiling takes minutes)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,7 +85,7 @@ class DistillConfig:
             seed=as_int(p["seed"], "seed", minimum=0),
             device=str(p["device"]),
             fused_ladder=as_bool(p["fused_ladder"], "fused_ladder"),
-            compile=as_bool(p["compile"], "compile"),
+            torch_compile=as_bool(p["torch_compile"], "torch_compile"),
         )
         if cfg.lr == 0:
             raise ValueError("lr must be > 0")
@@ -203,7 +203,7 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     dims, grids = teacher_feature_shapes(teachers, first[:2].to(device))
     student = Student(cfg.student)
     model = UNIC(student, dims, grids, cfg.ladder, cfg.standardize, cfg.fused_ladder).to(device)
-    if cfg.compile:
+    if cfg.torch_compile:
         model.compile()  # in place: the state dict keeps its keys
     forward = wrap_ddp(model, device, world)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -224,6 +224,9 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     for epoch in range(cfg.epochs):
         for batch in loader:
             if batch.images is None:
+                if world.size > 1:  # the other ranks would wait for this one's gradients forever
+                    raise ValueError(f"rank {world.rank}: no image of a batch is readable ({'; '.join(batch.skipped[:3])}); "
+                                     "a distributed run needs a readable image in every batch: remove the broken files")
                 continue
             images = batch.images.to(device, non_blocking=True)
             lr = _lr_at(step, total, cfg)

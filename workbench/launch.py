@@ -90,11 +90,13 @@ def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_ev
         say(f"{world.size} process(es); global batch {cfg.batch_size} ({cfg.batch_size // max(world.size, 1)} "
             f"per process); writing to {Path(out_dir).resolve()}")
         data = load_data(cfg.data, image_size=student_image_size(cfg.student), seed=cfg.seed, **data_options)
-        if not world.main:
-            world.barrier()  # rank 0 first: an offline teacher trained on first use is cached once, then loaded
+        # each node's local rank 0 first: an offline teacher trained on first use is cached once per node
+        # (its $WORKBENCH_CACHE), and the node's other ranks load it instead of training it again
+        if world.local_rank != 0:
+            world.barrier()
         torch.manual_seed(cfg.seed)  # the same random teachers on every rank (random_teachers)
         teachers = {t: create_teacher(t, pretrained=not random_teachers) for t in cfg.teachers}
-        if world.main:
+        if world.local_rank == 0:
             world.barrier()
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         run = distill(cfg, data, teachers, out_dir=out_dir, log_every=log_every, log=say)
