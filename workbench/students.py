@@ -139,6 +139,13 @@ def check_student_name(name: str) -> str:
 
 def student_image_size(name: str) -> int:
     """The input resolution of a student, read without allocating its weights."""
+    return student_geometry(name)[0]
+
+
+def student_geometry(name: str, img_size: int | None = None) -> tuple[int, int, int]:
+    """(input size, patch size, depth) of a student at ``img_size`` (default: its own), without allocating weights."""
     with torch.device("meta"):
         vit = timm.create_model(check_student_name(name), pretrained=False, num_classes=0)
-    return int(vit.patch_embed.img_size[0])
+    if not isinstance(vit, VisionTransformer):
+        raise ValueError(f"student {name!r} is a {type(vit).__name__}; the student must be a timm VisionTransformer")
+    return img_size or int(vit.patch_embed.img_size[0]), int(vit.patch_embed.patch_size[0]), len(vit.blocks)
