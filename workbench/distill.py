@@ -70,7 +70,7 @@ class DistillConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(params) - known
         if unknown:
-            raise ValueError(f"unknown distillation parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise ParameterError(f"unknown distillation parameter(s) {sorted(unknown)}; known: {sorted(known)}")
         p = {**asdict(cls()), **params}
         image_size = p["image_size"]
         image_size = None if image_size in (None, "", "auto", "None", 0, "0") else as_int(image_size, "image_size", minimum=1)
@@ -229,10 +229,10 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     out_dir = Path(out_dir) if out_dir is not None else None
     ckpts = Checkpoints(out_dir / "checkpoints", keep) if out_dir is not None else None
     meta = {"config": cfg.to_dict(), "teacher_grids": grids, "data": data.fingerprint}
-    state = TrainState()
-    resumed = resume(ckpts, model, opt, {"teacher_drop": gen}, meta, overwrite, log) if ckpts else None
-    if resumed is not None:  # (loading restores the random generators too: nothing may draw from them above)
-        state = resumed
+    # loading restores the random generators too: nothing may draw from them between here and the loop
+    state = resume(ckpts, model, opt, {"teacher_drop": gen}, meta, overwrite, log) if ckpts else None
+    resumed_from = state.step if state is not None else None
+    state = state or TrainState()
     if callback is not None:
         for record in state.history:  # a resumed run's plot starts with what was recorded before
             callback(record)
@@ -312,8 +312,7 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
                 save_checkpoint(model, cfg, tmp, extra={**meta, "step": state.step, "epoch": state.epoch,
                                                         "unreadable_images": state.skipped})
         save_history(state.history, out_dir / "history.jsonl")
-    return DistillRun(model, state.history, final, time.time() - t0, state.skipped,
-                      resumed.step if resumed else None)
+    return DistillRun(model, state.history, final, time.time() - t0, state.skipped, resumed_from)
 
 
 def resume(ckpts: Checkpoints, model: UNIC, opt, generators: dict, meta: dict, overwrite: bool, log=print

@@ -71,6 +71,16 @@ def load_tensors(path, device: str | torch.device = "cpu") -> dict[str, torch.Te
     return load_file(str(path), device=str(device))
 
 
+def save_image(image, path, format: str = "png", quality: int = 95) -> None:
+    """A PIL image written atomically: a reader (or a resumed run) never sees a half-written file."""
+    if format == "png":
+        _atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG"))
+    elif format == "jpg":
+        _atomic_write(Path(path), lambda tmp: image.convert("RGB").save(tmp, format="JPEG", quality=quality))
+    else:
+        raise ValueError(f"image format must be 'png' or 'jpg', got {format!r}")
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -135,6 +145,7 @@ def _split(obj, tensors: dict, path: str):
             return {k: _split(v, tensors, f"{path}.{k}") for k, v in obj.items()}
         if all(isinstance(k, int) for k in obj):  # optimizer state: {param index: ...}
             return {"__int_keys__": {str(k): _split(v, tensors, f"{path}.{k}") for k, v in obj.items()}}
+        raise TypeError(f"cannot save the dict at {path!r} as a state: its keys must be all strings or all integers")
     if isinstance(obj, (list, tuple)):
         return [_split(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
     if obj is None or isinstance(obj, (bool, int, float, str)):

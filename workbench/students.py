@@ -131,8 +131,10 @@ class Student(nn.Module):
 def check_student_name(name: str) -> str:
     """Fail early, with suggestions, when ``name`` is not a timm ViT."""
     if not timm.is_model(name):
+        from .params import ParameterError
+
         ours = ", ".join(timm.list_models("wb_*"))
-        raise ValueError(f"unknown student {name!r}: use a timm ViT name such as 'vit_small_patch16_224' or "
+        raise ParameterError(f"unknown student {name!r}: use a timm ViT name such as 'vit_small_patch16_224' or "
                          f"'vit_base_patch16_224', or an offline-world student ({ours})")
     return name
 
