@@ -48,6 +48,12 @@ class TrainState:
     skipped: list[str] = field(default_factory=list)  # unreadable training files ("path: reason"), each once
     train_s: float = 0.0  # training time spent before the last (re)start
 
+    def note_skipped(self, entries: list[str]) -> None:
+        """Record unreadable files, each once (every epoch meets them again)."""
+        if entries:
+            known = set(self.skipped)
+            self.skipped += [e for e in entries if e not in known and not known.add(e)]
+
 
 # ----------------------------------------------------------------------------- random number generators
 

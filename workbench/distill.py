@@ -247,7 +247,6 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
         save_history(state.history, out_dir / "history.jsonl")
         return path
 
-    seen = set(state.skipped)
     t0 = time.time() - state.train_s
     model.train()
     while state.epoch < cfg.epochs:
@@ -255,9 +254,7 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
                              start=state.batch * cfg.batch_size)
         for batch in loader:
             state.batch += 1
-            new = [s for s in batch.skipped if s not in seen]
-            seen.update(new)
-            state.skipped += new
+            state.note_skipped(batch.skipped)
             if batch.images is None:
                 continue
             step = state.step
@@ -335,21 +332,23 @@ def resume(ckpts: Checkpoints, model: UNIC, opt, generators: dict, meta: dict, o
                               "from (checkpoints/ was removed): load it with load_student, or pass overwrite=True "
                               "to train again")
         return None
-    have = json.loads((found[-1] / "config.json").read_text())
-    same = {k: v for k, v in have.get("config", {}).items() if k != "device"}
     want = {k: v for k, v in json.loads(json.dumps(meta["config"])).items() if k != "device"}
-    if same != want or have.get("data") != meta["data"]:
-        diff = [f"{k}: checkpoint {same.get(k)!r}, this run {want.get(k)!r}" for k in want if same.get(k) != want.get(k)]
-        if have.get("data") != meta["data"]:
-            diff.append("the training data differ (other images, labels or split)")
-        raise OutDirError(f"{out_dir} holds checkpoints of another run ({'; '.join(diff)}). Rerun with that "
-                          "configuration to resume it, use another out_dir, or pass overwrite=True to start over.")
     errors = []
-    for path in reversed(found):
+    for path in reversed(found):  # newest first; an unreadable one falls back to the one before
         try:
+            have = json.loads((path / "config.json").read_text())
+            same = {k: v for k, v in have.get("config", {}).items() if k != "device"}
+            if same != want or have.get("data") != meta["data"]:
+                diff = [f"{k}: checkpoint {same.get(k)!r}, this run {v!r}" for k, v in want.items() if same.get(k) != v]
+                if have.get("data") != meta["data"]:
+                    diff.append("the training data differ (other images, labels or split)")
+                raise OutDirError(f"{out_dir} holds checkpoints of another run ({'; '.join(diff)}). Rerun with that "
+                                  "configuration to resume it, use another out_dir, or pass overwrite=True to start over.")
             model.load_state_dict(_model_state(path))
             state, _ = load_train_state(path, opt, generators)
-        except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as err:
+        except OutDirError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:  # JSONDecodeError is a ValueError
             errors.append(f"{path.name}: {type(err).__name__}: {err}")
             log(f"checkpoint {path} is unreadable ({type(err).__name__}); trying the one before")
             continue
