@@ -71,11 +71,14 @@ def to_rgb(img):
     """Any PIL image as 8-bit RGB: transparency composited over white, 16/32-bit grey scaled, CMYK converted."""
     from PIL import Image
 
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit grey: scale to 8 bits instead of clipping
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit or float grey: scale to 8 bits, not clip
         import numpy as np
 
         a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") else max(float(a.max()), 1.0)
+        peak = float(a.max()) if a.size else 0.0
+        # the range the format implies: 16-bit files (PIL may open them as "I"), floats in [0, 1] or [0, 255]
+        top = next(t for t in (1.0, 255.0, 65535.0, peak) if peak <= t) if img.mode in ("I", "F") else 65535.0
+        top = 255.0 if img.mode == "I" and top == 1.0 else top
         img = Image.fromarray((np.clip(a / top, 0, 1) * 255).round().astype(np.uint8), "L")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")

@@ -135,7 +135,7 @@ def check_student_name(name: str) -> str:
 
         ours = ", ".join(timm.list_models("wb_*"))
         raise ParameterError(f"unknown student {name!r}: use a timm ViT name such as 'vit_small_patch16_224' or "
-                         f"'vit_base_patch16_224', or an offline-world student ({ours})")
+                             f"'vit_base_patch16_224', or an offline-world student ({ours})")
     return name
 
 

@@ -150,7 +150,7 @@ def check_teacher_names(names: list[str]) -> list[str]:
     bad = [n for n in names if n not in known and not timm.is_model(n)]
     if bad:
         raise ParameterError(f"unknown teacher(s) {bad}. Registered teachers: {', '.join(known)}. "
-                         "Any timm model name works too (see timm.list_models()).")
+                             "Any timm model name works too (see timm.list_models()).")
     if len(set(names)) != len(names):
         raise ParameterError(f"teachers must be distinct, got {names}")
     return list(names)
