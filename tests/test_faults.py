@@ -326,6 +326,20 @@ def test_notebook_reruns_continue_or_refuse(tmp_path):
         run_validation_cell("02_probe_teachers.ipynb", {"out_dir": base["out_dir"]}, tmp_path)
 
 
+def test_synthetic_notebook_overwrite_clears_only_a_generated_folder(tmp_path):
+    (tmp_path / "clone" / "n01440764").mkdir(parents=True)
+    (tmp_path / "clone" / "generation.json").write_text("{}")
+    (tmp_path / "clone" / "n01440764" / "00000.png").write_bytes(b"old image")
+    run_validation_cell("01_synthetic_imagenet.ipynb", {"out_dir": str(tmp_path / "clone"), "overwrite": True}, tmp_path)
+    assert list((tmp_path / "clone").iterdir()) == []
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(OutDirError, match="no workbench run wrote"):
+        run_validation_cell("01_synthetic_imagenet.ipynb", {"out_dir": str(tmp_path / "photos"), "overwrite": True},
+                            tmp_path)
+    assert (tmp_path / "photos" / "holiday.jpg").read_bytes() == b"precious"
+
+
 def test_papermill_stops_the_notebook_at_an_unknown_parameter(tmp_path):
     """End to end in a real kernel: papermill only warns about the name; the notebook's first cell refuses it."""
     out = tmp_path / "out.ipynb"

@@ -325,6 +325,8 @@ def resume(ckpts: Checkpoints, model: UNIC, opt, generators: dict, meta: dict, o
         return None
     for leftover in ckpts.remove_partial():
         log(f"removed {leftover.name}: a checkpoint whose writing was interrupted")
+    for leftover in [*out_dir.glob(".history.jsonl.*.tmp"), *out_dir.glob(".checkpoint.*.tmp")]:
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()  # other writes cut short
     found = ckpts.all()
     if not found:
         if (out_dir / "checkpoint" / "config.json").is_file():

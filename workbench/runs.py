@@ -60,7 +60,8 @@ def prepare_out_dir(out_dir, config: dict, overwrite: bool = False, kind: str = 
     if out.exists() and not out.is_dir():
         raise OutDirError(f"out_dir {str(out)!r} is a file; give a folder")
     config = _normalise(config)
-    entries = [p for p in out.iterdir()] if out.is_dir() else []
+    # hidden files (.DS_Store, .ipynb_checkpoints) do not make a folder a run
+    entries = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
     record = read_record(out) if entries else None
     if entries and overwrite:
         clear_out_dir(out)
