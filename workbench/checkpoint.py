@@ -34,7 +34,7 @@ import torch
 
 from .io import atomic_folder, load_state, remove_partial_folders, save_json, save_state
 
-STEP_DIR = re.compile(r"^step_(\d{8})$")
+STEP_DIR = re.compile(r"^step_(\d{8,})$")
 
 
 @dataclass
