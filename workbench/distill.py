@@ -2,15 +2,23 @@
 
     cfg = DistillConfig(teachers=["world_colour", "world_shape"])
     run = distill(cfg, data, teachers, out_dir="runs/03")   # trains, checkpoints, returns history
+    run = distill(cfg, data, teachers, out_dir="runs/03")   # after a crash: resumes where it stopped
 
 The training loop reads top to bottom: teachers encode the batch without autograd; their CLS and
 patch features are standardized with running statistics; the student's blocks feed the ladder of
 projectors; the per-(teacher, image) losses go through teacher dropping; one optimizer step.
+
+With an ``out_dir`` the run checkpoints every ``ckpt_every`` steps (or every epoch) into
+``out_dir/checkpoints/step_<n>/`` (``workbench.checkpoint``), and a rerun with the same ``out_dir``
+resumes from the newest one: on CPU the resumed run ends with the very same weights as an
+uninterrupted one. Another configuration in that ``out_dir`` is refused unless ``overwrite=True``.
+The finished student goes to ``out_dir/checkpoint/`` (``load_student``).
 """
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,9 +27,12 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .io import load_tensors, save_json, save_tensors
+from .checkpoint import Checkpoints, TrainState, load_train_state, save_train_state
+from .io import atomic_folder, load_tensors, save_json, save_tensors, save_text
 from .ladder import Ladder, select_blocks
 from .losses import distillation_loss, teacher_losses
+from .params import ParameterError
+from .runs import OutDirError
 from .standardize import batch_weight, make_standardizer
 from .students import Student
 from .teachers import Teacher
@@ -41,6 +52,7 @@ class DistillConfig:
     tdrop_p: float = 0.5
     ladder: str | list[int] = "all"
     standardize: str = "running"
+    image_size: int | None = None  # student input size; None: the student's own (its images are resized to it)
     seed: int = 0
     device: str = "auto"
 
@@ -52,14 +64,16 @@ class DistillConfig:
         """Validate notebook / command-line parameters (strings from ``papermill -p`` included)."""
         from .params import as_choice, as_float, as_int, as_ladder, as_list
         from .standardize import STANDARDIZERS
-        from .students import check_student_name
+        from .students import check_student_name, student_geometry
         from .teachers import check_teacher_names
 
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(params) - known
         if unknown:
-            raise ValueError(f"unknown distillation parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise ParameterError(f"unknown distillation parameter(s) {sorted(unknown)}; known: {sorted(known)}")
         p = {**asdict(cls()), **params}
+        image_size = p["image_size"]
+        image_size = None if image_size in (None, "", "auto", "None", 0, "0") else as_int(image_size, "image_size", minimum=1)
         cfg = cls(
             teachers=check_teacher_names(as_list(p["teachers"], "teachers")),
             student=check_student_name(str(p["student"])),
@@ -73,13 +87,34 @@ class DistillConfig:
             tdrop_p=as_float(p["tdrop_p"], "tdrop_p", low=0.0, high=1.0),
             ladder=as_ladder(p["ladder"]),
             standardize=as_choice(p["standardize"], "standardize", STANDARDIZERS),
+            image_size=image_size,
             seed=as_int(p["seed"], "seed", minimum=0),
             device=str(p["device"]),
         )
         if cfg.lr == 0:
-            raise ValueError("lr must be > 0")
+            raise ParameterError("lr must be > 0")
+        size, patch, depth = student_geometry(cfg.student, cfg.image_size)
+        if size % patch:
+            raise ParameterError(
+                f"image_size {size} is not a multiple of the patch size {patch} of student {cfg.student!r}: use "
+                f"{max(patch, size // patch * patch)} or {(size // patch + 1) * patch} (or 'auto' for the student's own)")
+        try:
+            select_blocks(cfg.ladder, depth)
+        except ValueError as err:
+            raise ParameterError(str(err)) from None
         pick_device(cfg.device)
         return cfg
+
+    def results_key(self) -> dict:
+        """What decides the results, for comparing runs: everything but the device (a run may resume elsewhere)."""
+        return {k: v for k, v in self.to_dict().items() if k != "device"}
+
+
+def check_batch_size(batch_size: int, n_train: int, data_name: str) -> None:
+    if batch_size > n_train:
+        raise ParameterError(
+            f"batch_size {batch_size} is larger than the training split of {data_name!r} ({n_train} images): "
+            f"lower batch_size (e.g. -p batch_size {max(1, n_train // 4)}) or use more training images")
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -129,8 +164,10 @@ class NonFiniteLoss(RuntimeError):
 class DistillRun:
     model: UNIC
     history: list[dict]
-    checkpoint: Path | None
-    runtime_s: float
+    checkpoint: Path | None  # out_dir/checkpoint: the finished student (None without out_dir)
+    runtime_s: float  # training time, over every (re)start
+    skipped: list[str] = field(default_factory=list)  # unreadable training files, each once ("path: reason")
+    resumed_from: int | None = None  # the step this call resumed from, None for a fresh start
 
 
 def _lr_at(step: int, total: int, cfg: DistillConfig) -> float:
@@ -168,18 +205,16 @@ def distill_step(model: UNIC, teachers: dict[str, Teacher], images: torch.Tensor
 
 
 def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str | Path | None = None,
-            callback: Callable[[dict], None] | None = None, log_every: int = 10, log=print) -> DistillRun:
+            callback: Callable[[dict], None] | None = None, log_every: int = 10, log=print,
+            ckpt_every: int = 0, keep: int = 3, overwrite: bool = False) -> DistillRun:
+    """Train the student; with ``out_dir``, checkpoint every ``ckpt_every`` steps (0: every epoch), keep the
+    newest ``keep``, and resume from the newest on a rerun (``overwrite=True`` starts over instead)."""
     device = pick_device(cfg.device)
+    check_batch_size(cfg.batch_size, len(data.train), data.name)
     torch.manual_seed(cfg.seed)
-    loader = data.loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed)
-    if len(loader) == 0:
-        raise ValueError(f"the training split of {data.name!r} is empty")
     teachers = {t: m.to(device) for t, m in teachers.items()}
-    first = next((b.images for b in loader if b.images is not None), None)
-    if first is None:
-        raise ValueError(f"no readable image in the training split of {data.name!r}")
-    dims, grids = teacher_feature_shapes(teachers, first[:2].to(device))
-    student = Student(cfg.student)
+    dims, grids = teacher_feature_shapes(teachers, data.first_image("train").to(device))
+    student = Student(cfg.student, img_size=cfg.image_size)
     model = UNIC(student, dims, grids, cfg.ladder, cfg.standardize).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
@@ -187,18 +222,42 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     amp = autocast_for(device)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    out_dir = Path(out_dir) if out_dir is not None else None
-    ckpt_dir = out_dir / "checkpoint" if out_dir is not None else None
-    saved = None
+    gen = torch.Generator().manual_seed(cfg.seed)  # teacher dropping
+    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
 
-    total = cfg.epochs * len(loader)
-    history, step, t0 = [], 0, time.time()
+    out_dir = Path(out_dir) if out_dir is not None else None
+    ckpts = Checkpoints(out_dir / "checkpoints", keep) if out_dir is not None else None
+    meta = {"config": cfg.to_dict(), "teacher_grids": grids, "data": data.fingerprint}
+    # loading restores the random generators too: nothing may draw from them between here and the loop
+    state = resume(ckpts, model, opt, {"teacher_drop": gen}, meta, overwrite, log) if ckpts else None
+    resumed_from = state.step if state is not None else None
+    state = state or TrainState()
+    if callback is not None:
+        for record in state.history:  # a resumed run's plot starts with what was recorded before
+            callback(record)
+
+    def checkpoint() -> Path:
+        def write(folder):
+            save_checkpoint(model, cfg, folder, extra={**meta, "step": state.step, "epoch": state.epoch})
+            save_train_state(folder, state, opt, {"teacher_drop": gen})
+
+        state.train_s = time.time() - t0
+        path = ckpts.save(state.step, write)
+        save_history(state.history, out_dir / "history.jsonl")
+        return path
+
+    t0 = time.time() - state.train_s
     model.train()
-    for epoch in range(cfg.epochs):
+    while state.epoch < cfg.epochs:
+        loader = data.loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=state.epoch,
+                             start=state.batch * cfg.batch_size)
         for batch in loader:
+            state.batch += 1
+            state.note_skipped(batch.skipped)
             if batch.images is None:
                 continue
+            step = state.step
             images = batch.images.to(device, non_blocking=True)
             lr = _lr_at(step, total, cfg)
             for group in opt.param_groups:
@@ -208,36 +267,108 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
 
             if not torch.isfinite(loss):
                 bad = [t for t, row in zip(teachers, losses) if not torch.isfinite(row).all()]
+                last = ckpts.latest() if ckpts is not None else None
                 raise NonFiniteLoss(
-                    f"non-finite loss at step {step} (epoch {epoch + 1}), teacher(s) {bad or list(teachers)}; "
-                    f"last good checkpoint: {saved or 'none yet'}. Lower lr or check the teachers' features."
+                    f"non-finite loss at step {step} (epoch {state.epoch + 1}), teacher(s) {bad or list(teachers)}; "
+                    f"last good checkpoint: {last or 'none yet'}. Lower lr or check the teachers' features "
+                    f"(a rerun in the same out_dir would resume from that checkpoint: change the configuration "
+                    f"with overwrite=True or another out_dir)."
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
+            state.step += 1
 
             if step % log_every == 0 or step == total - 1:
                 per_teacher = losses.detach().mean(1).tolist()
                 alphas = coeffs.sum(1).tolist()
-                record = {"step": step, "epoch": step / len(loader), "lr": lr, "loss": loss.item(),
+                record = {"step": step, "epoch": step / steps_per_epoch, "lr": lr, "loss": loss.item(),
                           "time_s": time.time() - t0,
                           **{f"loss/{t}": v for t, v in zip(teachers, per_teacher)},
                           **{f"alpha/{t}": a for t, a in zip(teachers, alphas)}}
-                history.append(record)
+                state.history.append(record)
                 if callback is not None:
                     callback(record)
-            step += 1
-        if ckpt_dir is not None:
-            saved = save_checkpoint(model, cfg, ckpt_dir, extra={"epoch": epoch + 1, "step": step})
-        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]['loss']:.4f} ({time.time() - t0:.0f}s)")
+            if ckpts is not None and ckpt_every and state.step % ckpt_every == 0:
+                checkpoint()
+        state.epoch, state.batch = state.epoch + 1, 0
+        if ckpts is not None and (not ckpt_every or state.epoch == cfg.epochs):
+            checkpoint()
+        last_loss = f"loss {state.history[-1]['loss']:.4f}" if state.history else "no readable batch"
+        unreadable = f"; {len(state.skipped)} unreadable image(s) skipped so far" if state.skipped else ""
+        log(f"epoch {state.epoch}/{cfg.epochs}: {last_loss} ({time.time() - t0:.0f}s){unreadable}")
 
     model.eval()
+    final = None
     if out_dir is not None:
-        with open(out_dir / "history.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in history)
-    return DistillRun(model, history, saved, time.time() - t0)
+        final = out_dir / "checkpoint"
+        if not (final / "config.json").is_file():
+            with atomic_folder(final) as tmp:
+                save_checkpoint(model, cfg, tmp, extra={**meta, "step": state.step, "epoch": state.epoch,
+                                                        "unreadable_images": state.skipped})
+        save_history(state.history, out_dir / "history.jsonl")
+    return DistillRun(model, state.history, final, time.time() - t0, state.skipped, resumed_from)
+
+
+def resume(ckpts: Checkpoints, model: UNIC, opt, generators: dict, meta: dict, overwrite: bool, log=print
+           ) -> TrainState | None:
+    """Load the newest readable checkpoint of this run into ``model``, ``opt`` and ``generators``.
+
+    Refuses checkpoints of another configuration or other data (unless ``overwrite``, which deletes them)."""
+    out_dir = ckpts.root.parent
+    if overwrite:
+        for p in (ckpts.root, out_dir / "checkpoint"):
+            shutil.rmtree(p, ignore_errors=True)
+        (out_dir / "history.jsonl").unlink(missing_ok=True)
+        return None
+    for leftover in ckpts.remove_partial():
+        log(f"removed {leftover.name}: a checkpoint whose writing was interrupted")
+    for leftover in [*out_dir.glob(".history.jsonl.*.tmp"), *out_dir.glob(".checkpoint.*.tmp")]:
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()  # other writes cut short
+    found = ckpts.all()
+    if not found:
+        if (out_dir / "checkpoint" / "config.json").is_file():
+            raise OutDirError(f"{out_dir} holds a finished student (checkpoint/) but no training state to resume "
+                              "from (checkpoints/ was removed): load it with load_student, or pass overwrite=True "
+                              "to train again")
+        return None
+    want = {k: v for k, v in json.loads(json.dumps(meta["config"])).items() if k != "device"}
+    errors = []
+    for path in reversed(found):  # newest first; an unreadable one falls back to the one before
+        try:
+            have = json.loads((path / "config.json").read_text())
+            same = {k: v for k, v in have.get("config", {}).items() if k != "device"}
+            if same != want or have.get("data") != meta["data"]:
+                diff = [f"{k}: checkpoint {same.get(k)!r}, this run {v!r}" for k, v in want.items() if same.get(k) != v]
+                if have.get("data") != meta["data"]:
+                    diff.append("the training data differ (other images, labels or split)")
+                raise OutDirError(f"{out_dir} holds checkpoints of another run ({'; '.join(diff)}). Rerun with that "
+                                  "configuration to resume it, use another out_dir, or pass overwrite=True to start over.")
+            model.load_state_dict(_model_state(path))
+            state, _ = load_train_state(path, opt, generators)
+        except OutDirError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:  # JSONDecodeError is a ValueError
+            errors.append(f"{path.name}: {type(err).__name__}: {err}")
+            log(f"checkpoint {path} is unreadable ({type(err).__name__}); trying the one before")
+            continue
+        done = " (training already finished)" if state.epoch >= meta["config"]["epochs"] else ""
+        log(f"resumed from step {state.step} (epoch {min(state.epoch + 1, meta['config']['epochs'])}, "
+            f"batch {state.batch}) of {path}{done}")
+        return state
+    raise OutDirError(f"no checkpoint in {ckpts.root} could be loaded ({'; '.join(errors)}); pass overwrite=True "
+                      "to start over")
+
+
+def _model_state(folder: Path) -> dict[str, torch.Tensor]:
+    student = {f"student.{k}": v for k, v in load_tensors(folder / "student.safetensors").items()}
+    return {**student, **load_tensors(folder / "projectors.safetensors")}
+
+
+def save_history(history: list[dict], path: Path) -> None:
+    save_text("".join(json.dumps(r) + "\n" for r in history), path)
 
 
 def save_checkpoint(model: UNIC, cfg: DistillConfig, folder: Path, extra: dict | None = None) -> Path:
@@ -252,12 +383,25 @@ def save_checkpoint(model: UNIC, cfg: DistillConfig, folder: Path, extra: dict |
     return folder
 
 
-def load_student(folder: str | Path, device: str | torch.device = "cpu") -> Student:
-    """Rebuild the distilled student encoder from a checkpoint folder (projectors are not needed)."""
+def find_checkpoint(folder: str | Path) -> Path:
+    """A checkpoint folder: ``folder`` itself, ``folder/checkpoint`` (a finished run's out_dir), or the newest
+    ``folder/checkpoints/step_*`` (a run still training, or killed)."""
     folder = Path(folder)
-    if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"no distillation checkpoint in {folder} (expected config.json and student.safetensors)")
+    if (folder / "config.json").is_file():
+        return folder
+    if (folder / "checkpoint" / "config.json").is_file():
+        return folder / "checkpoint"
+    latest = Checkpoints(folder / "checkpoints").latest()
+    if latest is not None:
+        return latest
+    raise FileNotFoundError(f"no distillation checkpoint in {folder} (expected config.json and student.safetensors, "
+                            "or an out_dir holding checkpoint/ or checkpoints/)")
+
+
+def load_student(folder: str | Path, device: str | torch.device = "cpu") -> Student:
+    """Rebuild the distilled student encoder from a checkpoint folder or a run's out_dir (projectors are not needed)."""
+    folder = find_checkpoint(folder)
     cfg = json.loads((folder / "config.json").read_text())["config"]
-    student = Student(cfg["student"])
+    student = Student(cfg["student"], img_size=cfg.get("image_size"))
     student.load_state_dict(load_tensors(folder / "student.safetensors"))
     return student.to(device).eval()
