@@ -5,6 +5,7 @@ the run file the notebook writes, and compares its metrics and standardization s
 one-process run of the same file. The other tests check the pieces without processes."""
 import json
 import os
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -100,9 +101,10 @@ def test_teacher_dropping_is_the_same_draw_split_over_ranks():
 
 def test_run_file_round_trip_and_bad_files(tmp_path):
     cfg = DistillConfig(teachers=["world_shape"], epochs=2, batch_size=8, ladder=[1, 3])
-    path = save_run_config(tmp_path / "run.yaml", cfg, out_dir=tmp_path / "out", n_train=40)
-    back, data_options, out_dir = load_run_config(path)
-    assert back == cfg and data_options == {"n_train": 40, "n_test": 2000} and out_dir == str(tmp_path / "out")
+    path = save_run_config(tmp_path / "run.yaml", cfg, out_dir=tmp_path / "out", n_train=40, ckpt_every=5)
+    back, options, out_dir = load_run_config(path)
+    assert back == cfg and out_dir == str(tmp_path / "out")
+    assert options == {"n_train": 40, "n_test": 2000, "ckpt_every": 5, "keep_checkpoints": 3}
     (tmp_path / "bad.yaml").write_text("teachers: [world_shape]\ncolour: 3\n")
     with pytest.raises(ValueError, match="unknown distillation parameter"):
         load_run_config(tmp_path / "bad.yaml")
@@ -119,9 +121,10 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch)
     """torchrun, 2 ranks x 8 images (Gloo) vs 1 process x 16 images, same run file: the same loss curve,
     per-teacher losses and alphas (so the same teacher-dropping draws), standardization statistics and
     weights, up to float rounding. 72 images: the last step has a smaller batch on both sides. The two
-    processes are launched as the notebook does (``launch_distill``), which follows their metrics live."""
+    processes are launched as the notebook does (``launch_distill``), which follows their metrics live.
+    Then the 2-process run, cut back to a mid-epoch checkpoint, is resumed by one process."""
     cfg = DistillConfig(student="wb_vit_tiny_patch8_32", epochs=2, batch_size=16, tdrop_p=0.5, seed=3)
-    run_file = save_run_config(tmp_path / "run.yaml", cfg, n_train=72, n_test=16)
+    run_file = save_run_config(tmp_path / "run.yaml", cfg, n_train=72, n_test=16, ckpt_every=3)
 
     one = tmp_path / "one"
     run_distill(run_file, one, random_teachers=True, log_every=1, log=lambda *_: None)
@@ -156,6 +159,22 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch)
         diff = (students[1][k] - students[0][k]).abs()
         assert diff.mean() < 1e-5 and diff.max() < 5 * cfg.lr, (k, diff.mean().item(), diff.max().item())
     assert sorted(p.name for p in two.iterdir()) == sorted([p.name for p in one.iterdir()] + ["distill.log"])
+
+    # a 2-process run that died after its checkpoint at step 6 (epoch 2, batch 2), resumed by 1 process
+    resumed = tmp_path / "resumed"
+    shutil.copytree(two, resumed)
+    shutil.rmtree(resumed / "checkpoint")
+    for step in (9, 10):
+        shutil.rmtree(resumed / "checkpoints" / f"step_{step:08d}")
+    run = run_distill(run_file, resumed, random_teachers=True, log_every=1, log=lambda *_: None)
+    assert run.resumed_from == 6
+    again = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in again] == list(range(10))
+    for a, b in zip(curves[0], again):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-6), a["step"]
+    final = load_tensors(resumed / "checkpoint" / "projectors.safetensors")
+    for k in keys:
+        torch.testing.assert_close(final[k], stats[0][k], rtol=1e-4, atol=1e-5, msg=lambda m: f"{k}: {m}")
 
 
 def test_global_batch_must_split_over_the_ranks(tmp_path, monkeypatch):

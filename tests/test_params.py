@@ -27,7 +27,7 @@ def test_scalars():
 def test_booleans_as_papermill_and_yaml_write_them():
     assert [as_bool(v, "torch_compile") for v in (True, "true", "Yes", "1", 1, "on")] == [True] * 6
     assert [as_bool(v, "torch_compile") for v in (False, "False", "no", "0", 0, "off")] == [False] * 6
-    with pytest.raises(ParameterError, match="torch_compile must be true or false"):
+    with pytest.raises(ParameterError, match="torch_compile must be True or False"):
         as_bool("maybe", "torch_compile")
     with pytest.raises(ParameterError):
         as_bool(2, "torch_compile")

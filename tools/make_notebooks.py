@@ -61,6 +61,7 @@ from `<out_dir>/metrics.jsonl`; the same file runs on several machines from a te
 teachers = "world_colour,world_shape"  # comma-separated, or a YAML list with papermill -y
 student = "wb_vitc_tiny_patch8_32"     # any timm ViT; this one is sized for the 32x32 offline world
 data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
+image_size = "auto"                    # student input size: "auto" (the student's own) or pixels, a multiple of its patch
 epochs = 8
 batch_size = 64
 lr = 0.002
@@ -73,33 +74,45 @@ nproc = 1                              # 1 trains in this kernel; N > 1 runs tor
 torch_compile = False                  # torch.compile the student and ladder (long GPU runs)
 n_train = 6000                         # offline world only: training images
 n_test = 2000                          # offline world only: test images for the probes
+ckpt_every = 0                         # checkpoint every N steps; 0: at the end of every epoch
+keep_checkpoints = 3                   # how many of the newest checkpoints to keep for resuming
+overwrite = False                      # True: delete the run already in out_dir and start over
 out_dir = "runs/03_distill"
 """, tags=["parameters"]),
     code("""
 import time
-from pathlib import Path
 
 from IPython.display import Markdown, display
 
 import workbench as wb
 from workbench import report
+from workbench.distill import check_batch_size
 from workbench.io import save_json
 from workbench.launch import launch_distill, save_run_config
 from workbench.live import LivePlot
-from workbench.params import as_int
+from workbench.params import as_bool, as_int, check_injected_parameters
 from workbench.probe import probe_models
+from workbench.runs import prepare_out_dir
 from workbench.students import student_image_size
 
 t_start = time.time()
-cfg = wb.DistillConfig.from_params(teachers=teachers, student=student, data=data, epochs=epochs,
+check_injected_parameters(globals())  # a papermill -p name this notebook does not have
+cfg = wb.DistillConfig.from_params(teachers=teachers, student=student, data=data, image_size=image_size, epochs=epochs,
                                    batch_size=batch_size, lr=lr, tdrop_p=tdrop_p, ladder=ladder,
                                    standardize=standardize, seed=seed, device=device, torch_compile=torch_compile)
 n_train, n_test = as_int(n_train, "n_train", minimum=10), as_int(n_test, "n_test", minimum=10)
 nproc = as_int(nproc, "nproc", minimum=1)
+ckpt_every = as_int(ckpt_every, "ckpt_every", minimum=0)
+keep_checkpoints = as_int(keep_checkpoints, "keep_checkpoints", minimum=1)
+overwrite = as_bool(overwrite, "overwrite")
 dev = wb.pick_device(cfg.device)
-out = Path(out_dir)
-out.mkdir(parents=True, exist_ok=True)
-run_file = save_run_config(out / "run.yaml", cfg, out_dir=out, n_train=n_train, n_test=n_test)
+ds = wb.load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=cfg.image_size or student_image_size(cfg.student),
+                  seed=cfg.seed)
+check_batch_size(cfg.batch_size, len(ds.train), ds.name)
+record = {**cfg.results_key(), **({"n_train": n_train, "n_test": n_test} if cfg.data == "world" else {})}
+out = prepare_out_dir(out_dir, record, overwrite, kind="03_distill")
+run_file = save_run_config(out / "run.yaml", cfg, out_dir=out, n_train=n_train, n_test=n_test, ckpt_every=ckpt_every,
+                           keep_checkpoints=keep_checkpoints)
 print(f"device {dev}; writing to {out.resolve()}")
 print(f"the same run from a terminal: torchrun --nproc_per_node {nproc} -m workbench distill --config {run_file}")
 cfg
@@ -110,8 +123,6 @@ cfg
 Every model sees the same images in [0, 1] and applies its own resizing and normalisation.
 """),
     code("""
-student_size = student_image_size(cfg.student)
-ds = wb.load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=student_size, seed=cfg.seed)
 print(ds.describe())
 sample = [ds.test[i] for i in range(24)]
 titles = [" / ".join(ds.tasks[t][int(y[t])] for t in ds.tasks) for _, y in sample]
@@ -135,17 +146,27 @@ The left panel is the distillation loss against each teacher (standardized featu
 are comparable); the right one is alpha, each teacher's share of the loss after teacher dropping. With
 dropping on, the teacher the student matches worst gets the larger share. With `nproc > 1` the training
 runs in `nproc` torchrun processes and the plot follows their `metrics.jsonl`.
+
+**Nothing is lost when the run dies.** Every `ckpt_every` steps (default: every epoch) the whole training
+state goes to `out_dir/checkpoints/` (weights, optimizer, standardization statistics, random generators,
+position in the data, the curves so far), written atomically. Interrupt the kernel, or kill the job, and
+run the notebook again with the same `out_dir`: it prints `resumed from step N` and ends with the same
+student as an uninterrupted run. A different configuration in that `out_dir` is refused;
+`overwrite = True` starts over. A run that already finished is simply reloaded.
 """),
     code("""
 live = LivePlot(title=f"{cfg.student} <- {', '.join(cfg.teachers)}")
-if nproc > 1:
+if nproc > 1:  # other processes train; this kernel follows out/metrics.jsonl
     run = launch_distill(run_file, out, nproc, callback=live)
 else:
-    run = wb.distill(cfg, ds, teacher_models, out_dir=out, callback=live)
+    run = wb.distill(cfg, ds, teacher_models, out_dir=out, callback=live, ckpt_every=ckpt_every, keep=keep_checkpoints)
 live.refresh()
 live.save(out / "training.png")
 student_model = wb.load_student(run.checkpoint, device=dev)
-print(f"distilled in {run.runtime_s:.0f}s ({nproc} process{'es' if nproc > 1 else ''}); checkpoint: {run.checkpoint}")
+print(f"distilled in {run.runtime_s:.0f}s of training" + (f" in {nproc} processes" if nproc > 1 else "")
+      + (f", resumed from step {run.resumed_from}" if run.resumed_from is not None else "")
+      + (f", {len(run.skipped)} unreadable training images skipped" if run.skipped else "")
+      + f"; student: {run.checkpoint}")
 """),
     md("""
 ## Linear probes on frozen features
@@ -173,6 +194,9 @@ summary = {
     "distill_s": round(run.runtime_s, 1),
     "nproc": nproc,
     "final_loss": run.history[-1]["loss"],
+    "resumed_from_step": run.resumed_from,
+    "unreadable_train_images": len(run.skipped),
+    "empty_classes": ds.empty_classes,
     "probe": probe,
     "gain_over_best_teacher": gains,
     "checkpoint": str(run.checkpoint),
@@ -213,22 +237,24 @@ image_size = 224                       # ImageFolder data: images are decoded at
 n_train = 6000                         # offline world only
 n_test = 2000
 device = "auto"
+overwrite = False                      # True: delete the results already in out_dir and start over
 out_dir = "runs/02_probe_teachers"
 """, tags=["parameters"]),
     code("""
 import time
-from pathlib import Path
 
 from IPython.display import Markdown, display
 
 import workbench as wb
 from workbench import report
 from workbench.io import save_json
-from workbench.params import as_choice, as_int, as_list, as_pairs
+from workbench.params import as_bool, as_choice, as_int, as_list, as_pairs, check_injected_parameters
 from workbench.probe import model_fingerprint, probe_encoder
+from workbench.runs import prepare_out_dir
 from workbench.teachers import FEATURE_KINDS, check_teacher_names
 
 t_start = time.time()
+check_injected_parameters(globals())  # a papermill -p name this notebook does not have
 teacher_names = check_teacher_names(as_list(teachers, "teachers"))
 probe = as_choice(probe, "probe", ["linear", "knn", "both"])
 shot_counts = tuple(as_int(s, "shots", minimum=1) for s in as_list(shots, "shots", allow_empty=True))
@@ -236,9 +262,12 @@ feature = as_choice(feature, "feature", FEATURE_KINDS)
 checkpoint_files = as_pairs(checkpoints, "checkpoints", keys=teacher_names)
 image_size = as_int(image_size, "image_size", minimum=8)
 n_train, n_test = as_int(n_train, "n_train", minimum=10), as_int(n_test, "n_test", minimum=10)
+overwrite = as_bool(overwrite, "overwrite")
 dev = wb.pick_device(device)
-out = Path(out_dir)
-out.mkdir(parents=True, exist_ok=True)
+record = {"teachers": teacher_names, "data": data, "probe": probe, "shots": list(shot_counts), "feature": feature,
+          "checkpoints": checkpoint_files, "image_size": image_size,
+          **({"n_train": n_train, "n_test": n_test} if data == "world" else {})}
+out = prepare_out_dir(out_dir, record, overwrite, kind="02_probe_teachers")  # one configuration per out_dir
 print(f"device {dev}; writing to {out.resolve()}")
 """),
     code("""
@@ -314,6 +343,9 @@ records, for every image, the class, prompt, seed, guidance, steps and model, so
 > on a GPU, with the checkpoint in your local Hugging Face cache (`hf download stable-diffusion-v1-5/stable-diffusion-v1-5`
 > on a machine with network). Nothing is downloaded here; a missing model fails at once and says how to get it.
 
+Rerunning with the same `out_dir` resumes: finished images are kept, the missing ones generated. Settings
+that would change existing images are refused; `overwrite = True` deletes them and starts over.
+
 For a full clone, use the command line on several GPUs or machines; each run takes a disjoint shard, and
 rerunning resumes:
 `python -m workbench generate --classes imagenet100 --images-per-class 1300 --out data/in100-sd --shard 0/4`
@@ -332,6 +364,7 @@ batch_size = 8
 dtype = "auto"                         # fp16 on CUDA, fp32 on CPU; or fp32, fp16, bf16
 seed = 0                               # every image's seed and background derive from it
 device = "auto"                        # "auto" picks CUDA when present
+overwrite = False                      # True: delete the images already in out_dir and start over
 out_dir = "runs/01_synthetic_imagenet"
 """, tags=["parameters"]),
     code("""
@@ -346,14 +379,21 @@ from workbench.diffusion import TINY_MODEL, default_resolution, load_pipeline
 from workbench.generate import GenerateConfig, audit, class_counts, contact_sheet, generate, read_manifest
 from workbench.imagenet import class_info
 from workbench.io import save_json
+from workbench.params import as_bool, check_injected_parameters
 from workbench.prompts import STRATEGIES, example_prompts
+from workbench.runs import clear_out_dir
 
 t_start = time.time()
+check_injected_parameters(globals())  # a papermill -p name this notebook does not have
 cfg = GenerateConfig.from_params(classes=classes, prompt=prompt, images_per_class=images_per_class,
                                  guidance_scale=guidance_scale, steps=steps, model=model, resolution=resolution,
                                  scheduler=scheduler, batch_size=batch_size, dtype=dtype, seed=seed, device=device)
+overwrite = as_bool(overwrite, "overwrite")
 dev = wb.pick_device(cfg.device)
 out = Path(out_dir)
+if overwrite and out.is_dir():
+    clear_out_dir(out)  # only a folder the workbench wrote (it holds generation.json)
+    print(f"overwrite=True: cleared {out}")
 print(f"{len(cfg.classes)} classes x {cfg.images_per_class} images with {cfg.model} on {dev}; writing to {out.resolve()}")
 if cfg.model == TINY_MODEL:
     print("model = 'tiny-offline': random weights, the images will be noise (this run tests the machinery)")

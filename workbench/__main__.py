@@ -58,9 +58,11 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="run file (YAML or JSON): DistillConfig fields, n_train, "
-                                                        "n_test, out_dir; the 03 notebook writes <out_dir>/run.yaml")
-    parser.add_argument("--out", help="output folder (default: out_dir of the run file)")
+    parser.add_argument("--config", required=True, help="run file (YAML or JSON): DistillConfig fields, n_train, n_test, "
+                                                        "ckpt_every, keep_checkpoints, out_dir; the 03 notebook writes "
+                                                        "<out_dir>/run.yaml")
+    parser.add_argument("--out", help="output folder (default: out_dir of the run file); a rerun resumes the run there")
+    parser.add_argument("--overwrite", action="store_true", help="delete the run already in the output folder first")
     parser.add_argument("--log-every", type=int, default=10, help="steps between metric records (default 10)")
     parser.add_argument("--random-teachers", action="store_true",
                         help="teachers with random weights: a smoke test of the machinery, not a real run")
@@ -71,7 +73,7 @@ def run_distill(args: argparse.Namespace) -> int:
 
     if args.log_every < 1:
         raise ValueError(f"--log-every must be >= 1, got {args.log_every}")
-    run(args.config, args.out, random_teachers=args.random_teachers, log_every=args.log_every)
+    run(args.config, args.out, random_teachers=args.random_teachers, log_every=args.log_every, overwrite=args.overwrite)
     return 0
 
 

@@ -12,7 +12,8 @@ joins them into a process group (NCCL on GPUs, Gloo on CPUs) and returns a ``Wor
 
 What keeps N ranks x batch B equal to one process with batch N*B:
 
-- ``ShardSampler``: every rank walks the same epoch order and takes every N-th sample (rank r:
+- ``ShardSampler``: every rank walks the same epoch order (``workbench.data.EpochSampler``, a function
+  of seed and epoch) and takes every N-th sample (rank r:
   positions r, r + N, ...), so the N local batches of a step together are the global batch of one
   process, and all ranks make the same number of steps (DistributedDataParallel needs that);
 - ``World.all_sum``: the standardization statistics (``workbench.standardize.batch_moments``), the
@@ -23,6 +24,7 @@ What keeps N ranks x batch B equal to one process with batch N*B:
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -52,6 +54,17 @@ class World:
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()
+
+    @contextmanager
+    def main_first(self, per_node: bool = False):
+        """Rank 0 (``per_node``: each machine's local rank 0) runs the block first, the others after it:
+        for work that writes what the others then read (a cache, removing a killed run's leftovers)."""
+        first = (self.local_rank if per_node else self.rank) == 0
+        if not first:
+            self.barrier()
+        yield
+        if first:
+            self.barrier()
 
 
 def current_world() -> World:
@@ -108,7 +121,7 @@ class ShardSampler(Sampler[int]):
 
     The order is cut to a multiple of N first (at most N - 1 samples per epoch left out, as
     ``DistributedSampler(drop_last=True)``), so that every rank gets the same number of samples.
-    The base sampler must give the same order on every rank (a seeded generator)."""
+    The base sampler must give the same order on every rank (``EpochSampler`` does: seed and epoch)."""
 
     def __init__(self, base: Sampler[int], rank: int, world_size: int):
         if not 0 <= rank < world_size:

@@ -142,14 +142,23 @@ class Student(nn.Module):
 def check_student_name(name: str) -> str:
     """Fail early, with suggestions, when ``name`` is not a timm ViT."""
     if not timm.is_model(name):
+        from .params import ParameterError
+
         ours = ", ".join(timm.list_models("wb_*"))
-        raise ValueError(f"unknown student {name!r}: use a timm ViT name such as 'vit_small_patch16_224' or "
-                         f"'vit_base_patch16_224', or an offline-world student ({ours})")
+        raise ParameterError(f"unknown student {name!r}: use a timm ViT name such as 'vit_small_patch16_224' or "
+                             f"'vit_base_patch16_224', or an offline-world student ({ours})")
     return name
 
 
 def student_image_size(name: str) -> int:
     """The input resolution of a student, read without allocating its weights."""
+    return student_geometry(name)[0]
+
+
+def student_geometry(name: str, img_size: int | None = None) -> tuple[int, int, int]:
+    """(input size, patch size, depth) of a student at ``img_size`` (default: its own), without allocating weights."""
     with torch.device("meta"):
         vit = timm.create_model(check_student_name(name), pretrained=False, num_classes=0)
-    return int(vit.patch_embed.img_size[0])
+    if not isinstance(vit, VisionTransformer):
+        raise ValueError(f"student {name!r} is a {type(vit).__name__}; the student must be a timm VisionTransformer")
+    return img_size or int(vit.patch_embed.img_size[0]), int(vit.patch_embed.patch_size[0]), len(vit.blocks)
