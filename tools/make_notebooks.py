@@ -163,7 +163,7 @@ else:
 live.refresh()
 live.save(out / "training.png")
 student_model = wb.load_student(run.checkpoint, device=dev)
-print(f"distilled in {run.runtime_s:.0f}s of training" + (f" in {nproc} processes" if nproc > 1 else "")
+print(f"distilled in {run.runtime_s:.0f}s" + (" of training" if nproc == 1 else f" in {nproc} processes, start-up included")
       + (f", resumed from step {run.resumed_from}" if run.resumed_from is not None else "")
       + (f", {len(run.skipped)} unreadable training images skipped" if run.skipped else "")
       + f"; student: {run.checkpoint}")
