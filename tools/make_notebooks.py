@@ -577,8 +577,9 @@ model_list = tr.load_models(models, dev)
 roles = {m.name: m.role for m in model_list}
 teachers = [m.name for m in model_list if m.role == "teacher"]
 for m in model_list:
-    n_params = sum(p.numel() for p in m.module.parameters()) / 1e6
-    print(f"{m.name:>14}: {m.role}, {n_params:.2f}M parameters, from {m.source}")
+    n_params = sum(p.numel() for p in m.module.parameters())
+    size = f"{n_params / 1e6:.2f}M" if n_params >= 1e5 else f"{n_params / 1e3:.1f}k"
+    print(f"{m.name:>14}: {m.role}, {size} parameters, from {m.source}")
 """),
     md("""
 ## Concept-generalization levels
