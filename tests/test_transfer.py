@@ -169,6 +169,8 @@ def test_evaluate_teachers_and_a_student_checkpoint(tmp_path):
         tr.load_models(str(tmp_path), "cpu")
     with pytest.raises(ValueError, match="unknown teacher"):
         tr.load_models("no_such_teacher_anywhere", "cpu")
+    with pytest.raises(ValueError, match="not teachers among the models"):
+        tr.load_models("test_pixels", "cpu", checkpoints={"dino_vitb16": "x.pth"})
 
 
 def test_default_student_reuses_03s_finished_default_run_then_the_cache(tmp_path):

@@ -530,6 +530,7 @@ its defaults (reused from `runs/03_distill` or the cache, distilled here on firs
     code("""
 models = "world_colour,world_shape,student"  # teachers (registry / timm names), "student" (03's default), checkpoint folders or name=folder
 tasks = "world"                        # "world" (the offline suite), world task names, and/or name=path ImageFolders
+checkpoints = ""                       # optional weight file per teacher, e.g. "ibot_vitb16=/ckpt/ibot.pth"
 levels = True                          # concept-generalization levels (CoG) and the accuracy-per-level plot
 n_train = 3000                         # offline world only: training images per dataset
 n_test = 1000                          # offline world only: test images per dataset
@@ -551,10 +552,11 @@ from workbench import cog, report
 from workbench import transfer as tr
 from workbench import transfer_figures as tf
 from workbench.io import save_json
-from workbench.params import as_bool, as_int
+from workbench.params import as_bool, as_int, as_pairs
 
 t_start = time.time()
 task_list = tr.parse_tasks(tasks)
+checkpoint_files = as_pairs(checkpoints, "checkpoints")
 levels = as_bool(levels, "levels")
 n_train, n_test = as_int(n_train, "n_train", minimum=20), as_int(n_test, "n_test", minimum=20)
 image_size = as_int(image_size, "image_size", minimum=8)
@@ -573,7 +575,7 @@ checkpoints (`<out_dir>/checkpoint` of 03). `student` is the one 03 trains with 
 distilled now (a few minutes on 2 CPU cores, once).
 """),
     code("""
-model_list = tr.load_models(models, dev)
+model_list = tr.load_models(models, dev, checkpoints=checkpoint_files)
 roles = {m.name: m.role for m in model_list}
 teachers = [m.name for m in model_list if m.role == "teacher"]
 for m in model_list:
@@ -720,7 +722,14 @@ objects apart like the colour teacher.
 """),
     code("""
 first = datasets[(task_list or level_task_list)[0].dataset]
-images = torch.stack([first.test[i][0] for i in range(min(pca_images, len(first.test)))])
+images = []
+for i in range(len(first.test)):
+    x = first.test[i][0]  # None for an unreadable image file
+    if x is not None:
+        images.append(x)
+    if len(images) == pca_images:
+        break
+images = torch.stack(images)
 pictures = tf.patch_pictures(model_list, images, dev)
 titles = {name: f"{name}\\n{pic.shape[1]}x{pic.shape[2]} patches" for name, pic in pictures.items()}
 fig = tf.pca_figure(images, pictures, titles)
@@ -732,8 +741,9 @@ summary = {
     "models": {m.name: {"role": m.role, "source": m.source} for m in model_list},
     "tasks": {t.name: {"data": datasets[t.dataset].name, "label": t.label, "protocol": t.protocol,
                        "description": t.description} for t in task_list + level_task_list},
-    "config": {"models": models, "tasks": tasks, "levels": levels, "n_train": n_train, "n_test": n_test,
-               "image_size": image_size, "device": str(dev)},
+    "config": {"models": models, "tasks": tasks, "checkpoints": checkpoint_files, "levels": levels,
+               "n_train": n_train, "n_test": n_test, "image_size": image_size, "pca_images": pca_images,
+               "device": str(dev)},
     "probe": probe,
     "relative_gain": gains,
     "best_teacher": {t: {"model": n, "top1": v} for t, (n, v) in best.items()},

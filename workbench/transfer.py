@@ -209,10 +209,10 @@ class TransferModel:
         return model_fingerprint(self.module)
 
 
-def _teacher(name: str, device) -> TransferModel:
+def _teacher(name: str, device, checkpoint: str | None = None) -> TransferModel:
     from .teachers import create_teacher
 
-    m = create_teacher(name).to(device)
+    m = create_teacher(name, checkpoint=checkpoint).to(device)
 
     def patches(x, m=m):
         f = m(x)
@@ -238,11 +238,15 @@ def checkpoint_folder(path: str | Path) -> Path:
                             "as 03_distill writes to <out_dir>/checkpoint)")
 
 
-def load_models(specs, device, log=print) -> list[TransferModel]:
-    """``student`` (03's default student, trained when absent), teacher names, checkpoint folders, ``name=folder``."""
+def load_models(specs, device, checkpoints: dict[str, str] | None = None, log=print) -> list[TransferModel]:
+    """``student`` (03's default student, trained when absent), teacher names, checkpoint folders, ``name=folder``.
+
+    ``checkpoints`` maps teacher names to weight files (iBOT, dBOT, or any timm-format file), as in 02.
+    """
     from .params import as_list
     from .teachers import check_teacher_names
 
+    checkpoints = dict(checkpoints or {})
     models = []
     for item in as_list(specs, "models"):
         name, sep, path = item.partition("=")
@@ -256,7 +260,9 @@ def load_models(specs, device, log=print) -> list[TransferModel]:
             models.append(_student(label, folder, device))
         else:
             check_teacher_names([item])
-            models.append(_teacher(item, device))
+            models.append(_teacher(item, device, checkpoints.pop(item, None)))
+    if checkpoints:
+        raise ValueError(f"checkpoints name {sorted(checkpoints)}, which are not teachers among the models")
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be distinct, got {names}; name students with name=folder")
