@@ -601,8 +601,7 @@ difficulty in this little world need not follow WordNet, so read the world's per
 work, not as a finding.
 """),
     code("""
-level_info = {}
-level_task_list = []
+level_info, level_task_list, level_shapes = {}, [], None
 if levels:
     t0 = time.time()
     in1k = cog.imagenet_levels()
@@ -618,8 +617,6 @@ if levels:
         level_info["world"] = {"levels": level_shapes, "mean_similarity": world_lv.mean_similarity}
     level_task_list += [t for t in task_list if re.fullmatch(r"L\\d+", t.name)]  # real CoG levels, as ImageFolders
     task_list = [t for t in task_list if t not in level_task_list]
-else:
-    level_shapes = None
 """),
     md("""
 ## The tasks
@@ -680,14 +677,14 @@ Interactive in JupyterLab (hover for exact values, click legend entries to hide 
 the notebook keep a static picture of the same chart. `radar.html` in `out_dir` opens in any browser, offline.
 """),
     code("""
-if gains:
+if gains and len(probe[teachers[0]]) >= 3:
     static = tf.radar_figure(gains, roles)
     static.savefig(out / "radar.png")
     interactive = tf.radar_plotly(gains, roles)
     interactive.write_html(out / "radar.html", include_plotlyjs=True)
     tf.show_interactive(interactive, static)
 else:
-    print("no teacher among the models: relative gains need at least one")
+    print("a radar needs at least one teacher among the models and three tasks; see the bars below")
 """),
     code("""
 fig = tf.task_bars_figure(probe, roles)

@@ -343,6 +343,8 @@ def evaluate(models: list[TransferModel], tasks: list[TransferTask], datasets: d
             data = datasets[ds_name]
             tr = cached_features(m.name, fingerprint, m.encode, data, "train", device, log=log)
             te = cached_features(m.name, fingerprint, m.encode, data, "test", device, log=log)
+            if tr.skipped or te.skipped:
+                log(f"  {m.name} on {ds_name}: {len(tr.skipped) + len(te.skipped)} unreadable images skipped")
             for task in (t for t in tasks if t.dataset == ds_name):
                 rows += probe_task(m.name, task, tr.x, tr.labels[task.label], te.x, te.labels[task.label])
         mine = probe_table([r for r in rows if r["model"] == m.name])[m.name]
