@@ -161,6 +161,8 @@ def test_evaluate_teachers_and_a_student_checkpoint(tmp_path):
     table = tr.probe_table(rows)
     assert table["test_pixels"]["colour"] > 60  # the colour teacher sees colour (chance: 16.7)
     assert table["run"] == table["mine"]  # same checkpoint, same numbers
+    one_thread = tr.evaluate(models[:1], tasks, data, "cpu", workers=1, log=lambda *a: None)
+    assert one_thread == [r for r in rows if r["model"] == "test_pixels"]  # threads do not change results
     tr.write_rows(rows, tmp_path / "probes.csv")
     assert (tmp_path / "probes.csv").read_text().splitlines()[0] == "model,task,top1,protocol,seed"
     pictures = tf.patch_pictures(models[:2], data["world"].test.images[:3].float() / 255, "cpu")

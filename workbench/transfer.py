@@ -334,9 +334,16 @@ def default_student(n_train: int = 6000, n_test: int = 2000, search: Path | None
 # ----------------------------------------------------------------------------- evaluation
 
 def evaluate(models: list[TransferModel], tasks: list[TransferTask], datasets: dict[str, Data], device,
-             log=print) -> list[dict]:
-    """Tidy rows ``{model, task, top1, protocol, seed}`` for every model and task (features cached)."""
-    rows = []
+             workers: int | None = None, log=print) -> list[dict]:
+    """Tidy rows ``{model, task, top1, protocol, seed}`` for every model and task (features cached).
+
+    Features are extracted model by model; the probes, independent small L-BFGS problems whose
+    matrix products release the GIL, then run on ``workers`` threads (default: the CPU count, at most
+    4). Each probe is deterministic, so the rows do not depend on the number of workers.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = []
     for m in models:
         fingerprint = m.fingerprint
         for ds_name in dict.fromkeys(t.dataset for t in tasks):
@@ -345,10 +352,14 @@ def evaluate(models: list[TransferModel], tasks: list[TransferTask], datasets: d
             te = cached_features(m.name, fingerprint, m.encode, data, "test", device, log=log)
             if tr.skipped or te.skipped:
                 log(f"  {m.name} on {ds_name}: {len(tr.skipped) + len(te.skipped)} unreadable images skipped")
-            for task in (t for t in tasks if t.dataset == ds_name):
-                rows += probe_task(m.name, task, tr.x, tr.labels[task.label], te.x, te.labels[task.label])
-        mine = probe_table([r for r in rows if r["model"] == m.name])[m.name]
-        log(f"  {m.name}: " + ", ".join(f"{t} {v:.1f}" for t, v in mine.items()))
+            jobs += [(m.name, task, tr.x, tr.labels[task.label], te.x, te.labels[task.label])
+                     for task in tasks if task.dataset == ds_name]
+    workers = workers or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        rows = [r for result in pool.map(lambda job: probe_task(*job), jobs) for r in result]
+    table = probe_table(rows)
+    for m in models:
+        log(f"  {m.name}: " + ", ".join(f"{t} {v:.1f}" for t, v in table[m.name].items()))
     return rows
 
 
