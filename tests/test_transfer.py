@@ -234,3 +234,26 @@ def test_on_off_parameter():
     assert as_bool(True, "levels") is True and as_bool("off", "levels") is False and as_bool("True", "levels") is True
     with pytest.raises(ParameterError, match="on or off"):
         as_bool("maybe", "levels")
+
+
+def test_default_student_is_distilled_once_then_reused(monkeypatch):
+    import dataclasses
+    import importlib
+
+    distill_mod = importlib.import_module("workbench.distill")  # the package exports a function of that name
+    teachers_mod = importlib.import_module("workbench.teachers")
+
+    @dataclasses.dataclass
+    class TinyConfig(DistillConfig):  # 03's recipe, one short epoch
+        epochs: int = 1
+        batch_size: int = 32
+
+    monkeypatch.setattr(distill_mod, "DistillConfig", TinyConfig)
+    monkeypatch.setattr(teachers_mod, "create_teacher", lambda name, **kw: PixelTeacher())
+    logs = []
+    first = tr.default_student(n_train=64, n_test=16, search=None, log=logs.append)
+    assert (first / "student.safetensors").is_file() and json.loads((first / "config.json").read_text())["epoch"] == 1
+    assert any("distilling one" in m for m in logs)
+    assert not [p for p in first.parent.parent.iterdir() if ".tmp-" in p.name]  # no leftovers
+    monkeypatch.setattr(distill_mod, "distill", lambda *a, **k: pytest.fail("must reuse the cached student"))
+    assert tr.default_student(n_train=64, n_test=16, search=None) == first

@@ -1,9 +1,9 @@
 """Transfer: probe any set of models on a suite of tasks; aggregates as in UNIC and t-ReX.
 
-    models = load_models(["world_colour", "world_shape", "student"], device)  # teachers, students
-    suite = world_suite()                                      # the offline world's transfer tasks
-    rows = evaluate(models, suite, device)                     # tidy rows: model, task, top1, protocol, seed
-    table = probe_table(rows)                                  # {model: {task: top1}}
+    models = load_models("world_colour,world_shape,student", device)  # teachers, students
+    suite = world_suite()                                  # the offline world's transfer tasks
+    rows = evaluate(models, suite, load_task_data(suite), device)  # tidy: model, task, top1, protocol, seed
+    table = probe_table(rows)                              # {model: {task: top1}}
     relative_gains(table, teachers=["world_colour", "world_shape"])
 
 **Protocol.** Every task is a train/test pair with labels; each model encodes both once (features cached
@@ -23,7 +23,7 @@ images (six shapes, six colours, four background styles). Its tasks probe what a
 the two factors in-domain and on the two held-out background styles, the joint 36-way shape x colour
 task (only a model that keeps both factors can solve it), few-shot shape on held-out backgrounds, and
 15 novel shapes no world model was trained on. The concept-generalization levels of the world (``world_levels``)
-are built by the real CoG builder (``workbench.cog``): the 15 novel shapes are WordNet nouns (ellipse,
+are built by the real CoG builder (``workbench.cog``): the 15 novel shapes are WordNet nouns (trapezoid,
 hexagon, heart, arrow, house, fish, ...), ranked by Lin similarity to the six seen shapes' synsets and
 cut into 5 levels of 3; each level is a 3-way task.
 """
@@ -306,6 +306,7 @@ def default_student(n_train: int = 6000, n_test: int = 2000, search: Path | None
     written to a temporary folder and renamed, so an interrupted run never leaves a half student.
     """
     from .distill import DistillConfig, distill
+    from .students import student_image_size
     from .teachers import create_teacher
 
     if search is not None and _is_default_run(Path(search), n_train, n_test):
@@ -317,16 +318,20 @@ def default_student(n_train: int = 6000, n_test: int = 2000, search: Path | None
     cfg = DistillConfig()
     log(f"no default student yet: distilling one with 03's defaults ({', '.join(cfg.teachers)} -> {cfg.student}, "
         f"{cfg.epochs} epochs; cached in {folder})")
-    data = load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=32, seed=cfg.seed)
+    data = load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=student_image_size(cfg.student),
+                     seed=cfg.seed)
     teachers = {t: create_teacher(t) for t in cfg.teachers}
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    distill(cfg, data, teachers, out_dir=tmp, log=lambda msg: log("  " + msg))
-    (tmp / "key.json").write_text(json.dumps(key, indent=1))
     try:
+        distill(cfg, data, teachers, out_dir=tmp, log=lambda msg: log("  " + msg))
+        (tmp / "key.json").write_text(json.dumps(key, indent=1))
         os.replace(tmp, folder)
-    except OSError:  # another process finished first: keep its student
+    except OSError:
+        if not (folder / "checkpoint" / "config.json").is_file():
+            raise
+    finally:  # interrupted, failed, or another process finished first (its student is kept)
         shutil.rmtree(tmp, ignore_errors=True)
     return folder / "checkpoint"
 
