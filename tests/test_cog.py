@@ -121,6 +121,15 @@ def test_hand_checked_concepts_land_where_expected(in1k_levels, wnid, name, allo
     assert in1k_levels.level_of(wnid) in allowed
 
 
+def test_a_smaller_benchmark_spans_each_level_evenly(in1k_levels):
+    small = cog_levels(imagenet1k_wnids(), imagenet21k_wnids(), per_level=50)
+    assert [len(lv) for lv in small.levels] == [50] * 5
+    for full, part in zip(in1k_levels.levels, small.levels):
+        assert part[0] == full[0] and part[-1] == full[-1] and set(part) <= set(full)
+    with pytest.raises(ValueError, match="per_level"):
+        cog_levels(imagenet1k_wnids(), imagenet21k_wnids(), per_level=10**6)
+
+
 def test_ancestors_of_seen_concepts_are_not_candidates(in1k_levels):
     dog = "n02084071"  # contains the 118 ImageNet-1K dog breeds
     assert in1k_levels.level_of(dog) is None
