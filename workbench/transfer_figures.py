@@ -34,7 +34,7 @@ def signed_log(gain):
     return np.sign(g) * np.log10(1 + np.abs(g))
 
 
-_RADAR_TICKS = (-100, -10, -1, 0, 1, 10, 100, 1000, 10000)
+_RADAR_TICKS = (-100, -10, 0, 10, 100, 1000, 10000)
 
 
 def _radar_scale(gains: dict[str, dict[str, float]]) -> tuple[float, float, list[float]]:
@@ -78,11 +78,13 @@ def radar_figure(gains: dict[str, dict[str, float]], roles: dict[str, str],
         if student:
             ax.fill(np.r_[angles, angles[:1]], np.r_[r, r[:1]], color=colours[m], alpha=0.08)
             for a, rv, v in zip(angles, r, values):
-                ax.annotate(f"{v:+.1f}%", (a, rv), xytext=(4, 4), textcoords="offset points", fontsize=7,
-                            color=colours[m], fontweight="bold")
+                ax.annotate(f"{v:+.1f}%", (a, rv), xytext=(5, 5), textcoords="offset points", fontsize=7,
+                            color=colours[m], fontweight="bold", zorder=5,
+                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
     ax.set_ylim(low, high)
     ax.set_yticks([float(signed_log(t)) for t in ticks], [_tick_label(t) for t in ticks], fontsize=7)
     ax.set_xticks(angles, [t.replace("_", " ") for t in tasks], fontsize=8)
+    ax.tick_params(axis="x", pad=10)
     ax.set_title(title + "\n(signed log scale; black ring: best teacher)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.1, 1.05))
     fig.tight_layout()
