@@ -176,19 +176,25 @@ def test_evaluate_teachers_and_a_student_checkpoint(tmp_path):
 
 
 def test_default_student_reuses_03s_finished_default_run_then_the_cache(tmp_path):
+    from workbench.runs import prepare_out_dir
+
     run = tmp_path / "runs" / "03_distill"
+    default = {**DistillConfig().results_key(), "n_train": 6000, "n_test": 2000}  # what 03 records
+    prepare_out_dir(run, default, kind="03_distill", log=lambda *a: None)
     _checkpoint(run / "checkpoint")
-    (run / "summary.json").write_text(json.dumps({"data": "world: 6000 train / 2000 test images of 32px; ..."}))
     assert tr.default_student(search=run) == run / "checkpoint"
     # an unfinished run, or one with other settings, is not 03's default student
     _checkpoint(run / "checkpoint", epoch=3)
-    cached = tr.cache_dir("students") / f"unic-default-{tr.config_hash(tr._default_key(6000, 2000))}"
+    key = {**tr._default_key(6000, 2000), "world": world.VERSION}
+    cached = tr.cache_dir("students") / f"unic-default-{tr.config_hash(key)}"
     _checkpoint(cached / "checkpoint")
     assert tr.default_student(search=run) == cached / "checkpoint"
-    _checkpoint(run / "checkpoint", cfg=DistillConfig(lr=1e-3))
-    assert tr.default_student(search=run) == cached / "checkpoint"
-    (run / "summary.json").write_text(json.dumps({"data": "world: 500 train / 100 test images of 32px"}))
     _checkpoint(run / "checkpoint")
+    other = tmp_path / "other"
+    prepare_out_dir(other, {**default, "n_train": 500}, kind="03_distill", log=lambda *a: None)
+    _checkpoint(other / "checkpoint")
+    assert tr.default_student(search=other) == cached / "checkpoint"
+    (run / "run.json").unlink()  # a folder without its record is not trusted
     assert tr.default_student(search=run) == cached / "checkpoint"
 
 
@@ -228,14 +234,6 @@ def test_patch_pca_rgb_separates_feature_clusters():
         tf.patch_pca_rgb(tokens[None], (3, 3))
 
 
-def test_on_off_parameter():
-    from workbench.params import ParameterError, as_bool
-
-    assert as_bool(True, "levels") is True and as_bool("off", "levels") is False and as_bool("True", "levels") is True
-    with pytest.raises(ParameterError, match="on or off"):
-        as_bool("maybe", "levels")
-
-
 def test_default_student_is_distilled_once_then_reused(monkeypatch):
     import dataclasses
     import importlib
@@ -255,5 +253,54 @@ def test_default_student_is_distilled_once_then_reused(monkeypatch):
     assert (first / "student.safetensors").is_file() and json.loads((first / "config.json").read_text())["epoch"] == 1
     assert any("distilling one" in m for m in logs)
     assert not [p for p in first.parent.parent.iterdir() if ".tmp-" in p.name]  # no leftovers
+    assert not (first.parent / "checkpoints").exists()  # only the student is kept, not the training states
     monkeypatch.setattr(distill_mod, "distill", lambda *a, **k: pytest.fail("must reuse the cached student"))
     assert tr.default_student(n_train=64, n_test=16, search=None) == first
+
+
+def _run_04_setup(params: dict, cwd) -> dict:
+    """The 04 notebook's parameters cell, a papermill-style injected cell, then its validation cell."""
+    import os
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parent.parent / "notebooks" / "04_transfer.ipynb").read_text())
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"][:2]
+    injected = "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in params.items())
+    namespace = {"In": ["", cells[0], injected, cells[1]]}
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        for source in (cells[0], injected, cells[1]):
+            exec(compile(source, "04_transfer", "exec"), namespace)
+    finally:
+        os.chdir(before)
+    return namespace
+
+
+@pytest.mark.parametrize("params, error, message", [
+    ({"model": "world_shape"}, ValueError, r"did you mean 'models'"),
+    ({"models": "world_shape,dino_vitb16x"}, ValueError, r"unknown teacher\(s\) \['dino_vitb16x'\]"),
+    ({"models": "runs/no_such_run"}, FileNotFoundError, r"no distillation checkpoint in runs/no_such_run"),
+    ({"models": "world_shape,world_shape"}, ValueError, r"model names must be distinct"),
+    ({"tasks": "shape,texture"}, ValueError, r"unknown world task\(s\) \['texture'\]"),
+    ({"tasks": "cars=/no/such/folder"}, FileNotFoundError, r"task 'cars': '/no/such/folder' is not a folder"),
+    ({"levels": "sometimes"}, ValueError, r"levels must be True or False"),
+    ({"checkpoints": "student=/x.pth"}, ValueError, r"checkpoints names \['student'\]"),
+    ({"n_train": "lots"}, ValueError, r"n_train must be an integer"),
+])
+def test_04_checks_its_parameters_before_writing_anything(tmp_path, params, error, message):
+    with pytest.raises(error, match=message):
+        _run_04_setup({**params, "out_dir": str(tmp_path / "out")}, tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_04_keeps_one_configuration_per_out_dir(tmp_path):
+    from workbench.runs import OutDirError
+
+    base = {"models": "world_colour,world_shape", "out_dir": str(tmp_path / "out")}
+    ns = _run_04_setup(base, tmp_path)
+    assert ns["out"] == tmp_path / "out" and (tmp_path / "out" / "run.json").is_file()
+    _run_04_setup(base, tmp_path)  # the same configuration continues
+    with pytest.raises(OutDirError, match="another configuration"):
+        _run_04_setup({**base, "tasks": "shape,colour,shape_x_colour"}, tmp_path)
+    _run_04_setup({**base, "tasks": "shape,colour,shape_x_colour", "overwrite": True}, tmp_path)

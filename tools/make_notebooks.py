@@ -538,6 +538,7 @@ image_size = 224                       # ImageFolder tasks: images are decoded a
 pca_images = 6                         # images in the patch-feature PCA pictures
 device = "auto"                        # "auto" picks CUDA when present
 out_dir = "runs/04_transfer"
+overwrite = False                      # True: delete the results already in out_dir and start over
 """, tags=["parameters"]),
     code("""
 import re
@@ -552,18 +553,24 @@ from workbench import cog, report
 from workbench import transfer as tr
 from workbench import transfer_figures as tf
 from workbench.io import save_json
-from workbench.params import as_bool, as_int, as_pairs
+from workbench.params import as_bool, as_int, as_pairs, check_injected_parameters
+from workbench.runs import prepare_out_dir
 
 t_start = time.time()
+check_injected_parameters(globals())  # a papermill -p name this notebook does not have
+model_specs = tr.parse_models(models)  # names and checkpoint folders checked; nothing loaded yet
 task_list = tr.parse_tasks(tasks)
-checkpoint_files = as_pairs(checkpoints, "checkpoints")
+checkpoint_files = as_pairs(checkpoints, "checkpoints", keys=[n for n, role, _ in model_specs if role == "teacher"])
 levels = as_bool(levels, "levels")
 n_train, n_test = as_int(n_train, "n_train", minimum=20), as_int(n_test, "n_test", minimum=20)
 image_size = as_int(image_size, "image_size", minimum=8)
 pca_images = as_int(pca_images, "pca_images", minimum=1)
+overwrite = as_bool(overwrite, "overwrite")
 dev = wb.pick_device(device)
-out = Path(out_dir)
-out.mkdir(parents=True, exist_ok=True)
+record = {"models": model_specs, "tasks": [(t.name, t.dataset, t.label, t.shots) for t in task_list],
+          "checkpoints": checkpoint_files, "levels": levels, "image_size": image_size, "pca_images": pca_images,
+          "n_train": n_train, "n_test": n_test}
+out = prepare_out_dir(out_dir, record, overwrite, kind="04_transfer")  # one configuration per out_dir
 print(f"device {dev}; writing to {out.resolve()}")
 """),
     md("""

@@ -228,44 +228,50 @@ def _student(name: str, folder: Path, device) -> TransferModel:
     return TransferModel(name, "student", s, s.embed, lambda x, s=s: (s(x)[-1][1], s.grid), source=str(folder))
 
 
-def checkpoint_folder(path: str | Path) -> Path:
-    """A distillation checkpoint folder: the folder itself, or its ``checkpoint/`` (03's ``out_dir``)."""
-    path = Path(path)
-    for folder in (path, path / "checkpoint"):
-        if (folder / "config.json").is_file() and (folder / "student.safetensors").is_file():
-            return folder
-    raise FileNotFoundError(f"{str(path)!r} holds no distillation checkpoint (config.json and student.safetensors, "
-                            "as 03_distill writes to <out_dir>/checkpoint)")
+def parse_models(specs) -> list[tuple[str, str, str | None]]:
+    """Check the ``models`` parameter without loading anything: [(name, "teacher" | "student", source)].
 
-
-def load_models(specs, device, checkpoints: dict[str, str] | None = None, log=print) -> list[TransferModel]:
-    """``student`` (03's default student, trained when absent), teacher names, checkpoint folders, ``name=folder``.
-
-    ``checkpoints`` maps teacher names to weight files (iBOT, dBOT, or any timm-format file), as in 02.
+    ``student`` is 03's default student; a folder is a distillation checkpoint (a run's ``out_dir``, its
+    ``checkpoint/``, or a ``checkpoints/step_*`` of a run still training), named after the run;
+    ``name=folder`` names it; anything else is a teacher (registry or timm name).
     """
+    from .distill import find_checkpoint
     from .params import as_list
     from .teachers import check_teacher_names
 
-    checkpoints = dict(checkpoints or {})
-    models = []
+    parsed = []
     for item in as_list(specs, "models"):
         name, sep, path = item.partition("=")
         if item == "student":
-            models.append(_student("student", default_student(log=log), device))
-        elif sep:
-            models.append(_student(name.strip(), checkpoint_folder(path.strip()), device))
-        elif os.sep in item or Path(item).exists():
-            folder = checkpoint_folder(item)
-            label = folder.parent.name if folder.name == "checkpoint" else folder.name
-            models.append(_student(label, folder, device))
+            parsed.append(("student", "student", None))
+        elif sep or os.sep in item or Path(item).exists():
+            folder = find_checkpoint(path.strip() if sep else item)
+            label = name.strip() if sep else (folder.parent.name if folder.name == "checkpoint" else folder.name)
+            parsed.append((label, "student", str(folder)))
         else:
             check_teacher_names([item])
-            models.append(_teacher(item, device, checkpoints.pop(item, None)))
-    if checkpoints:
-        raise ValueError(f"checkpoints name {sorted(checkpoints)}, which are not teachers among the models")
-    names = [m.name for m in models]
+            parsed.append((item, "teacher", item))
+    names = [n for n, _, _ in parsed]
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be distinct, got {names}; name students with name=folder")
+    return parsed
+
+
+def load_models(specs, device, checkpoints: dict[str, str] | None = None, log=print) -> list[TransferModel]:
+    """The models of ``parse_models(specs)``, loaded; 03's default student is distilled when absent.
+
+    ``checkpoints`` maps teacher names to weight files (iBOT, dBOT, or any timm-format file), as in 02.
+    """
+    parsed = parse_models(specs)
+    unknown = sorted(set(checkpoints or {}) - {n for n, role, _ in parsed if role == "teacher"})
+    if unknown:
+        raise ValueError(f"checkpoints name {unknown}, which are not teachers among the models")
+    models = []
+    for name, role, source in parsed:
+        if role == "teacher":
+            models.append(_teacher(name, device, (checkpoints or {}).get(name)))
+        else:
+            models.append(_student(name, Path(source) if source else default_student(log=log), device))
     return models
 
 
@@ -275,33 +281,31 @@ DEFAULT_03_OUT = Path("runs") / "03_distill"  # 03_distill's default out_dir (re
 
 
 def _default_key(n_train: int, n_test: int) -> dict:
+    """What 03_distill records for a run with every default (its run.json configuration)."""
     from .distill import DistillConfig
 
-    cfg = DistillConfig().to_dict()
-    cfg.pop("device")
-    return {"config": cfg, "n_train": n_train, "n_test": n_test, "world": world.VERSION}
+    return json.loads(json.dumps({**DistillConfig().results_key(), "n_train": n_train, "n_test": n_test}))
 
 
 def _is_default_run(folder: Path, n_train: int, n_test: int) -> bool:
-    """03's output folder holds a *finished* run with every default (config, epochs, data sizes)."""
+    """03's output folder holds a *finished* run with every default (its run.json and final checkpoint)."""
     from .distill import DistillConfig
+    from .runs import OutDirError, read_record
 
     try:
+        record = read_record(folder) or {}
         saved = json.loads((folder / "checkpoint" / "config.json").read_text())
-        summary = json.loads((folder / "summary.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, OutDirError):
         return False
-    cfg = dict(saved.get("config", {}))
-    cfg.pop("device", None)
-    return (cfg == _default_key(n_train, n_test)["config"] and saved.get("epoch") == DistillConfig().epochs
-            and str(summary.get("data", "")).startswith(f"world: {n_train} train / {n_test} test images"))
+    return (record.get("kind") == "03_distill" and record.get("config") == _default_key(n_train, n_test)
+            and saved.get("epoch") == DistillConfig().epochs)
 
 
 def default_student(n_train: int = 6000, n_test: int = 2000, search: Path | None = DEFAULT_03_OUT, log=print) -> Path:
     """The checkpoint of the student 03_distill trains with its defaults; trained here when absent.
 
     Looks first in 03's default ``out_dir`` (``runs/03_distill`` from the working directory), accepted only
-    when that run finished with every default; then in ``$WORKBENCH_CACHE/students`` (keyed by the
+    when its ``run.json`` records every default and its final checkpoint is there; then in ``$WORKBENCH_CACHE/students`` (keyed by the
     config); otherwise distills one there (about 2-3 minutes on 2 CPU cores). The new checkpoint is
     written to a temporary folder and renamed, so an interrupted run never leaves a half student.
     """
@@ -311,7 +315,7 @@ def default_student(n_train: int = 6000, n_test: int = 2000, search: Path | None
 
     if search is not None and _is_default_run(Path(search), n_train, n_test):
         return Path(search) / "checkpoint"
-    key = _default_key(n_train, n_test)
+    key = {**_default_key(n_train, n_test), "world": world.VERSION}
     folder = cache_dir("students") / f"unic-default-{config_hash(key)}"
     if (folder / "checkpoint" / "config.json").is_file():
         return folder / "checkpoint"
@@ -326,6 +330,7 @@ def default_student(n_train: int = 6000, n_test: int = 2000, search: Path | None
     tmp.mkdir(parents=True)
     try:
         distill(cfg, data, teachers, out_dir=tmp, log=lambda msg: log("  " + msg))
+        shutil.rmtree(tmp / "checkpoints")  # the resumable training states: only the student is kept
         (tmp / "key.json").write_text(json.dumps(key, indent=1))
         os.replace(tmp, folder)
     except OSError:
