@@ -169,6 +169,8 @@ def test_evaluate_teachers_and_a_student_checkpoint(tmp_path):
     assert pictures["test_pixels"].shape == (3, 4, 4, 3) and pictures["run"].shape == (3, 4, 4, 3)
     with pytest.raises(FileNotFoundError, match="no distillation checkpoint"):
         tr.load_models(str(tmp_path), "cpu")
+    _checkpoint(tmp_path / "live" / "checkpoints" / "step_00000300")  # a run still training
+    assert tr.parse_models(str(tmp_path / "live"))[0][0] == "live@step_00000300"
     with pytest.raises(ValueError, match="unknown teacher"):
         tr.load_models("no_such_teacher_anywhere", "cpu")
     with pytest.raises(ValueError, match="not teachers among the models"):

@@ -246,7 +246,7 @@ def parse_models(specs) -> list[tuple[str, str, str | None]]:
             parsed.append(("student", "student", None))
         elif sep or os.sep in item or Path(item).exists():
             folder = find_checkpoint(path.strip() if sep else item)
-            label = name.strip() if sep else (folder.parent.name if folder.name == "checkpoint" else folder.name)
+            label = name.strip() if sep else _run_label(folder)
             parsed.append((label, "student", str(folder)))
         else:
             check_teacher_names([item])
@@ -255,6 +255,16 @@ def parse_models(specs) -> list[tuple[str, str, str | None]]:
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be distinct, got {names}; name students with name=folder")
     return parsed
+
+
+def _run_label(folder: Path) -> str:
+    """A student's name from its checkpoint folder: the run's folder (``runs/03_a/checkpoint`` -> ``03_a``),
+    with the step for a run still training (``runs/03_a/checkpoints/step_00000300`` -> ``03_a@step_00000300``)."""
+    if folder.name == "checkpoint":
+        return folder.parent.name
+    if folder.parent.name == "checkpoints":
+        return f"{folder.parent.parent.name}@{folder.name}"
+    return folder.name
 
 
 def load_models(specs, device, checkpoints: dict[str, str] | None = None, log=print) -> list[TransferModel]:
