@@ -523,7 +523,263 @@ print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']
 """),
 ]
 
-NOTEBOOKS = {"01_synthetic_imagenet.ipynb": SYNTHETIC, "02_probe_teachers.ipynb": PROBE, "03_distill.ipynb": DISTILL}
+TRANSFER = [
+    md("""
+# 04 · Transfer: where does the student beat its best teacher?
+
+The payoff view of the workbench. Every model (teachers, and students distilled in 03) is probed on a suite
+of transfer tasks with the same frozen-feature linear probe as in 02 (weight decay tuned on a held-out 20%,
+features cached on disk), and the results are summarised as in the papers:
+
+- **relative gain over the best teacher** of each task, in % (UNIC's radar chart: the black ring is the best
+  teacher, outside it the model beats every teacher on that task);
+- **mean top-1** and **mean log-odds** over tasks (t-ReX: log(p / (1 - p)) weighs a gain from 98% to 99% like
+  one from 50% to 67%, so saturated tasks still count);
+- **concept-generalization levels** (CoG): unseen concepts ranked by their semantic similarity on WordNet
+  (Lin similarity, information content computed from the WordNet hierarchy itself) to the seen ones, cut into
+  five levels of equal size, L1 closest; accuracy per level tells how transfer falls off with semantic distance;
+- **PCA of patch features** as RGB, teachers beside the student: what dense knowledge the student inherited.
+
+The defaults run on the **offline world**: its two specialist teachers and the student that 03 distills with
+its defaults (reused from `runs/03_distill` or the cache, distilled here on first use). Real models and data:
+`papermill 04_transfer.ipynb out.ipynb -p models dino_vitb16,deit3_vitb16,unic=runs/03_real/checkpoint -p tasks flowers=/data/flowers,cars=/data/cars`.
+"""),
+    code("""
+models = "world_colour,world_shape,student"  # teachers (registry / timm names), "student" (03's default), checkpoint folders or name=folder
+tasks = "world"                        # "world" (the offline suite), world task names, and/or name=path ImageFolders
+checkpoints = ""                       # optional weight file per teacher, e.g. "ibot_vitb16=/ckpt/ibot.pth"
+levels = True                          # concept-generalization levels (CoG) and the accuracy-per-level plot
+n_train = 3000                         # offline world only: training images per dataset
+n_test = 1000                          # offline world only: test images per dataset
+image_size = 224                       # ImageFolder tasks: images are decoded at this size
+pca_images = 6                         # images in the patch-feature PCA pictures
+device = "auto"                        # "auto" picks CUDA when present
+out_dir = "runs/04_transfer"
+overwrite = False                      # True: delete the results already in out_dir and start over
+""", tags=["parameters"]),
+    code("""
+import re
+import time
+from pathlib import Path
+
+import torch
+from IPython.display import Markdown, display
+
+import workbench as wb
+from workbench import cog, report
+from workbench import transfer as tr
+from workbench import transfer_figures as tf
+from workbench.io import save_json
+from workbench.params import as_bool, as_int, as_pairs, check_injected_parameters
+from workbench.runs import prepare_out_dir
+
+t_start = time.time()
+check_injected_parameters(globals())  # a papermill -p name this notebook does not have
+model_specs = tr.parse_models(models)  # names and checkpoint folders checked; nothing loaded yet
+task_list = tr.parse_tasks(tasks)
+checkpoint_files = as_pairs(checkpoints, "checkpoints", keys=[n for n, role, _ in model_specs if role == "teacher"])
+levels = as_bool(levels, "levels")
+n_train, n_test = as_int(n_train, "n_train", minimum=20), as_int(n_test, "n_test", minimum=20)
+image_size = as_int(image_size, "image_size", minimum=8)
+pca_images = as_int(pca_images, "pca_images", minimum=1)
+overwrite = as_bool(overwrite, "overwrite")
+dev = wb.pick_device(device)
+record = {"models": model_specs, "tasks": [(t.name, t.dataset, t.label, t.shots) for t in task_list],
+          "checkpoints": checkpoint_files, "levels": levels, "image_size": image_size, "pca_images": pca_images,
+          "n_train": n_train, "n_test": n_test}
+out = prepare_out_dir(out_dir, record, overwrite, kind="04_transfer")  # one configuration per out_dir
+print(f"device {dev}; writing to {out.resolve()}")
+"""),
+    md("""
+## The models
+
+Teachers come from the registry (offline specialists, the zoo, any timm name); students are distillation
+checkpoints (`<out_dir>/checkpoint` of 03). `student` is the one 03 trains with its defaults: taken from
+`runs/03_distill` when that run finished with every default, else from `$WORKBENCH_CACHE/students`, else
+distilled now (a few minutes on 2 CPU cores, once).
+"""),
+    code("""
+model_list = tr.load_models(models, dev, checkpoints=checkpoint_files)
+roles = {m.name: m.role for m in model_list}
+teachers = [m.name for m in model_list if m.role == "teacher"]
+for m in model_list:
+    n_params = sum(p.numel() for p in m.module.parameters())
+    size = f"{n_params / 1e6:.2f}M" if n_params >= 1e5 else f"{n_params / 1e3:.1f}k"
+    print(f"{m.name:>14}: {m.role}, {size} parameters, from {m.source}")
+"""),
+    md("""
+## Concept-generalization levels
+
+**The CoG builder on ImageNet.** Seen: the 1,000 ImageNet-1K classes; candidates: the 21,843 ImageNet-21K
+synsets (timm ships the list), less the seen ones and those that subsume a seen class (*dog* contains the
+seen breeds). Each candidate's similarity to the seen set is its Lin similarity to the closest seen class;
+the ranking is cut into five equal levels. These wnid lists (`cog_levels_imagenet.json`) are what a CoG
+evaluation on real images uses: pass ImageFolders of each level as tasks named `L1` ... `L5` and they are
+plotted per level below.
+
+**The offline world's levels (a stand-in).** The world's six shapes are WordNet nouns too (circle, square,
+triangle, rhombus, plus sign, ring): they are the seen concepts. Fifteen shapes that no world model was trained
+on, each a WordNet noun (trapezoid, hexagon, heart, bell, arrow, the letter X, house, fish, ...), go through the
+*same* builder and land in five levels of three; each level is a 3-way task on freshly rendered images. Visual
+difficulty in this little world need not follow WordNet, so read the world's per-level plot as the machinery at
+work, not as a finding.
+"""),
+    code("""
+level_info, level_task_list, level_shapes = {}, [], None
+if levels:
+    t0 = time.time()
+    in1k = cog.imagenet_levels()
+    print(f"ImageNet-1K seen vs ImageNet-21K candidates: {sum(len(l) for l in in1k.levels)} concepts in 5 levels "
+          f"of {len(in1k.levels[0])} ({time.time() - t0:.1f}s); dropped: " + ", ".join(f"{k} {len(v)}" for k, v in in1k.dropped.items()))
+    display(Markdown(cog.level_table(in1k)))
+    save_json({"levels": in1k.levels, "mean_similarity": in1k.mean_similarity}, out / "cog_levels_imagenet.json")
+    level_info["imagenet"] = {"sizes": [len(l) for l in in1k.levels], "mean_similarity": in1k.mean_similarity}
+    if any(t.dataset in tr.WORLD_DATASETS for t in task_list):
+        world_lv, level_shapes = tr.world_levels()
+        display(Markdown(cog.level_table(world_lv, examples=3)))
+        level_task_list = tr.level_tasks(level_shapes)
+        level_info["world"] = {"levels": level_shapes, "mean_similarity": world_lv.mean_similarity}
+    level_task_list += [t for t in task_list if re.fullmatch(r"L\\d+", t.name)]  # real CoG levels, as ImageFolders
+    task_list = [t for t in task_list if t not in level_task_list]
+"""),
+    md("""
+## The tasks
+
+Each task is a train/test pair with labels. The offline suite: shape and colour in-domain (the images 03
+distills on), the joint 36-way shape x colour task (only a feature that keeps *both* factors solves it), both
+factors on the two held-out background styles, few-shot shape on those backgrounds, and 15 novel shapes.
+"""),
+    code("""
+datasets = tr.load_task_data(task_list + level_task_list, n_train=n_train, n_test=n_test, image_size=image_size,
+                             level_shapes=level_shapes)
+rows = ["| task | data | protocol | classes | what |", "|---|---|---|---:|---|"]
+for t in task_list + level_task_list:
+    ds = datasets[t.dataset]
+    rows.append(f"| {t.name} | {ds.name} ({len(ds.train)} / {len(ds.test)}) | {t.protocol} | {len(ds.tasks[t.label])} | {t.description} |")
+display(Markdown("\\n".join(rows)))
+for name, ds in datasets.items():
+    if name in tr.WORLD_DATASETS:
+        sample = [ds.test[i] for i in range(12)]
+        report.show(report.image_grid([x.numpy() for x, _ in sample], [ds.tasks["shape"][int(y["shape"])] for _, y in sample]))
+"""),
+    md("""
+## Probes
+
+One tidy table (model, task, top-1, protocol, seed), written to `probes.csv`; few-shot tasks have one row per
+draw. Below, top-1 per model and task (best in bold).
+"""),
+    code("""
+result_rows = tr.evaluate(model_list, task_list + level_task_list, datasets, dev)
+tr.write_rows(result_rows, out / "probes.csv")
+level_names = [t.name for t in level_task_list]
+full = tr.probe_table(result_rows)
+probe = {m: {t: v for t, v in row.items() if t not in level_names} for m, row in full.items()}
+display(Markdown(report.markdown_table(probe)))
+"""),
+    md("""
+## Aggregates
+
+Relative gain over the best teacher per task (%), then mean top-1 and t-ReX's mean log-odds over the tasks.
+"""),
+    code("""
+gains = tr.relative_gains(probe, teachers) if teachers else {}
+best = tr.best_teacher(probe, teachers) if teachers else {}
+summary_rows = ["| model | " + " | ".join(next(iter(probe.values()))) + " | mean top-1 | mean log-odds |",
+                "|---|" + "---:|" * (len(next(iter(probe.values()))) + 2)]
+mean1, odds = tr.mean_top1(probe), tr.mean_log_odds(probe)
+for m in probe:
+    cells = [f"{v:+.1f}%" for v in gains[m].values()] if gains else [""] * len(probe[m])
+    summary_rows.append(f"| {m} | " + " | ".join(cells) + f" | {mean1[m]:.1f} | {odds[m]:.2f} |")
+if best:
+    summary_rows.append("| *best teacher* | " + " | ".join(f"{n} ({v:.1f})" for n, v in best.values()) + " | | |")
+display(Markdown("\\n".join(summary_rows)))
+"""),
+    md("""
+### Radar of relative gains
+
+Interactive in JupyterLab (hover for exact values, click legend entries to hide models); executed copies of
+the notebook keep a static picture of the same chart. `radar.html` in `out_dir` opens in any browser, offline.
+"""),
+    code("""
+if gains and len(probe[teachers[0]]) >= 3:
+    static = tf.radar_figure(gains, roles)
+    static.savefig(out / "radar.png")
+    interactive = tf.radar_plotly(gains, roles)
+    interactive.write_html(out / "radar.html", include_plotlyjs=True)
+    tf.show_interactive(interactive, static)
+else:
+    print("a radar needs at least one teacher among the models and three tasks; see the bars below")
+"""),
+    code("""
+fig = tf.task_bars_figure(probe, roles)
+fig.savefig(out / "tasks.png")
+report.show(fig)
+"""),
+    md("""
+### Accuracy per concept-generalization level
+"""),
+    code("""
+if level_names:
+    per_level = {m: {t: full[m][t] for t in level_names} for m in full}
+    sims = level_info["world"]["mean_similarity"] if "world" in level_info else level_info["imagenet"]["mean_similarity"]
+    names = [", ".join(s) for s in level_info["world"]["levels"]] if "world" in level_info else None
+    chance = 100 / len(datasets[level_task_list[0].dataset].tasks[level_task_list[0].label])
+    fig = tf.levels_figure(per_level, roles, sims[: len(level_names)], names, chance=chance,
+                           title="Top-1 per level (offline world: novel shapes by WordNet similarity to the seen ones)"
+                           if "world" in level_info else "Top-1 per CoG level")
+    fig.savefig(out / "levels.png")
+    report.show(fig)
+    level_info["probe"] = per_level
+else:
+    print("levels off (or no level task): nothing to plot")
+"""),
+    md("""
+## What the patch features look like
+
+For each model, the first three principal components of its patch tokens (fitted on these images together)
+shown as RGB, each on the model's own grid. Similar colours mean similar features. A teacher blind to a factor
+shows it as uniform; the student should separate object from background like the shape teacher *and* colour
+objects apart like the colour teacher.
+"""),
+    code("""
+first = datasets[(task_list or level_task_list)[0].dataset]
+images = []
+for i in range(len(first.test)):
+    x = first.test[i][0]  # None for an unreadable image file
+    if x is not None:
+        images.append(x)
+    if len(images) == pca_images:
+        break
+images = torch.stack(images)
+pictures = tf.patch_pictures(model_list, images, dev)
+titles = {name: f"{name}\\n{pic.shape[1]}x{pic.shape[2]} patches" for name, pic in pictures.items()}
+fig = tf.pca_figure(images, pictures, titles)
+fig.savefig(out / "patch_pca.png")
+report.show(fig)
+"""),
+    code("""
+summary = {
+    "models": {m.name: {"role": m.role, "source": m.source} for m in model_list},
+    "tasks": {t.name: {"data": datasets[t.dataset].name, "label": t.label, "protocol": t.protocol,
+                       "description": t.description} for t in task_list + level_task_list},
+    "config": {"models": models, "tasks": tasks, "checkpoints": checkpoint_files, "levels": levels,
+               "n_train": n_train, "n_test": n_test, "image_size": image_size, "pca_images": pca_images,
+               "device": str(dev)},
+    "probe": probe,
+    "relative_gain": gains,
+    "best_teacher": {t: {"model": n, "top1": v} for t, (n, v) in best.items()},
+    "mean_top1": mean1,
+    "mean_log_odds": odds,
+    "levels": level_info,
+    "runtime_s": round(time.time() - t_start, 1),
+}
+save_json(summary, out / "summary.json")
+print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")
+"""),
+]
+
+NOTEBOOKS = {"01_synthetic_imagenet.ipynb": SYNTHETIC, "02_probe_teachers.ipynb": PROBE, "03_distill.ipynb": DISTILL,
+             "04_transfer.ipynb": TRANSFER}
 
 if __name__ == "__main__":
     for name, cells in NOTEBOOKS.items():
