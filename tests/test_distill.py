@@ -98,3 +98,34 @@ def test_config_from_params_accepts_papermill_forms():
 def test_config_from_params_rejects_bad_input_clearly(params, message):
     with pytest.raises(ValueError, match=message):
         DistillConfig.from_params(**params)
+
+
+def test_attention_is_fused_and_teachers_keep_no_autograd_state(monkeypatch):
+    """Student and timm teachers call F.scaled_dot_product_attention (flash kernels on GPU) even where
+    timm's default was turned off; a training step leaves teachers without gradients or graph."""
+    import torch.nn.functional as F
+
+    from workbench.distill import UNIC, autocast_for, distill_step, teacher_feature_shapes
+    from workbench.students import Student, use_fused_attention
+    from workbench.teachers import TimmTeacher
+
+    import timm
+
+    vit = timm.create_model("wb_vit_tiny_patch8_32", num_classes=0)
+    for m in vit.modules():
+        if hasattr(m, "fused_attn"):
+            m.fused_attn = False  # as with TIMM_FUSED_ATTN=0
+    teacher = TimmTeacher("tiny", vit, img_size=32).requires_grad_(False).eval()
+    student = Student("wb_vit_tiny_patch8_32")
+    assert use_fused_attention(student) == student.depth
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    images = torch.rand(2, 3, 32, 32)
+    dims, grids = teacher_feature_shapes({"tiny": teacher}, images)
+    model = UNIC(student, dims, grids)
+    loss, _, _ = distill_step(model, {"tiny": teacher}, images, 1.0, 0.0, None, autocast_for(torch.device("cpu")))
+    loss.backward()
+    assert len(calls) == 3 * 4  # teacher (shape discovery, step) and student (step), 4 blocks each
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(b.mlp.fc1.weight.grad is not None for b in student.vit.blocks)

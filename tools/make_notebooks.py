@@ -52,6 +52,10 @@ and two specialist teachers, `world_shape` (sees only edges, so colour-blind) an
 pixel colours, so shape-blind). A good student should match the shape specialist on shape *and* the colour
 specialist on colour. Real teachers are timm models whose weights are in your local Hugging Face cache:
 `papermill 03_distill.ipynb out.ipynb -p teachers vit_base_patch16_224.dino,deit3_base_patch16_224.fb_in1k -p student vit_base_patch16_224 -p data /path/to/imagenet`.
+
+On several GPUs set `nproc`: the notebook writes its parameters to `<out_dir>/run.yaml`, launches
+`torchrun --nproc_per_node <nproc> -m workbench distill --config <out_dir>/run.yaml` and plots the run live
+from `<out_dir>/metrics.jsonl`; the same file runs on several machines from a terminal (see the README).
 """),
     code("""
 teachers = "world_colour,world_shape"  # comma-separated, or a YAML list with papermill -y
@@ -66,6 +70,8 @@ ladder = "all"                         # "all" blocks, "last" (plain projector b
 standardize = "running"                # "running", "phis" or "none"
 seed = 0
 device = "auto"                        # "auto" picks CUDA when present
+nproc = 1                              # 1 trains in this kernel; N > 1 runs torchrun with N processes (N GPUs)
+torch_compile = False                  # torch.compile the student and ladder (long GPU runs)
 n_train = 6000                         # offline world only: training images
 n_test = 2000                          # offline world only: test images for the probes
 ckpt_every = 0                         # checkpoint every N steps; 0: at the end of every epoch
@@ -82,6 +88,7 @@ import workbench as wb
 from workbench import report
 from workbench.distill import check_batch_size
 from workbench.io import save_json
+from workbench.launch import launch_distill, save_run_config
 from workbench.live import LivePlot
 from workbench.params import as_bool, as_int, check_injected_parameters
 from workbench.probe import probe_models
@@ -92,8 +99,9 @@ t_start = time.time()
 check_injected_parameters(globals())  # a papermill -p name this notebook does not have
 cfg = wb.DistillConfig.from_params(teachers=teachers, student=student, data=data, image_size=image_size, epochs=epochs,
                                    batch_size=batch_size, lr=lr, tdrop_p=tdrop_p, ladder=ladder,
-                                   standardize=standardize, seed=seed, device=device)
+                                   standardize=standardize, seed=seed, device=device, torch_compile=torch_compile)
 n_train, n_test = as_int(n_train, "n_train", minimum=10), as_int(n_test, "n_test", minimum=10)
+nproc = as_int(nproc, "nproc", minimum=1)
 ckpt_every = as_int(ckpt_every, "ckpt_every", minimum=0)
 keep_checkpoints = as_int(keep_checkpoints, "keep_checkpoints", minimum=1)
 overwrite = as_bool(overwrite, "overwrite")
@@ -103,7 +111,10 @@ ds = wb.load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=cfg.image
 check_batch_size(cfg.batch_size, len(ds.train), ds.name)
 record = {**cfg.results_key(), **({"n_train": n_train, "n_test": n_test} if cfg.data == "world" else {})}
 out = prepare_out_dir(out_dir, record, overwrite, kind="03_distill")
+run_file = save_run_config(out / "run.yaml", cfg, out_dir=out, n_train=n_train, n_test=n_test, ckpt_every=ckpt_every,
+                           keep_checkpoints=keep_checkpoints)
 print(f"device {dev}; writing to {out.resolve()}")
+print(f"the same run from a terminal: torchrun --nproc_per_node {nproc} -m workbench distill --config {run_file}")
 cfg
 """),
     md("""
@@ -133,7 +144,8 @@ for name, m in teacher_models.items():
 
 The left panel is the distillation loss against each teacher (standardized features, so the teachers
 are comparable); the right one is alpha, each teacher's share of the loss after teacher dropping. With
-dropping on, the teacher the student matches worst gets the larger share.
+dropping on, the teacher the student matches worst gets the larger share. With `nproc > 1` the training
+runs in `nproc` torchrun processes and the plot follows their `metrics.jsonl`.
 
 **Nothing is lost when the run dies.** Every `ckpt_every` steps (default: every epoch) the whole training
 state goes to `out_dir/checkpoints/` (weights, optimizer, standardization statistics, random generators,
@@ -144,10 +156,14 @@ student as an uninterrupted run. A different configuration in that `out_dir` is 
 """),
     code("""
 live = LivePlot(title=f"{cfg.student} <- {', '.join(cfg.teachers)}")
-run = wb.distill(cfg, ds, teacher_models, out_dir=out, callback=live, ckpt_every=ckpt_every, keep=keep_checkpoints)
+if nproc > 1:  # other processes train; this kernel follows out/metrics.jsonl
+    run = launch_distill(run_file, out, nproc, callback=live)
+else:
+    run = wb.distill(cfg, ds, teacher_models, out_dir=out, callback=live, ckpt_every=ckpt_every, keep=keep_checkpoints)
 live.refresh()
 live.save(out / "training.png")
-print(f"distilled in {run.runtime_s:.0f}s of training"
+student_model = wb.load_student(run.checkpoint, device=dev)
+print(f"distilled in {run.runtime_s:.0f}s" + (" of training" if nproc == 1 else f" in {nproc} processes, start-up included")
       + (f", resumed from step {run.resumed_from}" if run.resumed_from is not None else "")
       + (f", {len(run.skipped)} unreadable training images skipped" if run.skipped else "")
       + f"; student: {run.checkpoint}")
@@ -160,7 +176,7 @@ A logistic-regression probe per task on each model's pooled feature (teachers) o
 """),
     code("""
 encoders = {name: (lambda x, m=m: m(x).cls) for name, m in teacher_models.items()}
-encoders["student"] = run.model.student.embed
+encoders["student"] = student_model.embed
 probe = probe_models(encoders, ds, dev)
 gains = report.gain_over_best_teacher(probe, cfg.teachers)
 display(Markdown(report.markdown_table(probe, gains)))
@@ -176,6 +192,7 @@ summary = {
     "data": ds.describe(),
     "runtime_s": round(time.time() - t_start, 1),
     "distill_s": round(run.runtime_s, 1),
+    "nproc": nproc,
     "final_loss": run.history[-1]["loss"],
     "resumed_from_step": run.resumed_from,
     "unreadable_train_images": len(run.skipped),

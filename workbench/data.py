@@ -125,15 +125,23 @@ class Data:
     empty_classes: dict[str, list[str]] = field(default_factory=dict)  # split -> class folders without images
 
     def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, workers: int | None = None,
-               epoch: int = 0, start: int = 0):
+               epoch: int = 0, start: int = 0, rank: int = 0, world_size: int = 1):
         """Batches of (images, {task: labels}); files are decoded in worker processes, memory needs none.
 
         With ``shuffle`` the order is a function of (``seed``, ``epoch``); ``start`` skips that many
-        samples of the epoch (a resumed run continues where it stopped)."""
+        samples of the epoch's order (a resumed run continues where it stopped). ``rank``/``world_size``:
+        this process's share of a distributed run (``ShardSampler``: rank r takes positions r, r + N, ...
+        of the order after ``start``), ``batch_size`` then being the per-rank batch. On CUDA batches come
+        in pinned memory, so that ``.to(device, non_blocking=True)`` overlaps the copy with compute."""
+        from .distributed import ShardSampler
+
         ds = self.train if split == "train" else self.test
-        if workers is None:
-            workers = 0 if isinstance(ds, InMemorySplit) else min(8, os.cpu_count() or 1)
+        if workers is None:  # the machine's cores, shared by its ranks
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size)) if world_size > 1 else 1
+            workers = 0 if isinstance(ds, InMemorySplit) else min(8, max(1, (os.cpu_count() or 1) // local))
         sampler = EpochSampler(len(ds), shuffle=shuffle, seed=seed, epoch=epoch, start=start)
+        if world_size > 1:
+            sampler = ShardSampler(sampler, rank, world_size)
         # the generator only seeds worker processes; without it each new iterator would draw from torch's global RNG
         gen = torch.Generator().manual_seed(seed)
         return DataLoader(ds, batch_size=batch_size, sampler=sampler, generator=gen, num_workers=workers,

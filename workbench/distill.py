@@ -13,6 +13,11 @@ With an ``out_dir`` the run checkpoints every ``ckpt_every`` steps (or every epo
 resumes from the newest one: on CPU the resumed run ends with the very same weights as an
 uninterrupted one. Another configuration in that ``out_dir`` is refused unless ``overwrite=True``.
 The finished student goes to ``out_dir/checkpoint/`` (``load_student``).
+
+Under torchrun (``python -m workbench distill``, which joins the process group) the same loop runs on
+every rank (``workbench.distributed``): ``batch_size`` is the global batch, split evenly over the ranks;
+statistics, teacher dropping and metrics are computed over the global batch, so N ranks train as one
+process would; rank 0 alone writes checkpoints, ``metrics.jsonl`` and logs.
 """
 from __future__ import annotations
 
@@ -28,8 +33,10 @@ import torch
 import torch.nn as nn
 
 from .checkpoint import Checkpoints, TrainState, load_train_state, save_train_state
+from .distributed import World, current_world, wrap_ddp
 from .io import atomic_folder, load_tensors, save_json, save_tensors, save_text
-from .ladder import Ladder, select_blocks
+from .ladder import make_ladder, select_blocks
+from .live import MetricsLog
 from .losses import distillation_loss, teacher_losses
 from .params import ParameterError
 from .runs import OutDirError
@@ -55,6 +62,8 @@ class DistillConfig:
     image_size: int | None = None  # student input size; None: the student's own (its images are resized to it)
     seed: int = 0
     device: str = "auto"
+    fused_ladder: bool = True  # the ladder as batched matrix products (same function as one MLP per block)
+    torch_compile: bool = False  # torch.compile student + ladder (worth it for long GPU runs; compiling takes minutes)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,7 +71,7 @@ class DistillConfig:
     @classmethod
     def from_params(cls, **params) -> "DistillConfig":
         """Validate notebook / command-line parameters (strings from ``papermill -p`` included)."""
-        from .params import as_choice, as_float, as_int, as_ladder, as_list
+        from .params import as_bool, as_choice, as_float, as_int, as_ladder, as_list
         from .standardize import STANDARDIZERS
         from .students import check_student_name, student_geometry
         from .teachers import check_teacher_names
@@ -90,6 +99,8 @@ class DistillConfig:
             image_size=image_size,
             seed=as_int(p["seed"], "seed", minimum=0),
             device=str(p["device"]),
+            fused_ladder=as_bool(p["fused_ladder"], "fused_ladder"),
+            torch_compile=as_bool(p["torch_compile"], "torch_compile"),
         )
         if cfg.lr == 0:
             raise ParameterError("lr must be > 0")
@@ -106,8 +117,18 @@ class DistillConfig:
         return cfg
 
     def results_key(self) -> dict:
-        """What decides the results, for comparing runs: everything but the device (a run may resume elsewhere)."""
-        return {k: v for k, v in self.to_dict().items() if k != "device"}
+        """What decides the results, for comparing runs: everything but how it runs (a run may resume elsewhere,
+        compiled or not). The ladder layout stays: the optimizer state of one does not load into the other."""
+        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_ONLY}
+
+
+EXECUTION_ONLY = ("device", "torch_compile")
+
+
+def check_global_batch(batch_size: int, world: World) -> None:
+    if batch_size % world.size:
+        raise ParameterError(f"batch_size {batch_size} (the global batch) does not split evenly over {world.size} "
+                             f"processes: use a multiple of {world.size}")
 
 
 def check_batch_size(batch_size: int, n_train: int, data_name: str) -> None:
@@ -133,11 +154,12 @@ class UNIC(nn.Module):
     """Student encoder + expendable ladder + per-teacher, per-token-type standardizers."""
 
     def __init__(self, student: Student, teacher_dims: dict[str, int], teacher_grids: dict[str, tuple[int, int]],
-                 ladder: str | list[int] = "all", standardize: str = "running"):
+                 ladder: str | list[int] = "all", standardize: str = "running", fused_ladder: bool = True):
         super().__init__()
         self.student = student
         self.teacher_grids = dict(teacher_grids)
-        self.ladder = Ladder(student.embed_dim, student.depth, teacher_dims, select_blocks(ladder, student.depth))
+        self.ladder = make_ladder(student.embed_dim, student.depth, teacher_dims, select_blocks(ladder, student.depth),
+                                  fused=fused_ladder)
         self.std_cls = nn.ModuleDict({t: make_standardizer(standardize, d) for t, d in teacher_dims.items()})
         self.std_patch = nn.ModuleDict({t: make_standardizer(standardize, d) for t, d in teacher_dims.items()})
 
@@ -145,13 +167,14 @@ class UNIC(nn.Module):
         return self.ladder(self.student(images), self.student.grid, self.teacher_grids)
 
     @torch.no_grad()
-    def targets(self, teacher_feats: dict, update_weight: float | None):
-        """Standardize teacher features; update the running statistics first when training."""
+    def targets(self, teacher_feats: dict, update_weight: float | None, all_sum: Callable | None = None):
+        """Standardize teacher features; update the running statistics first when training (over every
+        rank's batch with ``all_sum``, the sum over ranks)."""
         out = {}
         for t, f in teacher_feats.items():
             if update_weight is not None:
-                self.std_cls[t].update(f.cls, update_weight)
-                self.std_patch[t].update(f.patch, update_weight)
+                self.std_cls[t].update(f.cls, update_weight, all_sum)
+                self.std_patch[t].update(f.patch, update_weight, all_sum)
             out[t] = (self.std_cls[t](f.cls.float()), self.std_patch[t](f.patch.float()))
         return out
 
@@ -192,15 +215,18 @@ def autocast_for(device: torch.device):
 
 
 def distill_step(model: UNIC, teachers: dict[str, Teacher], images: torch.Tensor, stats_weight: float,
-                 drop_p: float, generator: torch.Generator | None, amp):
-    """Forward half of one training step: returns the loss, the (T, B) losses and the coefficients."""
+                 drop_p: float, generator: torch.Generator | None, amp, world=None, forward=None):
+    """Forward half of one training step: returns the loss, the (T, B) losses and the coefficients.
+
+    Distributed: ``world`` (``workbench.distributed.World``) and ``forward``, the model wrapped in
+    DistributedDataParallel (its gradients are averaged over the ranks)."""
     with torch.inference_mode(), amp:  # teachers never build autograd state
         feats = {t: m(images) for t, m in teachers.items()}
-    targets = model.targets(feats, update_weight=stats_weight)
+    targets = model.targets(feats, update_weight=stats_weight, all_sum=world.all_sum if world else None)
     with amp:
-        preds = model(images)
+        preds = (forward or model)(images)
     losses = teacher_losses(preds, targets)  # (T, B), float32
-    loss, coeffs = distillation_loss(losses, drop_p, generator)
+    loss, coeffs = distillation_loss(losses, drop_p, generator, world)
     return loss, losses, coeffs
 
 
@@ -210,12 +236,18 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     """Train the student; with ``out_dir``, checkpoint every ``ckpt_every`` steps (0: every epoch), keep the
     newest ``keep``, and resume from the newest on a rerun (``overwrite=True`` starts over instead)."""
     device = pick_device(cfg.device)
-    check_batch_size(cfg.batch_size, len(data.train), data.name)
+    world = current_world()
+    check_global_batch(cfg.batch_size, world)
+    check_batch_size(cfg.batch_size, len(data.train) - len(data.train) % world.size, data.name)
+    log = log if world.main else (lambda *_: None)
     torch.manual_seed(cfg.seed)
     teachers = {t: m.to(device) for t, m in teachers.items()}
     dims, grids = teacher_feature_shapes(teachers, data.first_image("train").to(device))
     student = Student(cfg.student, img_size=cfg.image_size)
-    model = UNIC(student, dims, grids, cfg.ladder, cfg.standardize).to(device)
+    model = UNIC(student, dims, grids, cfg.ladder, cfg.standardize, cfg.fused_ladder).to(device)
+    if cfg.torch_compile:
+        model.compile()  # in place: the state dict keeps its keys
+    forward = wrap_ddp(model, device, world)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -223,17 +255,23 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     amp = autocast_for(device)
     gen = torch.Generator().manual_seed(cfg.seed)  # teacher dropping
-    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    # with N ranks an epoch leaves out its last n mod N images (every rank must make the same steps)
+    steps_per_epoch = math.ceil((len(data.train) - len(data.train) % world.size) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
 
     out_dir = Path(out_dir) if out_dir is not None else None
     ckpts = Checkpoints(out_dir / "checkpoints", keep) if out_dir is not None else None
     meta = {"config": cfg.to_dict(), "teacher_grids": grids, "data": data.fingerprint}
-    # loading restores the random generators too: nothing may draw from them between here and the loop
-    state = resume(ckpts, model, opt, {"teacher_drop": gen}, meta, overwrite, log) if ckpts else None
+    # loading restores the random generators too: nothing may draw from them between here and the loop.
+    # Every rank loads the same checkpoint; rank 0 first, which alone removes leftovers (and, with
+    # overwrite, the old run) before the others read
+    with world.main_first():
+        state = resume(ckpts, model, opt, {"teacher_drop": gen}, meta, overwrite and world.main, log) if ckpts else None
     resumed_from = state.step if state is not None else None
     state = state or TrainState()
-    if callback is not None:
+    saving = ckpts is not None and world.main
+    metrics = MetricsLog(out_dir / "metrics.jsonl", start_step=state.step) if saving else None
+    if callback is not None and world.main:
         for record in state.history:  # a resumed run's plot starts with what was recorded before
             callback(record)
 
@@ -250,12 +288,15 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     t0 = time.time() - state.train_s
     model.train()
     while state.epoch < cfg.epochs:
-        loader = data.loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=state.epoch,
-                             start=state.batch * cfg.batch_size)
+        loader = data.loader("train", cfg.batch_size // world.size, shuffle=True, seed=cfg.seed, epoch=state.epoch,
+                             start=state.batch * cfg.batch_size, rank=world.rank, world_size=world.size)
         for batch in loader:
             state.batch += 1
             state.note_skipped(batch.skipped)
             if batch.images is None:
+                if world.size > 1:  # the other ranks would wait for this one's gradients forever
+                    raise ValueError(f"rank {world.rank}: no image of a batch is readable ({'; '.join(batch.skipped[:3])}); "
+                                     "a distributed run needs a readable image in every batch: remove the broken files")
                 continue
             step = state.step
             images = batch.images.to(device, non_blocking=True)
@@ -263,9 +304,11 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
             for group in opt.param_groups:
                 group["lr"] = lr
 
-            loss, losses, coeffs = distill_step(model, teachers, images, batch_weight(step, total), cfg.tdrop_p, gen, amp)
+            loss, losses, coeffs = distill_step(model, teachers, images, batch_weight(step, total), cfg.tdrop_p, gen, amp,
+                                                world, forward)
+            global_loss = world.all_sum(loss.detach().clone()) / world.size  # a NaN on any rank stops every rank
 
-            if not torch.isfinite(loss):
+            if not torch.isfinite(global_loss):
                 bad = [t for t, row in zip(teachers, losses) if not torch.isfinite(row).all()]
                 last = ckpts.latest() if ckpts is not None else None
                 raise NonFiniteLoss(
@@ -282,28 +325,30 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
             state.step += 1
 
             if step % log_every == 0 or step == total - 1:
-                per_teacher = losses.detach().mean(1).tolist()
-                alphas = coeffs.sum(1).tolist()
-                record = {"step": step, "epoch": step / steps_per_epoch, "lr": lr, "loss": loss.item(),
+                n = len(teachers)  # over the global batch: sums of every rank
+                sums = world.all_sum(torch.cat([losses.detach().sum(1), coeffs.sum(1), losses.new_tensor([losses.shape[1]])]))
+                per_teacher, alphas = (sums[:n] / sums[-1]).tolist(), sums[n:2 * n].tolist()
+                record = {"step": step, "epoch": step / steps_per_epoch, "lr": lr, "loss": global_loss.item(),
                           "time_s": time.time() - t0,
                           **{f"loss/{t}": v for t, v in zip(teachers, per_teacher)},
                           **{f"alpha/{t}": a for t, a in zip(teachers, alphas)}}
                 state.history.append(record)
-                if callback is not None:
+                if metrics is not None:
+                    metrics.append(record)
+                if callback is not None and world.main:
                     callback(record)
-            if ckpts is not None and ckpt_every and state.step % ckpt_every == 0:
+            if saving and ckpt_every and state.step % ckpt_every == 0:
                 checkpoint()
         state.epoch, state.batch = state.epoch + 1, 0
-        if ckpts is not None and (not ckpt_every or state.epoch == cfg.epochs):
+        if saving and (not ckpt_every or state.epoch == cfg.epochs):
             checkpoint()
         last_loss = f"loss {state.history[-1]['loss']:.4f}" if state.history else "no readable batch"
         unreadable = f"; {len(state.skipped)} unreadable image(s) skipped so far" if state.skipped else ""
         log(f"epoch {state.epoch}/{cfg.epochs}: {last_loss} ({time.time() - t0:.0f}s){unreadable}")
 
     model.eval()
-    final = None
-    if out_dir is not None:
-        final = out_dir / "checkpoint"
+    final = out_dir / "checkpoint" if out_dir is not None else None
+    if final is not None and world.main:
         if not (final / "config.json").is_file():
             with atomic_folder(final) as tmp:
                 save_checkpoint(model, cfg, tmp, extra={**meta, "step": state.step, "epoch": state.epoch,

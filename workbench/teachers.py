@@ -64,8 +64,11 @@ class TimmTeacher(Teacher):
     def __init__(self, name: str, model: nn.Module, img_size: int | None = None,
                  mean: tuple | None = None, std: tuple | None = None):
         super().__init__()
+        from .students import use_fused_attention
+
         self.name = name
         self.model = model
+        use_fused_attention(model)
         cfg = getattr(model, "pretrained_cfg", None) or {}
         self.img_size = (img_size, img_size) if img_size else tuple(cfg.get("input_size", (3, 224, 224))[1:])
         self.interpolation = cfg.get("interpolation", "bicubic")
