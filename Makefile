@@ -34,8 +34,10 @@ test: $(READY)
 	$(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-current-env
 
 bench: $(READY)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/distill_step.py
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/probe.py
 
 clean:
 	rm -rf $(RUNS) notebooks/runs .pytest_cache
