@@ -2,6 +2,7 @@
 #   make run   - the main job: 03_distill headless with papermill, on the built-in offline world
 #   (make notebooks runs every numbered notebook the same way)
 #   make test  - pytest for the library, then nbval for every notebook
+#   (a notebook rerun with the same out_dir resumes or reloads its run; make clean starts everything over)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -29,11 +30,14 @@ notebooks: $(READY)
 	done
 
 test: $(READY)
+	rm -rf notebooks/runs  # nbval runs the notebooks with their default out_dirs: start them fresh, not resumed
 	$(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-current-env
 
 bench: $(READY)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/distill_step.py
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/probe.py
 
 clean:
 	rm -rf $(RUNS) notebooks/runs .pytest_cache

@@ -59,9 +59,15 @@ def test_empty_dataset_says_so(tmp_path):
         wb.load_data(str(tmp_path / "empty"))
     (tmp_path / "some" / "cat").mkdir(parents=True)
     (tmp_path / "some" / "dog").mkdir(parents=True)
-    Image.new("RGB", (8, 8)).save(tmp_path / "some" / "cat" / "a.png")
-    with pytest.raises(ValueError, match="no images: dog"):
+    with pytest.raises(ValueError, match="no image files in any class folder"):
         wb.load_data(str(tmp_path / "some"))
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / "some" / "cat" / f"{i}.png")
+    (tmp_path / "some" / "dog" / "notes.txt").write_text("not an image")
+    with pytest.warns(UserWarning, match="1 class folder.* with no images: dog"):
+        ds = wb.load_data(str(tmp_path / "some"))  # an empty class is reported, not fatal
+    assert ds.tasks == {"classes": ("cat", "dog")} and ds.empty_classes == {"train": ["dog"], "test": ["dog"]}
+    assert "without train images: dog" in ds.describe()
 
 
 def test_image_folder_with_an_unreadable_file(tmp_path):

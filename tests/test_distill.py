@@ -21,12 +21,13 @@ def test_distill_writes_a_checkpoint_that_loads_back(tiny_world, tmp_path):
     cfg = DistillConfig(epochs=1, batch_size=32, student="wb_vit_tiny_patch8_32")
     run = distill(cfg, tiny_world, random_teachers(), out_dir=tmp_path, log=lambda *_: None)
     ckpt = tmp_path / "checkpoint"
+    assert run.checkpoint == ckpt
     assert {p.name for p in ckpt.iterdir()} == {"student.safetensors", "projectors.safetensors", "config.json"}
     meta = json.loads((ckpt / "config.json").read_text())
     assert meta["config"]["teachers"] == ["world_colour", "world_shape"]
-    student = load_student(ckpt)
     x = torch.rand(4, 3, 32, 32)
-    assert torch.allclose(student.embed(x), run.model.student.embed(x), atol=1e-6)
+    for folder in (ckpt, tmp_path, tmp_path / "checkpoints" / "step_00000003"):  # final, out_dir, resumable state
+        assert torch.allclose(load_student(folder).embed(x), run.model.student.embed(x), atol=1e-6)
     # standardization statistics travel with the projectors
     from workbench.io import load_tensors
 
@@ -67,10 +68,12 @@ def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(tiny_
     # 96 images / 32 = 3 steps per epoch, plus one call for shape discovery: NaN from epoch 2, step 1
     with pytest.raises(NonFiniteLoss, match=r"step 4 .*boom.*checkpoint") as err:
         distill(cfg, tiny_world, {"boom": ExplodingTeacher(good_calls=5)}, out_dir=tmp_path, log=lambda *_: None)
-    assert str(tmp_path / "checkpoint") in str(err.value)
-    meta = json.loads((tmp_path / "checkpoint" / "config.json").read_text())
-    assert meta["epoch"] == 1
-    load_student(tmp_path / "checkpoint")  # the last good checkpoint still loads
+    last_good = tmp_path / "checkpoints" / "step_00000003"
+    assert str(last_good) in str(err.value)
+    meta = json.loads((last_good / "config.json").read_text())
+    assert meta["epoch"] == 1 and meta["step"] == 3
+    load_student(last_good)  # the last good checkpoint still loads
+    assert not (tmp_path / "checkpoint").exists()  # no "finished" student from a run that failed
 
 
 def test_config_from_params_accepts_papermill_forms():
@@ -95,3 +98,34 @@ def test_config_from_params_accepts_papermill_forms():
 def test_config_from_params_rejects_bad_input_clearly(params, message):
     with pytest.raises(ValueError, match=message):
         DistillConfig.from_params(**params)
+
+
+def test_attention_is_fused_and_teachers_keep_no_autograd_state(monkeypatch):
+    """Student and timm teachers call F.scaled_dot_product_attention (flash kernels on GPU) even where
+    timm's default was turned off; a training step leaves teachers without gradients or graph."""
+    import torch.nn.functional as F
+
+    from workbench.distill import UNIC, autocast_for, distill_step, teacher_feature_shapes
+    from workbench.students import Student, use_fused_attention
+    from workbench.teachers import TimmTeacher
+
+    import timm
+
+    vit = timm.create_model("wb_vit_tiny_patch8_32", num_classes=0)
+    for m in vit.modules():
+        if hasattr(m, "fused_attn"):
+            m.fused_attn = False  # as with TIMM_FUSED_ATTN=0
+    teacher = TimmTeacher("tiny", vit, img_size=32).requires_grad_(False).eval()
+    student = Student("wb_vit_tiny_patch8_32")
+    assert use_fused_attention(student) == student.depth
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    images = torch.rand(2, 3, 32, 32)
+    dims, grids = teacher_feature_shapes({"tiny": teacher}, images)
+    model = UNIC(student, dims, grids)
+    loss, _, _ = distill_step(model, {"tiny": teacher}, images, 1.0, 0.0, None, autocast_for(torch.device("cpu")))
+    loss.backward()
+    assert len(calls) == 3 * 4  # teacher (shape discovery, step) and student (step), 4 blocks each
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(b.mlp.fc1.weight.grad is not None for b in student.vit.blocks)

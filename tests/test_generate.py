@@ -302,3 +302,28 @@ def test_a_hub_id_loads_from_the_local_hugging_face_cache(tmp_path, tiny_dir):
     missing = subprocess.run(cmd[:5] + ["wb-test/absent-sd"] + cmd[6:], env=env, capture_output=True, text=True,
                              timeout=300)
     assert missing.returncode == 2 and "wb-test/absent-sd" in missing.stderr and "hf download" in missing.stderr
+
+
+def test_two_ranks_under_torchrun_make_exactly_the_one_process_output(tmp_path, tiny_dir, tiny_pipe):
+    """``torchrun --nproc_per_node 2 -m workbench generate``: each rank takes its shard from RANK/WORLD_SIZE;
+    together they write exactly the files (byte for byte) and manifest records of one process."""
+    cfg = config(tiny_dir)  # 9 images in 5 batches of 2
+    whole, ranks = tmp_path / "whole", tmp_path / "ranks"
+    generate(cfg, whole, shard=Shard(0, 1), pipe=tiny_pipe, log=None)
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "workbench",
+           "generate", "--classes", CLASSES, "--images-per-class", "3", "--steps", "2", "--resolution", "32",
+           "--batch-size", "2", "--model", str(tiny_dir), "--device", "cpu", "--seed", "0", "--out", str(ranks)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in ranks.glob("manifest-*.jsonl")) == ["manifest-00000-of-00002.jsonl",
+                                                                       "manifest-00001-of-00002.jsonl"]
+    per_rank = [{r["file"] for r in gen.read_jsonl(gen.manifest_path(ranks, Shard(i, 2)))[0]} for i in range(2)]
+    assert len(per_rank[0]) == 5 and len(per_rank[1]) == 4 and not per_rank[0] & per_rank[1]  # disjoint shards
+    assert files_in(ranks) == files_in(whole) == expected_files(cfg)
+    for f in expected_files(cfg):
+        assert (ranks / f).read_bytes() == (whole / f).read_bytes(), f
+    assert read_manifest(ranks) == read_manifest(whole)
+    assert json.loads((ranks / "generation.json").read_text()) == json.loads((whole / "generation.json").read_text())

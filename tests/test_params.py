@@ -1,6 +1,6 @@
 import pytest
 
-from workbench.params import ParameterError, as_choice, as_float, as_int, as_ladder, as_list
+from workbench.params import ParameterError, as_bool, as_choice, as_float, as_int, as_ladder, as_list
 
 
 def test_list_parameters_accept_yaml_lists_and_comma_strings():
@@ -22,3 +22,12 @@ def test_scalars():
         as_float("fast", "lr")
     assert as_choice("a", "x", ["a"]) == "a"
     assert as_ladder("all") == "all" and as_ladder("1,3") == [1, 3]
+
+
+def test_booleans_as_papermill_and_yaml_write_them():
+    assert [as_bool(v, "torch_compile") for v in (True, "true", "Yes", "1", 1, "on")] == [True] * 6
+    assert [as_bool(v, "torch_compile") for v in (False, "False", "no", "0", 0, "off")] == [False] * 6
+    with pytest.raises(ParameterError, match="torch_compile must be True or False"):
+        as_bool("maybe", "torch_compile")
+    with pytest.raises(ParameterError):
+        as_bool(2, "torch_compile")

@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 import workbench as wb
+from workbench.io import UnsafeCheckpoint
 from workbench.teachers import list_teachers
 from workbench.zoo import SPECS
 
@@ -112,6 +113,6 @@ def test_pickle_checkpoint_that_executes_code_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
         pickle.dump({"state_dict": _Exploit()}, f)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(UnsafeCheckpoint, match="refusing to load"):
         wb.create_teacher("ibot_vitb16", checkpoint=str(path))
     assert not (tmp_path / "PWNED").exists()

@@ -53,15 +53,20 @@ pixel colours, so shape-blind). A good student should match the shape specialist
 specialist on colour. Real teachers are timm models whose weights are in your local Hugging Face cache:
 `papermill 03_distill.ipynb out.ipynb -p teachers vit_base_patch16_224.dino,deit3_base_patch16_224.fb_in1k -p student vit_base_patch16_224 -p data /path/to/imagenet`.
 
+On several GPUs set `nproc`: the notebook writes its parameters to `<out_dir>/run.yaml`, launches
+`torchrun --nproc_per_node <nproc> -m workbench distill --config <out_dir>/run.yaml` and plots the run live
+from `<out_dir>/metrics.jsonl`; the same file runs on several machines from a terminal (see the README).
+
 **`objective = "task"`** distills for *one* task instead (last section): probe each teacher on a few labelled
 images of the task, keep the best probed teacher, and distill its predictions into a small student, with
-extra unlabelled images; baselines side by side.
+extra unlabelled images; baselines side by side. Give it its own `out_dir` (e.g. `-p out_dir runs/03_task`).
 """),
     code("""
 objective = "features"                 # "features": distill the teachers' features (UNIC); "task": one task (last section)
 teachers = "world_colour,world_shape"  # comma-separated, or a YAML list with papermill -y
 student = "wb_vitc_tiny_patch8_32"     # any timm ViT; this one is sized for the 32x32 offline world
 data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
+image_size = "auto"                    # student input size: "auto" (the student's own) or pixels, a multiple of its patch
 epochs = 8
 batch_size = 64
 lr = 0.002
@@ -70,8 +75,13 @@ ladder = "all"                         # "all" blocks, "last" (plain projector b
 standardize = "running"                # "running", "phis" or "none"
 seed = 0
 device = "auto"                        # "auto" picks CUDA when present
+nproc = 1                              # 1 trains in this kernel; N > 1 runs torchrun with N processes (N GPUs)
+torch_compile = False                  # torch.compile the student and ladder (long GPU runs)
 n_train = 6000                         # offline world only: training images
 n_test = 2000                          # offline world only: test images for the probes
+ckpt_every = 0                         # checkpoint every N steps; 0: at the end of every epoch
+keep_checkpoints = 3                   # how many of the newest checkpoints to keep for resuming
+overwrite = False                      # True: delete the run already in out_dir and start over
 # objective = "task" only (teachers, student, data, lr, seed as above):
 task = "shape"                         # the task to distill: "shape" or "colour" (offline world), "classes" (ImageFolder)
 labels_per_class = 10                  # labelled training images per class; the other images have no labels
@@ -88,27 +98,29 @@ repeats = 3                            # seeds seed, seed + 1, ...: mean and spr
 out_dir = "runs/03_distill"
 """, tags=["parameters"]),
     code("""
-import json
 import time
-from pathlib import Path
 
 from IPython.display import Markdown, display
 
 import workbench as wb
 from workbench import report
+from workbench.distill import check_batch_size
 from workbench.io import save_json
+from workbench.launch import launch_distill, save_run_config
 from workbench.live import LivePlot
-from workbench.params import as_choice, as_int
+from workbench.params import as_bool, as_choice, as_int, check_injected_parameters
 from workbench.probe import probe_models
+from workbench.runs import prepare_out_dir
 from workbench.students import student_image_size
 from workbench.task_distill import TaskDistillConfig, TaskLivePlot, results_figure, task_distill, task_table
 
 t_start = time.time()
+check_injected_parameters(globals())  # a papermill -p name this notebook does not have
 objective = as_choice(objective, "objective", ["features", "task"])
 if objective == "features":
-    cfg = wb.DistillConfig.from_params(teachers=teachers, student=student, data=data, epochs=epochs,
-                                       batch_size=batch_size, lr=lr, tdrop_p=tdrop_p, ladder=ladder,
-                                       standardize=standardize, seed=seed, device=device)
+    cfg = wb.DistillConfig.from_params(teachers=teachers, student=student, data=data, image_size=image_size,
+                                       epochs=epochs, batch_size=batch_size, lr=lr, tdrop_p=tdrop_p, ladder=ladder,
+                                       standardize=standardize, seed=seed, device=device, torch_compile=torch_compile)
 else:
     cfg = TaskDistillConfig.from_params(teachers=teachers, student=student, data=data, batch_size=task_batch_size, lr=lr,
                                         seed=seed, device=device, task=task, labels_per_class=labels_per_class,
@@ -116,13 +128,21 @@ else:
                                         mix=mix, steps=steps, finetune_steps=finetune_steps,
                                         student_init=student_init, repeats=repeats)
 n_train, n_test = as_int(n_train, "n_train", minimum=10), as_int(n_test, "n_test", minimum=10)
+nproc = as_int(nproc, "nproc", minimum=1)
+ckpt_every = as_int(ckpt_every, "ckpt_every", minimum=0)
+keep_checkpoints = as_int(keep_checkpoints, "keep_checkpoints", minimum=1)
+overwrite = as_bool(overwrite, "overwrite")
 dev = wb.pick_device(cfg.device)
-out = Path(out_dir)
-previous = out / "summary.json"  # never overwrite the results of the other objective
-if previous.exists() and json.loads(previous.read_text()).get("objective", "features") != objective:
-    raise ValueError(f"{out} holds the results of another objective; pick another out_dir (-p out_dir runs/03_{objective})")
-out.mkdir(parents=True, exist_ok=True)
+ds = wb.load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=getattr(cfg, "image_size", None)
+                  or student_image_size(cfg.student), seed=cfg.seed)
+record = {**cfg.results_key(), **({"n_train": n_train, "n_test": n_test} if cfg.data == "world" else {})}
+out = prepare_out_dir(out_dir, record, overwrite, kind="03_distill" if objective == "features" else "03_task")
 print(f"objective {objective!r}; device {dev}; writing to {out.resolve()}")
+if objective == "features":
+    check_batch_size(cfg.batch_size, len(ds.train), ds.name)
+    run_file = save_run_config(out / "run.yaml", cfg, out_dir=out, n_train=n_train, n_test=n_test,
+                               ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints)
+    print(f"the same run from a terminal: torchrun --nproc_per_node {nproc} -m workbench distill --config {run_file}")
 cfg
 """),
     md("""
@@ -131,8 +151,6 @@ cfg
 Every model sees the same images in [0, 1] and applies its own resizing and normalisation.
 """),
     code("""
-student_size = student_image_size(cfg.student)
-ds = wb.load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=student_size, seed=cfg.seed)
 print(ds.describe())
 sample = [ds.test[i] for i in range(24)]
 titles = [" / ".join(ds.tasks[t][int(y[t])] for t in ds.tasks) for _, y in sample]
@@ -154,15 +172,31 @@ for name, m in teacher_models.items():
 
 The left panel is the distillation loss against each teacher (standardized features, so the teachers
 are comparable); the right one is alpha, each teacher's share of the loss after teacher dropping. With
-dropping on, the teacher the student matches worst gets the larger share.
+dropping on, the teacher the student matches worst gets the larger share. With `nproc > 1` the training
+runs in `nproc` torchrun processes and the plot follows their `metrics.jsonl`.
+
+**Nothing is lost when the run dies.** Every `ckpt_every` steps (default: every epoch) the whole training
+state goes to `out_dir/checkpoints/` (weights, optimizer, standardization statistics, random generators,
+position in the data, the curves so far), written atomically. Interrupt the kernel, or kill the job, and
+run the notebook again with the same `out_dir`: it prints `resumed from step N` and ends with the same
+student as an uninterrupted run. A different configuration in that `out_dir` is refused;
+`overwrite = True` starts over. A run that already finished is simply reloaded.
 """),
     code("""
 if objective == "features":
     live = LivePlot(title=f"{cfg.student} <- {', '.join(cfg.teachers)}")
-    run = wb.distill(cfg, ds, teacher_models, out_dir=out, callback=live)
+    if nproc > 1:  # other processes train; this kernel follows out/metrics.jsonl
+        run = launch_distill(run_file, out, nproc, callback=live)
+    else:
+        run = wb.distill(cfg, ds, teacher_models, out_dir=out, callback=live, ckpt_every=ckpt_every,
+                         keep=keep_checkpoints)
     live.refresh()
     live.save(out / "training.png")
-    print(f"distilled in {run.runtime_s:.0f}s; checkpoint: {run.checkpoint}")
+    student_model = wb.load_student(run.checkpoint, device=dev)
+    print(f"distilled in {run.runtime_s:.0f}s" + (" of training" if nproc == 1 else f" in {nproc} processes, start-up included")
+          + (f", resumed from step {run.resumed_from}" if run.resumed_from is not None else "")
+          + (f", {len(run.skipped)} unreadable training images skipped" if run.skipped else "")
+          + f"; student: {run.checkpoint}")
 """),
     md("""
 ### Linear probes on frozen features
@@ -173,7 +207,7 @@ A logistic-regression probe per task on each model's pooled feature (teachers) o
     code("""
 if objective == "features":
     encoders = {name: (lambda x, m=m: m(x).cls) for name, m in teacher_models.items()}
-    encoders["student"] = run.model.student.embed
+    encoders["student"] = student_model.embed
     probe = probe_models(encoders, ds, dev)
     gains = report.gain_over_best_teacher(probe, cfg.teachers)
     display(Markdown(report.markdown_table(probe, gains)))
@@ -191,7 +225,11 @@ if objective == "features":
         "data": ds.describe(),
         "runtime_s": round(time.time() - t_start, 1),
         "distill_s": round(run.runtime_s, 1),
+        "nproc": nproc,
         "final_loss": run.history[-1]["loss"],
+        "resumed_from_step": run.resumed_from,
+        "unreadable_train_images": len(run.skipped),
+        "empty_classes": ds.empty_classes,
         "probe": probe,
         "gain_over_best_teacher": gains,
         "checkpoint": str(run.checkpoint),
@@ -280,22 +318,24 @@ image_size = 224                       # ImageFolder data: images are decoded at
 n_train = 6000                         # offline world only
 n_test = 2000
 device = "auto"
+overwrite = False                      # True: delete the results already in out_dir and start over
 out_dir = "runs/02_probe_teachers"
 """, tags=["parameters"]),
     code("""
 import time
-from pathlib import Path
 
 from IPython.display import Markdown, display
 
 import workbench as wb
 from workbench import report
 from workbench.io import save_json
-from workbench.params import as_choice, as_int, as_list, as_pairs
+from workbench.params import as_bool, as_choice, as_int, as_list, as_pairs, check_injected_parameters
 from workbench.probe import model_fingerprint, probe_encoder
+from workbench.runs import prepare_out_dir
 from workbench.teachers import FEATURE_KINDS, check_teacher_names
 
 t_start = time.time()
+check_injected_parameters(globals())  # a papermill -p name this notebook does not have
 teacher_names = check_teacher_names(as_list(teachers, "teachers"))
 probe = as_choice(probe, "probe", ["linear", "knn", "both"])
 shot_counts = tuple(as_int(s, "shots", minimum=1) for s in as_list(shots, "shots", allow_empty=True))
@@ -303,9 +343,12 @@ feature = as_choice(feature, "feature", FEATURE_KINDS)
 checkpoint_files = as_pairs(checkpoints, "checkpoints", keys=teacher_names)
 image_size = as_int(image_size, "image_size", minimum=8)
 n_train, n_test = as_int(n_train, "n_train", minimum=10), as_int(n_test, "n_test", minimum=10)
+overwrite = as_bool(overwrite, "overwrite")
 dev = wb.pick_device(device)
-out = Path(out_dir)
-out.mkdir(parents=True, exist_ok=True)
+record = {"teachers": teacher_names, "data": data, "probe": probe, "shots": list(shot_counts), "feature": feature,
+          "checkpoints": checkpoint_files, "image_size": image_size,
+          **({"n_train": n_train, "n_test": n_test} if data == "world" else {})}
+out = prepare_out_dir(out_dir, record, overwrite, kind="02_probe_teachers")  # one configuration per out_dir
 print(f"device {dev}; writing to {out.resolve()}")
 """),
     code("""
@@ -381,6 +424,9 @@ records, for every image, the class, prompt, seed, guidance, steps and model, so
 > on a GPU, with the checkpoint in your local Hugging Face cache (`hf download stable-diffusion-v1-5/stable-diffusion-v1-5`
 > on a machine with network). Nothing is downloaded here; a missing model fails at once and says how to get it.
 
+Rerunning with the same `out_dir` resumes: finished images are kept, the missing ones generated. Settings
+that would change existing images are refused; `overwrite = True` deletes them and starts over.
+
 For a full clone, use the command line on several GPUs or machines; each run takes a disjoint shard, and
 rerunning resumes:
 `python -m workbench generate --classes imagenet100 --images-per-class 1300 --out data/in100-sd --shard 0/4`
@@ -399,6 +445,7 @@ batch_size = 8
 dtype = "auto"                         # fp16 on CUDA, fp32 on CPU; or fp32, fp16, bf16
 seed = 0                               # every image's seed and background derive from it
 device = "auto"                        # "auto" picks CUDA when present
+overwrite = False                      # True: delete the images already in out_dir and start over
 out_dir = "runs/01_synthetic_imagenet"
 """, tags=["parameters"]),
     code("""
@@ -413,14 +460,21 @@ from workbench.diffusion import TINY_MODEL, default_resolution, load_pipeline
 from workbench.generate import GenerateConfig, audit, class_counts, contact_sheet, generate, read_manifest
 from workbench.imagenet import class_info
 from workbench.io import save_json
+from workbench.params import as_bool, check_injected_parameters
 from workbench.prompts import STRATEGIES, example_prompts
+from workbench.runs import clear_out_dir
 
 t_start = time.time()
+check_injected_parameters(globals())  # a papermill -p name this notebook does not have
 cfg = GenerateConfig.from_params(classes=classes, prompt=prompt, images_per_class=images_per_class,
                                  guidance_scale=guidance_scale, steps=steps, model=model, resolution=resolution,
                                  scheduler=scheduler, batch_size=batch_size, dtype=dtype, seed=seed, device=device)
+overwrite = as_bool(overwrite, "overwrite")
 dev = wb.pick_device(cfg.device)
 out = Path(out_dir)
+if overwrite and out.is_dir():
+    clear_out_dir(out)  # only a folder the workbench wrote (it holds generation.json)
+    print(f"overwrite=True: cleared {out}")
 print(f"{len(cfg.classes)} classes x {cfg.images_per_class} images with {cfg.model} on {dev}; writing to {out.resolve()}")
 if cfg.model == TINY_MODEL:
     print("model = 'tiny-offline': random weights, the images will be noise (this run tests the machinery)")
@@ -550,7 +604,263 @@ print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']
 """),
 ]
 
-NOTEBOOKS = {"01_synthetic_imagenet.ipynb": SYNTHETIC, "02_probe_teachers.ipynb": PROBE, "03_distill.ipynb": DISTILL}
+TRANSFER = [
+    md("""
+# 04 · Transfer: where does the student beat its best teacher?
+
+The payoff view of the workbench. Every model (teachers, and students distilled in 03) is probed on a suite
+of transfer tasks with the same frozen-feature linear probe as in 02 (weight decay tuned on a held-out 20%,
+features cached on disk), and the results are summarised as in the papers:
+
+- **relative gain over the best teacher** of each task, in % (UNIC's radar chart: the black ring is the best
+  teacher, outside it the model beats every teacher on that task);
+- **mean top-1** and **mean log-odds** over tasks (t-ReX: log(p / (1 - p)) weighs a gain from 98% to 99% like
+  one from 50% to 67%, so saturated tasks still count);
+- **concept-generalization levels** (CoG): unseen concepts ranked by their semantic similarity on WordNet
+  (Lin similarity, information content computed from the WordNet hierarchy itself) to the seen ones, cut into
+  five levels of equal size, L1 closest; accuracy per level tells how transfer falls off with semantic distance;
+- **PCA of patch features** as RGB, teachers beside the student: what dense knowledge the student inherited.
+
+The defaults run on the **offline world**: its two specialist teachers and the student that 03 distills with
+its defaults (reused from `runs/03_distill` or the cache, distilled here on first use). Real models and data:
+`papermill 04_transfer.ipynb out.ipynb -p models dino_vitb16,deit3_vitb16,unic=runs/03_real/checkpoint -p tasks flowers=/data/flowers,cars=/data/cars`.
+"""),
+    code("""
+models = "world_colour,world_shape,student"  # teachers (registry / timm names), "student" (03's default), checkpoint folders or name=folder
+tasks = "world"                        # "world" (the offline suite), world task names, and/or name=path ImageFolders
+checkpoints = ""                       # optional weight file per teacher, e.g. "ibot_vitb16=/ckpt/ibot.pth"
+levels = True                          # concept-generalization levels (CoG) and the accuracy-per-level plot
+n_train = 3000                         # offline world only: training images per dataset
+n_test = 1000                          # offline world only: test images per dataset
+image_size = 224                       # ImageFolder tasks: images are decoded at this size
+pca_images = 6                         # images in the patch-feature PCA pictures
+device = "auto"                        # "auto" picks CUDA when present
+out_dir = "runs/04_transfer"
+overwrite = False                      # True: delete the results already in out_dir and start over
+""", tags=["parameters"]),
+    code("""
+import re
+import time
+from pathlib import Path
+
+import torch
+from IPython.display import Markdown, display
+
+import workbench as wb
+from workbench import cog, report
+from workbench import transfer as tr
+from workbench import transfer_figures as tf
+from workbench.io import save_json
+from workbench.params import as_bool, as_int, as_pairs, check_injected_parameters
+from workbench.runs import prepare_out_dir
+
+t_start = time.time()
+check_injected_parameters(globals())  # a papermill -p name this notebook does not have
+model_specs = tr.parse_models(models)  # names and checkpoint folders checked; nothing loaded yet
+task_list = tr.parse_tasks(tasks)
+checkpoint_files = as_pairs(checkpoints, "checkpoints", keys=[n for n, role, _ in model_specs if role == "teacher"])
+levels = as_bool(levels, "levels")
+n_train, n_test = as_int(n_train, "n_train", minimum=20), as_int(n_test, "n_test", minimum=20)
+image_size = as_int(image_size, "image_size", minimum=8)
+pca_images = as_int(pca_images, "pca_images", minimum=1)
+overwrite = as_bool(overwrite, "overwrite")
+dev = wb.pick_device(device)
+record = {"models": model_specs, "tasks": [(t.name, t.dataset, t.label, t.shots) for t in task_list],
+          "checkpoints": checkpoint_files, "levels": levels, "image_size": image_size, "pca_images": pca_images,
+          "n_train": n_train, "n_test": n_test}
+out = prepare_out_dir(out_dir, record, overwrite, kind="04_transfer")  # one configuration per out_dir
+print(f"device {dev}; writing to {out.resolve()}")
+"""),
+    md("""
+## The models
+
+Teachers come from the registry (offline specialists, the zoo, any timm name); students are distillation
+checkpoints (`<out_dir>/checkpoint` of 03). `student` is the one 03 trains with its defaults: taken from
+`runs/03_distill` when that run finished with every default, else from `$WORKBENCH_CACHE/students`, else
+distilled now (a few minutes on 2 CPU cores, once).
+"""),
+    code("""
+model_list = tr.load_models(models, dev, checkpoints=checkpoint_files)
+roles = {m.name: m.role for m in model_list}
+teachers = [m.name for m in model_list if m.role == "teacher"]
+for m in model_list:
+    n_params = sum(p.numel() for p in m.module.parameters())
+    size = f"{n_params / 1e6:.2f}M" if n_params >= 1e5 else f"{n_params / 1e3:.1f}k"
+    print(f"{m.name:>14}: {m.role}, {size} parameters, from {m.source}")
+"""),
+    md("""
+## Concept-generalization levels
+
+**The CoG builder on ImageNet.** Seen: the 1,000 ImageNet-1K classes; candidates: the 21,843 ImageNet-21K
+synsets (timm ships the list), less the seen ones and those that subsume a seen class (*dog* contains the
+seen breeds). Each candidate's similarity to the seen set is its Lin similarity to the closest seen class;
+the ranking is cut into five equal levels. These wnid lists (`cog_levels_imagenet.json`) are what a CoG
+evaluation on real images uses: pass ImageFolders of each level as tasks named `L1` ... `L5` and they are
+plotted per level below.
+
+**The offline world's levels (a stand-in).** The world's six shapes are WordNet nouns too (circle, square,
+triangle, rhombus, plus sign, ring): they are the seen concepts. Fifteen shapes that no world model was trained
+on, each a WordNet noun (trapezoid, hexagon, heart, bell, arrow, the letter X, house, fish, ...), go through the
+*same* builder and land in five levels of three; each level is a 3-way task on freshly rendered images. Visual
+difficulty in this little world need not follow WordNet, so read the world's per-level plot as the machinery at
+work, not as a finding.
+"""),
+    code("""
+level_info, level_task_list, level_shapes = {}, [], None
+if levels:
+    t0 = time.time()
+    in1k = cog.imagenet_levels()
+    print(f"ImageNet-1K seen vs ImageNet-21K candidates: {sum(len(l) for l in in1k.levels)} concepts in 5 levels "
+          f"of {len(in1k.levels[0])} ({time.time() - t0:.1f}s); dropped: " + ", ".join(f"{k} {len(v)}" for k, v in in1k.dropped.items()))
+    display(Markdown(cog.level_table(in1k)))
+    save_json({"levels": in1k.levels, "mean_similarity": in1k.mean_similarity}, out / "cog_levels_imagenet.json")
+    level_info["imagenet"] = {"sizes": [len(l) for l in in1k.levels], "mean_similarity": in1k.mean_similarity}
+    if any(t.dataset in tr.WORLD_DATASETS for t in task_list):
+        world_lv, level_shapes = tr.world_levels()
+        display(Markdown(cog.level_table(world_lv, examples=3)))
+        level_task_list = tr.level_tasks(level_shapes)
+        level_info["world"] = {"levels": level_shapes, "mean_similarity": world_lv.mean_similarity}
+    level_task_list += [t for t in task_list if re.fullmatch(r"L\\d+", t.name)]  # real CoG levels, as ImageFolders
+    task_list = [t for t in task_list if t not in level_task_list]
+"""),
+    md("""
+## The tasks
+
+Each task is a train/test pair with labels. The offline suite: shape and colour in-domain (the images 03
+distills on), the joint 36-way shape x colour task (only a feature that keeps *both* factors solves it), both
+factors on the two held-out background styles, few-shot shape on those backgrounds, and 15 novel shapes.
+"""),
+    code("""
+datasets = tr.load_task_data(task_list + level_task_list, n_train=n_train, n_test=n_test, image_size=image_size,
+                             level_shapes=level_shapes)
+rows = ["| task | data | protocol | classes | what |", "|---|---|---|---:|---|"]
+for t in task_list + level_task_list:
+    ds = datasets[t.dataset]
+    rows.append(f"| {t.name} | {ds.name} ({len(ds.train)} / {len(ds.test)}) | {t.protocol} | {len(ds.tasks[t.label])} | {t.description} |")
+display(Markdown("\\n".join(rows)))
+for name, ds in datasets.items():
+    if name in tr.WORLD_DATASETS:
+        sample = [ds.test[i] for i in range(12)]
+        report.show(report.image_grid([x.numpy() for x, _ in sample], [ds.tasks["shape"][int(y["shape"])] for _, y in sample]))
+"""),
+    md("""
+## Probes
+
+One tidy table (model, task, top-1, protocol, seed), written to `probes.csv`; few-shot tasks have one row per
+draw. Below, top-1 per model and task (best in bold).
+"""),
+    code("""
+result_rows = tr.evaluate(model_list, task_list + level_task_list, datasets, dev)
+tr.write_rows(result_rows, out / "probes.csv")
+level_names = [t.name for t in level_task_list]
+full = tr.probe_table(result_rows)
+probe = {m: {t: v for t, v in row.items() if t not in level_names} for m, row in full.items()}
+display(Markdown(report.markdown_table(probe)))
+"""),
+    md("""
+## Aggregates
+
+Relative gain over the best teacher per task (%), then mean top-1 and t-ReX's mean log-odds over the tasks.
+"""),
+    code("""
+gains = tr.relative_gains(probe, teachers) if teachers else {}
+best = tr.best_teacher(probe, teachers) if teachers else {}
+summary_rows = ["| model | " + " | ".join(next(iter(probe.values()))) + " | mean top-1 | mean log-odds |",
+                "|---|" + "---:|" * (len(next(iter(probe.values()))) + 2)]
+mean1, odds = tr.mean_top1(probe), tr.mean_log_odds(probe)
+for m in probe:
+    cells = [f"{v:+.1f}%" for v in gains[m].values()] if gains else [""] * len(probe[m])
+    summary_rows.append(f"| {m} | " + " | ".join(cells) + f" | {mean1[m]:.1f} | {odds[m]:.2f} |")
+if best:
+    summary_rows.append("| *best teacher* | " + " | ".join(f"{n} ({v:.1f})" for n, v in best.values()) + " | | |")
+display(Markdown("\\n".join(summary_rows)))
+"""),
+    md("""
+### Radar of relative gains
+
+Interactive in JupyterLab (hover for exact values, click legend entries to hide models); executed copies of
+the notebook keep a static picture of the same chart. `radar.html` in `out_dir` opens in any browser, offline.
+"""),
+    code("""
+if gains and len(probe[teachers[0]]) >= 3:
+    static = tf.radar_figure(gains, roles)
+    static.savefig(out / "radar.png")
+    interactive = tf.radar_plotly(gains, roles)
+    interactive.write_html(out / "radar.html", include_plotlyjs=True)
+    tf.show_interactive(interactive, static)
+else:
+    print("a radar needs at least one teacher among the models and three tasks; see the bars below")
+"""),
+    code("""
+fig = tf.task_bars_figure(probe, roles)
+fig.savefig(out / "tasks.png")
+report.show(fig)
+"""),
+    md("""
+### Accuracy per concept-generalization level
+"""),
+    code("""
+if level_names:
+    per_level = {m: {t: full[m][t] for t in level_names} for m in full}
+    sims = level_info["world"]["mean_similarity"] if "world" in level_info else level_info["imagenet"]["mean_similarity"]
+    names = [", ".join(s) for s in level_info["world"]["levels"]] if "world" in level_info else None
+    chance = 100 / len(datasets[level_task_list[0].dataset].tasks[level_task_list[0].label])
+    fig = tf.levels_figure(per_level, roles, sims[: len(level_names)], names, chance=chance,
+                           title="Top-1 per level (offline world: novel shapes by WordNet similarity to the seen ones)"
+                           if "world" in level_info else "Top-1 per CoG level")
+    fig.savefig(out / "levels.png")
+    report.show(fig)
+    level_info["probe"] = per_level
+else:
+    print("levels off (or no level task): nothing to plot")
+"""),
+    md("""
+## What the patch features look like
+
+For each model, the first three principal components of its patch tokens (fitted on these images together)
+shown as RGB, each on the model's own grid. Similar colours mean similar features. A teacher blind to a factor
+shows it as uniform; the student should separate object from background like the shape teacher *and* colour
+objects apart like the colour teacher.
+"""),
+    code("""
+first = datasets[(task_list or level_task_list)[0].dataset]
+images = []
+for i in range(len(first.test)):
+    x = first.test[i][0]  # None for an unreadable image file
+    if x is not None:
+        images.append(x)
+    if len(images) == pca_images:
+        break
+images = torch.stack(images)
+pictures = tf.patch_pictures(model_list, images, dev)
+titles = {name: f"{name}\\n{pic.shape[1]}x{pic.shape[2]} patches" for name, pic in pictures.items()}
+fig = tf.pca_figure(images, pictures, titles)
+fig.savefig(out / "patch_pca.png")
+report.show(fig)
+"""),
+    code("""
+summary = {
+    "models": {m.name: {"role": m.role, "source": m.source} for m in model_list},
+    "tasks": {t.name: {"data": datasets[t.dataset].name, "label": t.label, "protocol": t.protocol,
+                       "description": t.description} for t in task_list + level_task_list},
+    "config": {"models": models, "tasks": tasks, "checkpoints": checkpoint_files, "levels": levels,
+               "n_train": n_train, "n_test": n_test, "image_size": image_size, "pca_images": pca_images,
+               "device": str(dev)},
+    "probe": probe,
+    "relative_gain": gains,
+    "best_teacher": {t: {"model": n, "top1": v} for t, (n, v) in best.items()},
+    "mean_top1": mean1,
+    "mean_log_odds": odds,
+    "levels": level_info,
+    "runtime_s": round(time.time() - t_start, 1),
+}
+save_json(summary, out / "summary.json")
+print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")
+"""),
+]
+
+NOTEBOOKS = {"01_synthetic_imagenet.ipynb": SYNTHETIC, "02_probe_teachers.ipynb": PROBE, "03_distill.ipynb": DISTILL,
+             "04_transfer.ipynb": TRANSFER}
 
 if __name__ == "__main__":
     for name, cells in NOTEBOOKS.items():

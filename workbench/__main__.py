@@ -3,6 +3,8 @@
     python -m workbench generate --classes imagenet100 --images-per-class 1300 --out data/in100-sd
     python -m workbench generate ... --shard 0/4                      # one of four machines
     torchrun --nproc-per-node 8 -m workbench generate ...             # shard from RANK / WORLD_SIZE
+    python -m workbench distill --config runs/03_distill/run.yaml     # the run file the 03 notebook writes
+    torchrun --nproc-per-node 8 -m workbench distill --config run.yaml   # DistributedDataParallel, 8 GPUs
 """
 from __future__ import annotations
 
@@ -55,10 +57,32 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="run file (YAML or JSON): DistillConfig fields, n_train, n_test, "
+                                                        "ckpt_every, keep_checkpoints, out_dir; the 03 notebook writes "
+                                                        "<out_dir>/run.yaml")
+    parser.add_argument("--out", help="output folder (default: out_dir of the run file); a rerun resumes the run there")
+    parser.add_argument("--overwrite", action="store_true", help="delete the run already in the output folder first")
+    parser.add_argument("--log-every", type=int, default=10, help="steps between metric records (default 10)")
+    parser.add_argument("--random-teachers", action="store_true",
+                        help="teachers with random weights: a smoke test of the machinery, not a real run")
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from .launch import run_distill as run
+
+    if args.log_every < 1:
+        raise ValueError(f"--log-every must be >= 1, got {args.log_every}")
+    run(args.config, args.out, random_teachers=args.random_teachers, log_every=args.log_every, overwrite=args.overwrite)
+    return 0
+
+
 COMMANDS = {
     # name: (help, add_arguments, run)
     "generate": ("generate a synthetic ImageNet clone with Stable Diffusion (resumable, shardable)",
                  add_generate_arguments, run_generate),
+    "distill": ("distill teachers into a student from a run file (one process, or many under torchrun)",
+                add_distill_arguments, run_distill),
 }
 
 

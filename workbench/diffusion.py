@@ -13,6 +13,7 @@ it exercises the machinery, nothing more.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -136,8 +137,10 @@ def load_pipeline(model: str, device: torch.device | str = "cpu", dtype: str = "
     folder, _ = locate_model(model)
     source = str(folder) if folder is not None else model
     try:
-        pipe = AutoPipelineForText2Image.from_pretrained(source, **{_dtype_keyword(): torch_dtype}, local_files_only=True,
-                                                         low_cpu_mem_usage=is_accelerate_available())  # else a warning
+        with _no_loading_bars():
+            pipe = AutoPipelineForText2Image.from_pretrained(source, **{_dtype_keyword(): torch_dtype},
+                                                             local_files_only=True,
+                                                             low_cpu_mem_usage=is_accelerate_available())  # else a warning
     except (OSError, ValueError) as err:
         raise FileNotFoundError(f"could not load Stable Diffusion model {model!r} from {source!r} without network "
                                 f"({type(err).__name__}: {err}). If files are missing, run `hf download {model}` "
@@ -148,6 +151,24 @@ def load_pipeline(model: str, device: torch.device | str = "cpu", dtype: str = "
         pipe.scheduler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+@contextlib.contextmanager
+def _no_loading_bars():
+    """diffusers' and transformers' loading/saving progress bars off: one-off bars that clutter headless logs."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    was = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was[0]:
+            diffusers_logging.enable_progress_bar()
+        if was[1]:
+            transformers_logging.enable_progress_bar()
 
 
 def _dtype_keyword() -> str:
@@ -213,7 +234,8 @@ def build_tiny_pipeline(folder: Path, config: dict = TINY_CONFIG) -> None:
                               skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(folder)
+    with _no_loading_bars():
+        pipe.save_pretrained(folder)
     for name in ("vocab.json", "merges.txt"):  # keep the source files next to what transformers saved, as in SD repos
         shutil.copy(tok_dir / name, folder / "tokenizer" / name)
     shutil.rmtree(tok_dir)

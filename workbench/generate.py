@@ -269,7 +269,8 @@ def _lock_settings(out: Path, cfg: GenerateConfig) -> dict | None:
     if diff:
         lines = ", ".join(f"{k}: folder {a!r}, this run {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"{out} already holds images generated with other settings ({lines}). Use another out_dir, "
-                         "or the folder's settings to resume or extend it (classes and images_per_class may change)")
+                         "or the folder's settings to resume or extend it (classes and images_per_class may change), or "
+                         "delete the folder to start over (notebook 01: overwrite = True)")
     return have
 
 

@@ -3,10 +3,17 @@
 Each refresh draws a matplotlib figure off-screen, renders it to PNG and updates one
 ``display(..., display_id=True)`` handle: the picture moves in JupyterLab, and a papermill-executed
 notebook keeps exactly one image, the last one. Outside IPython it stays silent.
+
+A run in other processes (``torchrun ... -m workbench distill``) appends its metrics to
+``<out_dir>/metrics.jsonl`` (``MetricsLog``); ``follow`` reads the new lines as they come, so the
+notebook that launched the run plots it live all the same.
 """
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
+from typing import Callable, Iterator
 
 from matplotlib.figure import Figure
 
@@ -70,3 +77,68 @@ class LivePlot:
 
     def save(self, path) -> None:
         self.figure().savefig(path)
+
+
+class MetricsLog:
+    """Append-only JSONL of metric records, one line per record, flushed at once (``tail -f`` works).
+
+    Opening it drops the records of steps ``>= start_step`` left by an earlier run in the same folder
+    (all of them for a fresh run, ``start_step=0``; a resumed run keeps the steps it does not redo)."""
+
+    def __init__(self, path, start_step: int = 0):
+        from .io import _atomic_write
+
+        self.path = Path(path)
+        if self.path.is_file():
+            kept = [r for r in read_jsonl_records(self.path) if r.get("step", 0) < start_step]
+            text = "".join(json.dumps(r) + "\n" for r in kept)
+            _atomic_write(self.path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+    def append(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+
+def read_jsonl_records(path) -> list[dict]:
+    """Every complete record of a JSONL file (a line still being written is left for later)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def follow(path, running: Callable[[], bool], poll_s: float = 1.0) -> Iterator[dict]:
+    """Yield the records of a JSONL file as they are appended, until ``running()`` is false (then the rest).
+
+    A file that is replaced or shortened meanwhile is read again from its start."""
+    path, offset, partial = Path(path), 0, b""
+    while True:
+        alive = running()
+        if path.is_file():
+            with open(path, "rb") as f:
+                if f.seek(0, 2) < offset:  # rewritten shorter: start over
+                    offset, partial = 0, b""
+                f.seek(offset)
+                chunk = f.read()
+                offset = f.tell()
+            lines = (partial + chunk).split(b"\n")
+            partial = lines.pop()  # an unfinished last line waits for its end
+            for line in lines:
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+        if not alive:
+            return
+        time.sleep(poll_s)

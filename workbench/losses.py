@@ -6,6 +6,11 @@ That gives one loss per (teacher, image). Teacher dropping then keeps, for every
 with the highest loss and drops every other teacher with probability ``p``: the student stops
 over-fitting the teachers it already matches and spends its capacity on the one it matches worst.
 Coefficients are normalized over the active (teacher, image) pairs and detached.
+
+Distributed (``world`` of ``workbench.distributed``): every rank draws the dropping randomness of the
+whole global batch from the same generator and keeps its own columns (rank r holds global images r,
+r + N, ...), and the coefficients are normalized over the active pairs of every rank, so N ranks
+make the same decisions and the same gradient as one process with the global batch.
 """
 from __future__ import annotations
 
@@ -31,19 +36,36 @@ def teacher_losses(preds: dict, targets: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def teacher_coefficients(losses: torch.Tensor, drop_p: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(T, B) losses -> (T, B) coefficients that sum to 1 over the active (teacher, image) pairs.
+def teacher_keep(losses: torch.Tensor, drop_p: float, generator: torch.Generator | None = None, world=None) -> torch.Tensor:
+    """(T, B) losses -> (T, B) bool mask of the kept (teacher, image) pairs.
 
     Vectorised: the highest-loss teacher of each image is always kept; each other one is kept with
-    probability ``1 - drop_p``. ``drop_p=0`` (and evaluation) weighs every pair equally.
+    probability ``1 - drop_p``. ``drop_p=0`` (and evaluation) keeps every pair.
     """
-    keep = torch.rand(losses.shape, generator=generator, device="cpu").to(losses.device) >= drop_p
+    rank, size = (world.rank, world.size) if world is not None else (0, 1)
+    t, b = losses.shape
+    draws = torch.rand((t, b * size), generator=generator, device="cpu")[:, rank::size]  # this rank's columns
+    keep = draws.to(losses.device) >= drop_p
     keep.scatter_(0, losses.argmax(dim=0, keepdim=True), True)
-    coeffs = keep.to(losses.dtype)
-    return coeffs / coeffs.sum()
+    return keep
 
 
-def distillation_loss(losses: torch.Tensor, drop_p: float, generator: torch.Generator | None = None):
-    """Total loss and the coefficients used; per-teacher alpha = ``coeffs.sum(1)`` (its share of the loss)."""
-    coeffs = teacher_coefficients(losses, drop_p, generator)
-    return (coeffs * losses).sum(), coeffs
+@torch.no_grad()
+def teacher_coefficients(losses: torch.Tensor, drop_p: float, generator: torch.Generator | None = None,
+                         world=None) -> torch.Tensor:
+    """(T, B) losses -> (T, B) coefficients that sum to 1 over the active (teacher, image) pairs (of every rank)."""
+    coeffs = teacher_keep(losses, drop_p, generator, world).to(losses.dtype)
+    total = coeffs.sum()
+    if world is not None and world.size > 1:
+        total = world.all_sum(total.clone())
+    return coeffs / total
+
+
+def distillation_loss(losses: torch.Tensor, drop_p: float, generator: torch.Generator | None = None, world=None):
+    """Total loss and the coefficients used; per-teacher alpha = ``coeffs.sum(1)`` (its share of the loss).
+
+    With ``world`` the loss is this rank's part of the global loss times N: DistributedDataParallel
+    averages the gradients of the N ranks, which gives the gradient of the global loss."""
+    coeffs = teacher_coefficients(losses, drop_p, generator, world)
+    loss = (coeffs * losses).sum()
+    return (loss * world.size if world is not None else loss), coeffs

@@ -86,3 +86,63 @@ def as_pairs(value, name: str, keys: list[str] | None = None) -> dict[str, str]:
         if unknown:
             raise ParameterError(f"{name} names {unknown}, which are not among {keys}")
     return pairs
+
+
+def as_bool(value, name: str) -> bool:
+    """``True``/``False`` from YAML or papermill (``-p overwrite True``), or the strings true/false/yes/no/1/0."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off", ""):
+        return False
+    raise ParameterError(f"{name} must be True or False, got {value!r} (e.g. -p {name} True)")
+
+
+INJECTED_HEADER = "# Parameters"  # the first line of the cell papermill injects after the parameters cell
+
+
+def _assigned_names(source: str) -> list[str] | None:
+    """Names assigned by a cell of plain ``name = literal`` lines; None when the cell is anything else."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    names = []
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            return None
+        names.append(node.targets[0].id)
+    return names
+
+
+def check_injected_parameters(namespace: dict) -> None:
+    """Refuse parameters that papermill injected but the notebook does not have (``-p learing_rate 0.1``).
+
+    papermill only warns about them and runs on, silently ignoring the value. Call it from the cell after
+    the parameters, with ``globals()``: the kernel's input history holds the parameters cell and, right
+    after it, the injected one. Outside papermill nothing is injected and nothing is checked.
+    """
+    import difflib
+
+    history = list(namespace.get("In") or namespace.get("_ih") or [])
+    injected = [i for i, src in enumerate(history) if i > 0 and src.lstrip().startswith(INJECTED_HEADER)]
+    if not injected:
+        return
+    i = injected[-1]
+    known = _assigned_names(history[i - 1])
+    given = _assigned_names(history[i])
+    if known is None or given is None:  # cells run out of order by hand: cannot tell, so do not guess
+        return
+    unknown = [n for n in given if n not in known]
+    if unknown:
+        hints = []
+        for n in unknown:
+            close = difflib.get_close_matches(n, known, n=1)
+            if close:
+                hints.append(f"did you mean {close[0]!r} for {n!r}?")
+        raise ParameterError(f"unknown parameter(s) {unknown} for this notebook; {' '.join(hints)} "
+                             f"Its parameters are: {', '.join(known)}")

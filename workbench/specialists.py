@@ -22,8 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import world
-from .io import cache_dir, config_hash, load_tensors, save_json, save_tensors
-from .teachers import Features, Teacher, register_teacher
+from .io import cache_dir, config_hash, load_tensors, load_weights, save_json, save_tensors
+from .teachers import Features, Teacher, register_teacher, unwrap_state_dict
 
 CACHE_VERSION = 1  # bump when the architectures or the training recipe change
 
@@ -160,7 +160,7 @@ def _register(name: str, cfg: SpecialistConfig):
     def builder(pretrained: bool = True, checkpoint: str | None = None) -> Teacher:
         if checkpoint is not None:
             model = build_specialist(cfg)
-            model.load_state_dict(load_tensors(checkpoint))
+            model.load_state_dict(unwrap_state_dict(load_weights(checkpoint)))
         elif pretrained:
             model = load_or_train(name, cfg)
         else:

@@ -9,11 +9,14 @@ rotation spreads the variance evenly, so every dimension ends with the same vari
 eigenvalue) without amplifying noise directions the way per-dimension scaling does.
 
 One standardizer exists per teacher and token type (CLS / patch). Statistics are buffers, so they
-are saved with the checkpoint.
+are saved with the checkpoint. In a distributed run ``update`` gets ``all_sum`` (the sum of a tensor
+over the ranks) and the batch statistics are those of every rank's rows together: N ranks with
+batch B update exactly as one process with batch N*B (up to float rounding).
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -32,17 +35,30 @@ class Standardizer(nn.Module):
         super().__init__()
         self.dim = dim
 
-    def update(self, x: torch.Tensor, weight: float) -> None:
+    def update(self, x: torch.Tensor, weight: float, all_sum: Callable | None = None) -> None:
         pass
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
 
-def _flat_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and uncentred second moment over every row of (..., D), in float32."""
+def batch_moments(x: torch.Tensor, all_sum: Callable | None = None, outer: bool = False):
+    """Mean and biased variance per dimension (``outer``: the uncentred second-moment matrix) of every row
+    of (..., D), in float32. With ``all_sum`` (sums a tensor over the ranks, in place) the rows of every
+    rank count: each rank's moments, weighted by its row count, are combined in float64."""
     flat = x.reshape(-1, x.shape[-1]).float()
-    return flat.mean(0), flat.t() @ flat / flat.shape[0]
+    mean = flat.mean(0)
+    second = flat.t() @ flat / flat.shape[0] if outer else flat.var(0, unbiased=False)
+    if all_sum is None:
+        return mean, second
+    n = flat.shape[0]
+    raw = second if outer else second + mean.square()  # uncentred, so that ranks add up
+    packed = torch.cat([mean.new_tensor([1.0]), mean, raw.flatten()]).double() * n
+    packed = all_sum(packed)
+    total, d = packed[0], mean.shape[0]
+    mean_all, raw_all = packed[1:1 + d] / total, packed[1 + d:].view(raw.shape) / total
+    second_all = raw_all if outer else (raw_all - mean_all.square()).clamp_min(0)
+    return mean_all.float(), second_all.float()
 
 
 class RunningStandardizer(Standardizer):
@@ -53,10 +69,10 @@ class RunningStandardizer(Standardizer):
         self.register_buffer("var", torch.ones(dim))
 
     @torch.no_grad()
-    def update(self, x, weight):
-        flat = x.reshape(-1, self.dim).float()
-        self.mean.lerp_(flat.mean(0), weight)
-        self.var.lerp_(flat.var(0, unbiased=False), weight)
+    def update(self, x, weight, all_sum=None):
+        mean, var = batch_moments(x, all_sum)
+        self.mean.lerp_(mean, weight)
+        self.var.lerp_(var, weight)
 
     def forward(self, x):
         return (x - self.mean) / (self.var + self.eps).sqrt()
@@ -113,8 +129,8 @@ class PhiS(Standardizer):
         self.register_buffer("hadamard", hadamard(dim), persistent=False)
 
     @torch.no_grad()
-    def update(self, x, weight):
-        mean, second = _flat_stats(x)
+    def update(self, x, weight, all_sum=None):
+        mean, second = batch_moments(x, all_sum, outer=True)
         self.mean.lerp_(mean, weight)
         self.second_moment.lerp_(second, weight)
         cov = self.second_moment - torch.outer(self.mean, self.mean)

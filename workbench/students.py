@@ -73,6 +73,16 @@ def wb_vit_tiny_patch8_32(pretrained: bool = False, **kwargs) -> VisionTransform
     return _small_vit(pretrained, defaults, kwargs)
 
 
+def use_fused_attention(model: nn.Module) -> int:
+    """Switch every timm attention layer of ``model`` to ``F.scaled_dot_product_attention`` (flash /
+    memory-efficient kernels on GPU) and return how many there are. timm picks it by default, but
+    ``TIMM_FUSED_ATTN=0`` in the environment or an old export setting turns it off silently."""
+    layers = [m for m in model.modules() if hasattr(m, "fused_attn")]
+    for m in layers:
+        m.fused_attn = True
+    return len(layers)
+
+
 class Student(nn.Module):
     """A timm ViT plus its own input normalisation; returns the CLS and patch tokens of every block.
 
@@ -91,6 +101,7 @@ class Student(nn.Module):
         if not isinstance(self.vit, VisionTransformer):
             raise ValueError(f"student {name!r} is a {type(self.vit).__name__}; the student must be a timm VisionTransformer")
         self.name = name
+        use_fused_attention(self.vit)
         cfg = getattr(self.vit, "pretrained_cfg", None) or {}
         self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.get("std", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
@@ -131,14 +142,23 @@ class Student(nn.Module):
 def check_student_name(name: str) -> str:
     """Fail early, with suggestions, when ``name`` is not a timm ViT."""
     if not timm.is_model(name):
+        from .params import ParameterError
+
         ours = ", ".join(timm.list_models("wb_*"))
-        raise ValueError(f"unknown student {name!r}: use a timm ViT name such as 'vit_small_patch16_224' or "
-                         f"'vit_base_patch16_224', or an offline-world student ({ours})")
+        raise ParameterError(f"unknown student {name!r}: use a timm ViT name such as 'vit_small_patch16_224' or "
+                             f"'vit_base_patch16_224', or an offline-world student ({ours})")
     return name
 
 
 def student_image_size(name: str) -> int:
     """The input resolution of a student, read without allocating its weights."""
+    return student_geometry(name)[0]
+
+
+def student_geometry(name: str, img_size: int | None = None) -> tuple[int, int, int]:
+    """(input size, patch size, depth) of a student at ``img_size`` (default: its own), without allocating weights."""
     with torch.device("meta"):
         vit = timm.create_model(check_student_name(name), pretrained=False, num_classes=0)
-    return int(vit.patch_embed.img_size[0])
+    if not isinstance(vit, VisionTransformer):
+        raise ValueError(f"student {name!r} is a {type(vit).__name__}; the student must be a timm VisionTransformer")
+    return img_size or int(vit.patch_embed.img_size[0]), int(vit.patch_embed.patch_size[0]), len(vit.blocks)

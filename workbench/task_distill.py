@@ -87,6 +87,10 @@ class TaskDistillConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def results_key(self) -> dict:
+        """What decides the results (for ``prepare_out_dir``): everything but the device."""
+        return {k: v for k, v in self.to_dict().items() if k != "device"}
+
     @property
     def seeds(self) -> list[int]:
         return [self.seed + i for i in range(self.repeats)]

@@ -64,8 +64,11 @@ class TimmTeacher(Teacher):
     def __init__(self, name: str, model: nn.Module, img_size: int | None = None,
                  mean: tuple | None = None, std: tuple | None = None):
         super().__init__()
+        from .students import use_fused_attention
+
         self.name = name
         self.model = model
+        use_fused_attention(model)
         cfg = getattr(model, "pretrained_cfg", None) or {}
         self.img_size = (img_size, img_size) if img_size else tuple(cfg.get("input_size", (3, 224, 224))[1:])
         self.interpolation = cfg.get("interpolation", "bicubic")
@@ -144,13 +147,15 @@ def check_teacher_names(names: list[str]) -> list[str]:
     """Fail early, listing the known teachers, when a name is neither registered nor a timm model."""
     import timm
 
+    from .params import ParameterError
+
     known = list_teachers()
     bad = [n for n in names if n not in known and not timm.is_model(n)]
     if bad:
-        raise ValueError(f"unknown teacher(s) {bad}. Registered teachers: {', '.join(known)}. "
-                         "Any timm model name works too (see timm.list_models()).")
+        raise ParameterError(f"unknown teacher(s) {bad}. Registered teachers: {', '.join(known)}. "
+                             "Any timm model name works too (see timm.list_models()).")
     if len(set(names)) != len(names):
-        raise ValueError(f"teachers must be distinct, got {names}")
+        raise ParameterError(f"teachers must be distinct, got {names}")
     return list(names)
 
 
@@ -185,15 +190,29 @@ def _create_timm_model(timm_name: str, pretrained: bool, **kwargs) -> nn.Module:
 
 def load_timm_checkpoint(model: nn.Module, path: str, name: str) -> None:
     """Load a timm-format checkpoint (safetensors, or a pickle read with weights_only=True); heads are ignored."""
-    from timm.models import load_checkpoint
+    from timm.models import clean_state_dict
+
+    from .io import load_weights
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {path!r} for teacher {name!r} does not exist")
-    result = load_checkpoint(model, str(path), strict=False, weights_only=True)
-    missing = [k for k in getattr(result, "missing_keys", []) if not k.startswith(("head", "fc."))]
+    state = unwrap_state_dict(load_weights(path))
+    result = model.load_state_dict(clean_state_dict(state), strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(("head", "fc."))]
     if missing:
         raise ValueError(f"checkpoint {path!r} does not fit {name!r}: missing {missing[:5]}"
                          f"{' ...' if len(missing) > 5 else ''}")
+
+
+def unwrap_state_dict(checkpoint, keys=("state_dict_ema", "model_ema", "state_dict", "model")) -> dict:
+    """The weights inside a training checkpoint (timm's order: EMA weights first), or the checkpoint itself."""
+    if isinstance(checkpoint, dict):
+        for key in keys:
+            if isinstance(checkpoint.get(key), dict):
+                return checkpoint[key]
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"expected a state dict (name -> tensor) in the checkpoint, got a {type(checkpoint).__name__}")
+    return checkpoint
 
 
 def _looks_offline(err: Exception) -> bool:

@@ -19,6 +19,10 @@ import torch
 VERSION = 1  # bump when rendering changes: keys every cache built from world images
 
 SHAPES = ("circle", "square", "triangle", "diamond", "plus", "ring")
+# Shapes no world model is trained on: the unseen concepts of the transfer notebook's concept-generalization
+# levels (``workbench.transfer``), from geometric figures close to the seen ones to everyday silhouettes.
+NOVEL_SHAPES = ("trapezoid", "pentagon", "hexagon", "star", "semicircle", "heart", "sector", "crescent", "teardrop",
+                "bell", "arrow", "letter_x", "house", "fish", "hourglass")
 COLOURS = ("red", "yellow", "green", "cyan", "blue", "magenta")
 HUES = (0.0, 1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6)  # evenly spaced, so colours are equally far apart
 BACKGROUNDS = ("flat", "gradient", "noise", "blobs", "stripes", "checker")
@@ -43,8 +47,29 @@ class WorldConfig:
             raise ValueError("need 2 <= min_radius <= max_radius < image_size / 2")
 
 
+def _polygon(u: np.ndarray, v: np.ndarray, vertices) -> np.ndarray:
+    """Even-odd point-in-polygon test; ``vertices`` are (x, y) with y pointing *up* (v points down)."""
+    inside = np.zeros(np.broadcast(u, v).shape, dtype=bool)
+    pts = list(vertices)
+    for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1]):
+        y1, y2 = -y1, -y2  # to image orientation
+        if y1 == y2:
+            continue
+        crosses = (y1 > v) != (y2 > v)
+        inside ^= crosses & (u < (x2 - x1) * (v - y1) / (y2 - y1) + x1)
+    return inside
+
+
+def _regular(n: int, radius: float, start_deg: float = 90.0, inner: float | None = None) -> list:
+    """Vertices of a regular polygon, or of a star when ``inner`` (the inner radius) is given."""
+    k = 2 * n if inner else n
+    angles = np.deg2rad(start_deg) + 2 * np.pi * np.arange(k) / k
+    radii = [radius if inner is None or i % 2 == 0 else inner for i in range(k)]
+    return [(r * np.cos(a), r * np.sin(a)) for r, a in zip(radii, angles)]
+
+
 def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Boolean mask from normalised coordinates u, v (object centre at 0, radius 1)."""
+    """Boolean mask from normalised coordinates u, v (object centre at 0, radius 1, v pointing down)."""
     au, av = np.abs(u), np.abs(v)
     if shape == "circle":
         return u**2 + v**2 <= 1.0
@@ -59,7 +84,47 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if shape == "ring":
         r2 = u**2 + v**2
         return (r2 <= 1.0) & (r2 >= 0.55**2)
-    raise AssertionError(shape)
+    # novel shapes (never in a training split)
+    y = -v  # y up, for readable vertices
+    if shape == "trapezoid":
+        return _polygon(u, v, [(-0.95, -0.6), (0.95, -0.6), (0.5, 0.6), (-0.5, 0.6)])
+    if shape == "pentagon":
+        return _polygon(u, v, _regular(5, 1.0))
+    if shape == "hexagon":
+        return _polygon(u, v, _regular(6, 0.95, start_deg=0.0))
+    if shape == "star":
+        return _polygon(u, v, _regular(5, 1.0, inner=0.45))
+    if shape == "semicircle":
+        return (u**2 + (y + 0.4) ** 2 <= 1.0) & (y >= -0.4)
+    if shape == "heart":  # (x^2 + y^2 - 1)^3 - x^2 y^3 <= 0, scaled into the unit box
+        x, yy = 1.15 * u, 1.15 * y + 0.12
+        return (x**2 + yy**2 - 1) ** 3 - x**2 * yy**3 <= 0
+    if shape == "sector":  # a 70-degree slice of a disc, apex down
+        r2 = u**2 + (y + 0.7) ** 2
+        return (r2 <= 1.6**2) & (au <= np.tan(np.deg2rad(35)) * (y + 0.7))
+    if shape == "crescent":
+        return (u**2 + v**2 <= 1.0) & ((u - 0.45) ** 2 + (y - 0.15) ** 2 > 0.85**2)
+    if shape == "teardrop":
+        return (u**2 + (y + 0.35) ** 2 <= 0.6**2) | _polygon(u, v, [(-0.538, -0.084), (0.538, -0.084), (0.0, 1.0)])
+    if shape == "bell":  # dome, flared rim, clapper
+        dome = (u**2 + (y - 0.25) ** 2 <= 0.5**2) & (y >= 0.25)
+        body = _polygon(u, v, [(-0.5, 0.25), (0.5, 0.25), (0.6, -0.45), (0.92, -0.68), (-0.92, -0.68), (-0.6, -0.45)])
+        return dome | body | (u**2 + (y + 0.8) ** 2 <= 0.17**2)
+    if shape == "letter_x":  # the letter: two diagonal bars
+        bars = (np.abs(u - v) <= 0.32) | (np.abs(u + v) <= 0.32)
+        return bars & (np.maximum(au, av) <= 0.8)
+    if shape == "arrow":
+        return _polygon(u, v, [(-0.95, -0.22), (0.2, -0.22), (0.2, -0.65), (0.95, 0.0), (0.2, 0.65), (0.2, 0.22),
+                               (-0.95, 0.22)])
+    if shape == "house":
+        return _polygon(u, v, [(-0.7, -0.9), (0.7, -0.9), (0.7, 0.1), (0.95, 0.1), (0.0, 0.95), (-0.95, 0.1),
+                               (-0.7, 0.1)])
+    if shape == "fish":
+        body = ((u + 0.2) / 0.7) ** 2 + (y / 0.45) ** 2 <= 1.0
+        return body | _polygon(u, v, [(0.35, 0.0), (0.95, 0.5), (0.95, -0.5)])
+    if shape == "hourglass":
+        return _polygon(u, v, [(-0.7, 0.95), (0.7, 0.95), (0.08, 0.0), (0.7, -0.95), (-0.7, -0.95), (-0.08, 0.0)])
+    raise ValueError(f"unknown shape {shape!r}; known: {list(SHAPES + NOVEL_SHAPES)}")
 
 
 def _backgrounds(kind_ids: np.ndarray, names: tuple[str, ...], size: int, rng: np.random.Generator) -> np.ndarray:
@@ -102,11 +167,17 @@ def _backgrounds(kind_ids: np.ndarray, names: tuple[str, ...], size: int, rng: n
     return base
 
 
-def render(cfg: WorldConfig, n: int, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Render ``n`` images. Returns uint8 images (N, 3, S, S) and a label tensor per factor."""
+def render(cfg: WorldConfig, n: int, seed: int, shapes: tuple[str, ...] = SHAPES) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Render ``n`` images. Returns uint8 images (N, 3, S, S) and a label tensor per factor.
+
+    ``shapes`` are the object classes (label ``shape`` indexes it); the default is the training world.
+    """
+    unknown = [sh for sh in shapes if sh not in SHAPES + NOVEL_SHAPES]
+    if unknown or not shapes:
+        raise ValueError(f"unknown shape(s) {unknown}; known: {list(SHAPES + NOVEL_SHAPES)}")
     rng = np.random.default_rng(seed)
     s = cfg.image_size
-    shape = rng.integers(len(SHAPES), size=n)
+    shape = rng.integers(len(shapes), size=n)
     colour = rng.integers(len(COLOURS), size=n)
     background = rng.integers(len(cfg.backgrounds), size=n)
     radius = rng.uniform(cfg.min_radius, cfg.max_radius, size=n)
@@ -118,7 +189,7 @@ def render(cfg: WorldConfig, n: int, seed: int) -> tuple[torch.Tensor, dict[str,
     sub = (np.arange(2 * s) + 0.5) / 2
     yy, xx = np.meshgrid(sub, sub, indexing="ij")
     alpha = np.zeros((n, s, s, 1), dtype=np.float32)
-    for k, name in enumerate(SHAPES):
+    for k, name in enumerate(shapes):
         idx = np.flatnonzero(shape == k)
         u = (xx[None] - cx[idx, None, None]) / radius[idx, None, None]
         v = (yy[None] - cy[idx, None, None]) / radius[idx, None, None]
@@ -155,9 +226,9 @@ class WorldSplit:
         return len(self.images)
 
 
-def make_split(cfg: WorldConfig, n: int, seed: int) -> WorldSplit:
-    images, labels = render(cfg, n, seed)
-    classes = {"shape": SHAPES, "colour": COLOURS, "background": cfg.backgrounds}
+def make_split(cfg: WorldConfig, n: int, seed: int, shapes: tuple[str, ...] = SHAPES) -> WorldSplit:
+    images, labels = render(cfg, n, seed, shapes)
+    classes = {"shape": tuple(shapes), "colour": COLOURS, "background": cfg.backgrounds}
     return WorldSplit(images, labels, classes)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .io import load_weights
 from .teachers import TimmTeacher, _create_timm_model, load_timm_checkpoint, register_teacher
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -68,7 +69,7 @@ _DROPPED = ("head.", "masked_embed", "decoder", "mask_token")
 
 def official_state_dict(path: str, fmt: str) -> dict[str, torch.Tensor]:
     """Read an official iBOT/dBOT checkpoint (pickle, loaded with weights_only=True) as timm keys."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_weights(path)
     for key in _OFFICIAL_KEYS[fmt]:
         if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
             ckpt = ckpt[key]
