@@ -180,3 +180,34 @@ def test_two_labels_per_class_probe_one_teacher_but_cannot_compare_two(tiny_worl
 def test_unknown_task_is_named(tiny_world):
     with pytest.raises(ValueError, match="task 'texture' is not a task of 'world'; its tasks: shape, colour"):
         task_distill(tiny_config(task="texture"), tiny_world, random_teachers(), log=lambda *_: None)
+
+
+def test_the_distill_notebook_runs_the_task_objective(tmp_path):
+    """03 with objective=task, end to end in a real kernel (tiny): the table, both figures and summary.json with
+    every student; the student of the first seed is saved."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out_dir = tmp_path / "task"
+    params = {"objective": "task", "teachers": "world_shape", "student": "wb_vit_tiny_patch8_32", "n_train": 90,
+              "n_test": 30, "labels_per_class": 3, "steps": 3, "task_batch_size": 8, "finetune_steps": 2,
+              "repeats": 2, "out_dir": str(out_dir)}
+    cmd = [sys.executable, "-m", "papermill", "--no-progress-bar", "--cwd", str(tmp_path),
+           str(root / "notebooks" / "03_distill.ipynb"), str(tmp_path / "out.ipynb")]
+    for k, v in params.items():
+        cmd += ["-p", k, str(v)]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["objective"] == "task" and summary["task"] == "shape" and summary["seeds"] == [0, 1]
+    assert set(summary["students"]) == {"labels", "finetuned", "probed"}
+    assert all(len(s["per_seed"]) == 2 for s in summary["students"].values())
+    assert {"probed world_shape", "fine-tuned"} == set(summary["teachers"])
+    assert (out_dir / "training.png").stat().st_size > 0 and (out_dir / "task.png").stat().st_size > 0
+    assert json.loads((out_dir / "run.json").read_text())["kind"] == "03_task"
+    assert load_student(out_dir / "students" / "probed").name == "wb_vit_tiny_patch8_32"
+    assert not (out_dir / "checkpoints").exists()  # nothing of the features objective ran

@@ -88,9 +88,9 @@ labels_per_class = 10                  # labelled training images per class; the
 extra = "world"                        # extra distillation images: "world" (rendered on the fly), "unlabelled", "none", or a folder (e.g. 01's clone)
 students = "labels,finetuned,probed"   # trained side by side; "probed_mix" adds the mixing variant
 kd_weight = 0.9                        # a in (1 - a) * CE + a * T^2 * KL(teacher || student)
-temperature = 4.0                      # T
+temperature = 1.0                      # T
 mix = 1.0                              # probed_mix: blend weights ~ Beta(mix, mix)
-steps = 200                            # training steps per student
+steps = 400                            # training steps per student
 task_batch_size = 48                   # images per step: half labelled, half extra (for the students with a teacher)
 finetune_steps = 50                    # the fine-tuned teacher's short schedule
 student_init = "random"                # or a checkpoint folder of objective "features", e.g. "runs/03_distill/checkpoint"
@@ -135,11 +135,12 @@ overwrite = as_bool(overwrite, "overwrite")
 dev = wb.pick_device(cfg.device)
 ds = wb.load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=getattr(cfg, "image_size", None)
                   or student_image_size(cfg.student), seed=cfg.seed)
+if objective == "features":
+    check_batch_size(cfg.batch_size, len(ds.train), ds.name)
 record = {**cfg.results_key(), **({"n_train": n_train, "n_test": n_test} if cfg.data == "world" else {})}
 out = prepare_out_dir(out_dir, record, overwrite, kind="03_distill" if objective == "features" else "03_task")
 print(f"objective {objective!r}; device {dev}; writing to {out.resolve()}")
 if objective == "features":
-    check_batch_size(cfg.batch_size, len(ds.train), ds.name)
     run_file = save_run_config(out / "run.yaml", cfg, out_dir=out, n_train=n_train, n_test=n_test,
                                ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints)
     print(f"the same run from a terminal: torchrun --nproc_per_node {nproc} -m workbench distill --config {run_file}")

@@ -70,9 +70,9 @@ class TaskDistillConfig:
     extra: str = "world"  # "world" (rendered on the fly), "unlabelled", "none", or a folder of images
     students: list[str] = field(default_factory=lambda: ["labels", "finetuned", "probed"])
     kd_weight: float = 0.9  # a: loss = (1 - a) * CE + a * KD
-    temperature: float = 4.0  # T
+    temperature: float = 1.0  # T: with 6 classes, T = 1 teaches fastest (T = 2, 4 gave fewer points at 400 steps)
     mix: float = 1.0  # mixing: lam ~ Beta(mix, mix)
-    steps: int = 200  # per student
+    steps: int = 400  # per student
     batch_size: int = 48  # images per step: half labelled, half extra distillation images (students with a teacher)
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -546,7 +546,7 @@ def results_figure(summary: dict, title: str = "") -> Figure:
         colour = f"C{i}" if i < n_students else "0.7"
         ax.barh(yi, v["mean"], xerr=v["std"], color=colour, alpha=0.85, capsize=3)
         ax.plot(v["per_seed"], [yi] * len(v["per_seed"]), "k.", markersize=5)
-        ax.annotate(f"{v['mean']:.1f} ± {v['std']:.1f}", (v["mean"] + v["std"], yi), xytext=(4, 0),
+        ax.annotate(f"{v['mean']:.1f} ± {v['std']:.1f}", (max(v["mean"] + v["std"], v["max"]), yi), xytext=(5, 0),
                     textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(y, [label for label, _ in rows])
     ax.set_xlim(0, 112)
