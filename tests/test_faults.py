@@ -326,6 +326,26 @@ def test_notebook_reruns_continue_or_refuse(tmp_path):
         run_validation_cell("02_probe_teachers.ipynb", {"out_dir": base["out_dir"]}, tmp_path)
 
 
+def test_the_distill_notebook_keeps_the_two_objectives_apart(tmp_path):
+    """objective=task records a '03_task' run; a features run is refused its folder and the other way round."""
+    task = {"objective": "task", "out_dir": str(tmp_path / "task"), "n_train": 40, "n_test": 20}
+    run_validation_cell("03_distill.ipynb", task, tmp_path)
+    record = json.loads((tmp_path / "task" / "run.json").read_text())
+    assert record["kind"] == "03_task" and record["config"]["steps"] == 400 and "device" not in record["config"]
+    with pytest.raises(OutDirError, match="holds a '03_task' run, not '03_distill'"):
+        run_validation_cell("03_distill.ipynb", {**task, "objective": "features", "batch_size": 8}, tmp_path)
+    run_validation_cell("03_distill.ipynb", {"out_dir": str(tmp_path / "features"), "n_train": 40, "n_test": 20,
+                                             "batch_size": 8}, tmp_path)
+    with pytest.raises(OutDirError, match="holds a '03_distill' run, not '03_task'"):
+        run_validation_cell("03_distill.ipynb", {**task, "out_dir": str(tmp_path / "features")}, tmp_path)
+    with pytest.raises(ValueError, match=r"objective must be one of \['features', 'task'\]"):
+        run_validation_cell("03_distill.ipynb", {"objective": "logits", "out_dir": str(tmp_path / "x")}, tmp_path)
+    with pytest.raises(ValueError, match="students must be distinct names"):
+        run_validation_cell("03_distill.ipynb", {**task, "students": "labels,teacher", "out_dir": str(tmp_path / "y")},
+                            tmp_path)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 def test_synthetic_notebook_overwrite_clears_only_a_generated_folder(tmp_path):
     (tmp_path / "clone" / "n01440764").mkdir(parents=True)
     (tmp_path / "clone" / "generation.json").write_text("{}")

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 import workbench as wb
-from workbench.probe import (cached_features, extract_features, few_shot_indices, few_shot_probe, knn_probe,
-                             linear_probe, model_fingerprint)
+from workbench.probe import (cached_features, extract_features, few_shot_indices, few_shot_probe, fit_linear_probe,
+                             knn_probe, linear_probe, model_fingerprint)
 
 
 def mixture(n, classes=5, dim=16, seed=0, spread=1.0):
@@ -35,6 +35,23 @@ def test_linear_probe_reaches_the_same_optimum_as_scikit_learn():
     ref = sklearn.LogisticRegression(C=C, tol=1e-8, max_iter=10_000).fit(xn, ytr.numpy())
     ref_top1 = 100 * ref.score(F.normalize(xte, dim=1).numpy(), yte.numpy())
     assert abs(ours["top1"] - ref_top1) <= 1 / 3  # at most one test image of 300 on a decision boundary
+
+
+def test_fitted_probe_applies_to_raw_features_and_log_loss_selection_calibrates_it():
+    xtr, ytr = mixture(200, spread=0.3)  # separable: every decay is 100% accurate on the held-out part
+    xte, yte = mixture(200, seed=1, spread=0.3)
+    decays = (1.0, 1e-1, 1e-2, 1e-4, 1e-6)
+    by_top1, a = fit_linear_probe(xtr, ytr, weight_decays=decays, select="top1")
+    by_log_loss, b = fit_linear_probe(xtr, ytr, weight_decays=decays, select="log_loss")
+    assert a["val_top1"] == b["val_top1"] == 100 and b["weight_decay"] < a["weight_decay"]  # ties: stronger decay
+    assert by_top1.accuracy(xte, yte) > 95 and by_log_loss.accuracy(xte, yte) > 95
+    # the same predictions, but only the log-loss choice gives them confident probabilities
+    assert F.cross_entropy(by_log_loss(xte), yte) < 0.1 < 0.5 < F.cross_entropy(by_top1(xte), yte)
+    assert torch.equal(by_top1(xte * 3.0).argmax(1), by_top1(xte).argmax(1))  # features are L2-normalised
+    with pytest.raises(ValueError, match="select must be"):
+        fit_linear_probe(xtr, ytr, select="accuracy")
+    with pytest.raises(ValueError, match="no image to hold out"):
+        fit_linear_probe(xtr[:4], torch.tensor([0, 1, 2, 3]))
 
 
 def test_knn_probe_by_hand():

@@ -56,8 +56,13 @@ specialist on colour. Real teachers are timm models whose weights are in your lo
 On several GPUs set `nproc`: the notebook writes its parameters to `<out_dir>/run.yaml`, launches
 `torchrun --nproc_per_node <nproc> -m workbench distill --config <out_dir>/run.yaml` and plots the run live
 from `<out_dir>/metrics.jsonl`; the same file runs on several machines from a terminal (see the README).
+
+**`objective = "task"`** distills for *one* task instead (last section): probe each teacher on a few labelled
+images of the task, keep the best probed teacher, and distill its predictions into a small student, with
+extra unlabelled images; baselines side by side. Give it its own `out_dir` (e.g. `-p out_dir runs/03_task`).
 """),
     code("""
+objective = "features"                 # "features": distill the teachers' features (UNIC); "task": one task (last section)
 teachers = "world_colour,world_shape"  # comma-separated, or a YAML list with papermill -y
 student = "wb_vitc_tiny_patch8_32"     # any timm ViT; this one is sized for the 32x32 offline world
 data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
@@ -77,6 +82,19 @@ n_test = 2000                          # offline world only: test images for the
 ckpt_every = 0                         # checkpoint every N steps; 0: at the end of every epoch
 keep_checkpoints = 3                   # how many of the newest checkpoints to keep for resuming
 overwrite = False                      # True: delete the run already in out_dir and start over
+# objective = "task" only (teachers, student, data, lr, seed as above):
+task = "shape"                         # the task to distill: "shape" or "colour" (offline world), "classes" (ImageFolder)
+labels_per_class = 10                  # labelled training images per class; the other images have no labels
+extra = "world"                        # extra distillation images: "world" (rendered on the fly), "unlabelled", "none", or a folder (e.g. 01's clone)
+students = "labels,finetuned,probed"   # trained side by side; "probed_mix" adds the mixing variant
+kd_weight = 0.9                        # a in (1 - a) * CE + a * T^2 * KL(teacher || student)
+temperature = 1.0                      # T
+mix = 1.0                              # probed_mix: blend weights ~ Beta(mix, mix)
+steps = 400                            # training steps per student
+task_batch_size = 48                   # images per step: half labelled, half extra (for the students with a teacher)
+finetune_steps = 50                    # the fine-tuned teacher's short schedule
+student_init = "random"                # or a checkpoint folder of objective "features", e.g. "runs/03_distill/checkpoint"
+repeats = 3                            # seeds seed, seed + 1, ...: mean and spread
 out_dir = "runs/03_distill"
 """, tags=["parameters"]),
     code("""
@@ -90,31 +108,42 @@ from workbench.distill import check_batch_size
 from workbench.io import save_json
 from workbench.launch import launch_distill, save_run_config
 from workbench.live import LivePlot
-from workbench.params import as_bool, as_int, check_injected_parameters
+from workbench.params import as_bool, as_choice, as_int, check_injected_parameters
 from workbench.probe import probe_models
 from workbench.runs import prepare_out_dir
 from workbench.students import student_image_size
+from workbench.task_distill import TaskDistillConfig, TaskLivePlot, results_figure, task_distill, task_table
 
 t_start = time.time()
 check_injected_parameters(globals())  # a papermill -p name this notebook does not have
-cfg = wb.DistillConfig.from_params(teachers=teachers, student=student, data=data, image_size=image_size, epochs=epochs,
-                                   batch_size=batch_size, lr=lr, tdrop_p=tdrop_p, ladder=ladder,
-                                   standardize=standardize, seed=seed, device=device, torch_compile=torch_compile)
+objective = as_choice(objective, "objective", ["features", "task"])
+if objective == "features":
+    cfg = wb.DistillConfig.from_params(teachers=teachers, student=student, data=data, image_size=image_size,
+                                       epochs=epochs, batch_size=batch_size, lr=lr, tdrop_p=tdrop_p, ladder=ladder,
+                                       standardize=standardize, seed=seed, device=device, torch_compile=torch_compile)
+else:
+    cfg = TaskDistillConfig.from_params(teachers=teachers, student=student, data=data, batch_size=task_batch_size, lr=lr,
+                                        seed=seed, device=device, task=task, labels_per_class=labels_per_class,
+                                        extra=extra, students=students, kd_weight=kd_weight, temperature=temperature,
+                                        mix=mix, steps=steps, finetune_steps=finetune_steps,
+                                        student_init=student_init, repeats=repeats)
 n_train, n_test = as_int(n_train, "n_train", minimum=10), as_int(n_test, "n_test", minimum=10)
 nproc = as_int(nproc, "nproc", minimum=1)
 ckpt_every = as_int(ckpt_every, "ckpt_every", minimum=0)
 keep_checkpoints = as_int(keep_checkpoints, "keep_checkpoints", minimum=1)
 overwrite = as_bool(overwrite, "overwrite")
 dev = wb.pick_device(cfg.device)
-ds = wb.load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=cfg.image_size or student_image_size(cfg.student),
-                  seed=cfg.seed)
-check_batch_size(cfg.batch_size, len(ds.train), ds.name)
+ds = wb.load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=getattr(cfg, "image_size", None)
+                  or student_image_size(cfg.student), seed=cfg.seed)
+if objective == "features":
+    check_batch_size(cfg.batch_size, len(ds.train), ds.name)
 record = {**cfg.results_key(), **({"n_train": n_train, "n_test": n_test} if cfg.data == "world" else {})}
-out = prepare_out_dir(out_dir, record, overwrite, kind="03_distill")
-run_file = save_run_config(out / "run.yaml", cfg, out_dir=out, n_train=n_train, n_test=n_test, ckpt_every=ckpt_every,
-                           keep_checkpoints=keep_checkpoints)
-print(f"device {dev}; writing to {out.resolve()}")
-print(f"the same run from a terminal: torchrun --nproc_per_node {nproc} -m workbench distill --config {run_file}")
+out = prepare_out_dir(out_dir, record, overwrite, kind="03_distill" if objective == "features" else "03_task")
+print(f"objective {objective!r}; device {dev}; writing to {out.resolve()}")
+if objective == "features":
+    run_file = save_run_config(out / "run.yaml", cfg, out_dir=out, n_train=n_train, n_test=n_test,
+                               ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints)
+    print(f"the same run from a terminal: torchrun --nproc_per_node {nproc} -m workbench distill --config {run_file}")
 cfg
 """),
     md("""
@@ -140,7 +169,7 @@ for name, m in teacher_models.items():
     print(f"{name}: {sum(p.numel() for p in m.parameters()) / 1e6:.2f}M parameters, {m.embed_dim}-d features")
 """),
     md("""
-## Distillation
+## Objective `features`: distillation
 
 The left panel is the distillation loss against each teacher (standardized features, so the teachers
 are comparable); the right one is alpha, each teacher's share of the loss after teacher dropping. With
@@ -155,54 +184,107 @@ student as an uninterrupted run. A different configuration in that `out_dir` is 
 `overwrite = True` starts over. A run that already finished is simply reloaded.
 """),
     code("""
-live = LivePlot(title=f"{cfg.student} <- {', '.join(cfg.teachers)}")
-if nproc > 1:  # other processes train; this kernel follows out/metrics.jsonl
-    run = launch_distill(run_file, out, nproc, callback=live)
-else:
-    run = wb.distill(cfg, ds, teacher_models, out_dir=out, callback=live, ckpt_every=ckpt_every, keep=keep_checkpoints)
-live.refresh()
-live.save(out / "training.png")
-student_model = wb.load_student(run.checkpoint, device=dev)
-print(f"distilled in {run.runtime_s:.0f}s" + (" of training" if nproc == 1 else f" in {nproc} processes, start-up included")
-      + (f", resumed from step {run.resumed_from}" if run.resumed_from is not None else "")
-      + (f", {len(run.skipped)} unreadable training images skipped" if run.skipped else "")
-      + f"; student: {run.checkpoint}")
+if objective == "features":
+    live = LivePlot(title=f"{cfg.student} <- {', '.join(cfg.teachers)}")
+    if nproc > 1:  # other processes train; this kernel follows out/metrics.jsonl
+        run = launch_distill(run_file, out, nproc, callback=live)
+    else:
+        run = wb.distill(cfg, ds, teacher_models, out_dir=out, callback=live, ckpt_every=ckpt_every,
+                         keep=keep_checkpoints)
+    live.refresh()
+    live.save(out / "training.png")
+    student_model = wb.load_student(run.checkpoint, device=dev)
+    print(f"distilled in {run.runtime_s:.0f}s" + (" of training" if nproc == 1 else f" in {nproc} processes, start-up included")
+          + (f", resumed from step {run.resumed_from}" if run.resumed_from is not None else "")
+          + (f", {len(run.skipped)} unreadable training images skipped" if run.skipped else "")
+          + f"; student: {run.checkpoint}")
 """),
     md("""
-## Linear probes on frozen features
+### Linear probes on frozen features
 
 A logistic-regression probe per task on each model's pooled feature (teachers) or final CLS token
 (student; the projectors are gone). The bottom row is the student's gain over the *best* teacher of each task.
 """),
     code("""
-encoders = {name: (lambda x, m=m: m(x).cls) for name, m in teacher_models.items()}
-encoders["student"] = student_model.embed
-probe = probe_models(encoders, ds, dev)
-gains = report.gain_over_best_teacher(probe, cfg.teachers)
-display(Markdown(report.markdown_table(probe, gains)))
-fig = report.accuracy_figure(probe, gains, title="Linear probe top-1 (%); labels: student minus best teacher")
-fig.savefig(out / "probe.png")
-report.show(fig)
+if objective == "features":
+    encoders = {name: (lambda x, m=m: m(x).cls) for name, m in teacher_models.items()}
+    encoders["student"] = student_model.embed
+    probe = probe_models(encoders, ds, dev)
+    gains = report.gain_over_best_teacher(probe, cfg.teachers)
+    display(Markdown(report.markdown_table(probe, gains)))
+    fig = report.accuracy_figure(probe, gains, title="Linear probe top-1 (%); labels: student minus best teacher")
+    fig.savefig(out / "probe.png")
+    report.show(fig)
 """),
     code("""
-summary = {
-    "teachers": cfg.teachers,
-    "student": cfg.student,
-    "config": cfg.to_dict(),
-    "data": ds.describe(),
-    "runtime_s": round(time.time() - t_start, 1),
-    "distill_s": round(run.runtime_s, 1),
-    "nproc": nproc,
-    "final_loss": run.history[-1]["loss"],
-    "resumed_from_step": run.resumed_from,
-    "unreadable_train_images": len(run.skipped),
-    "empty_classes": ds.empty_classes,
-    "probe": probe,
-    "gain_over_best_teacher": gains,
-    "checkpoint": str(run.checkpoint),
-}
-save_json(summary, out / "summary.json")
-print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")
+if objective == "features":
+    summary = {
+        "objective": objective,
+        "teachers": cfg.teachers,
+        "student": cfg.student,
+        "config": cfg.to_dict(),
+        "data": ds.describe(),
+        "runtime_s": round(time.time() - t_start, 1),
+        "distill_s": round(run.runtime_s, 1),
+        "nproc": nproc,
+        "final_loss": run.history[-1]["loss"],
+        "resumed_from_step": run.resumed_from,
+        "unreadable_train_images": len(run.skipped),
+        "empty_classes": ds.empty_classes,
+        "probe": probe,
+        "gain_over_best_teacher": gains,
+        "checkpoint": str(run.checkpoint),
+    }
+    save_json(summary, out / "summary.json")
+    print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")
+"""),
+    md("""
+## Objective `task`: probe the teacher, distill its predictions
+
+With one target task, the good practice is to *probe* a large teacher rather than fine-tune it, and to distill the
+probed teacher's predictions into the small student, on many more images than are labelled. For each seed:
+`labels_per_class` labelled training images per class; a linear probe (the probe of 02, its weight decay chosen by
+held-out cross-entropy, since the logits' scale matters here) on each teacher's frozen features, keeping the teacher
+whose probe is best on held-out labelled images; then students trained side by side, each from the same
+initialisation (`student_init`) and on the same batches, with
+
+$$\\mathcal{L} = (1 - a)\\,\\mathrm{CE}\\big(s(x_\\mathrm{labelled}), y\\big) + a\\,T^2\\,\\mathrm{KL}\\big(\\mathrm{softmax}(t(x)/T)\\;\\|\\;\\mathrm{softmax}(s(x)/T)\\big)$$
+
+where the KL term runs on the labelled images *and* `extra` images that carry no label (by default fresh
+offline-world images rendered every step):
+
+- `labels`: cross-entropy on the labelled images only;
+- `finetuned`: distilled from the teacher fine-tuned end to end on the labelled images (`finetune_steps`);
+- `probed`: distilled from the probed teacher;
+- `probed_mix`: as `probed`, each distillation image blended with another one (mixup, `mix`), the teacher labelling the blend.
+
+Left: training loss; right: top-1 on 250 test images while training (one colour per student, one line style per seed).
+"""),
+    code("""
+if objective == "task":
+    live = TaskLivePlot(title=f"{cfg.student} on {cfg.task!r}: {cfg.labels_per_class} labels per class, extra images: {cfg.extra}")
+    task_run = task_distill(cfg, ds, teacher_models, out_dir=out, callback=live)
+    live.refresh()
+    live.save(out / "training.png")
+"""),
+    md("""
+### Students side by side
+
+Test top-1 on the whole test split, mean ± std over the seeds, and each student's gain over the label-only
+student of the same seed; the teachers' own top-1 for reference (grey bars). The students of the first seed
+are saved under `out_dir/students/` (`wb.load_student` reads their encoder).
+"""),
+    code("""
+if objective == "task":
+    task_summary = task_run.summary()
+    display(Markdown(task_table(task_summary)))
+    fig = results_figure(task_summary)
+    fig.savefig(out / "task.png")
+    report.show(fig)
+    summary = {"objective": objective, "student": cfg.student, "config": cfg.to_dict(), "data": ds.describe(),
+               "runtime_s": round(time.time() - t_start, 1), **task_summary}
+    save_json(summary, out / "summary.json")
+    print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")
 """),
 ]
 

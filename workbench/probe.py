@@ -136,6 +136,10 @@ def _accuracy(v, xw, y) -> float:
     return 100.0 * ((xw @ v[:-1] + v[-1]).argmax(1) == y).float().mean().item()
 
 
+def _neg_log_loss(v, xw, y) -> float:
+    return -F.cross_entropy(xw @ v[:-1] + v[-1], y).item()
+
+
 def _holdout_split(y: torch.Tensor, frac: float, seed: int):
     gen = torch.Generator().manual_seed(seed)
     val = torch.zeros(len(y), dtype=torch.bool)
@@ -146,9 +150,31 @@ def _holdout_split(y: torch.Tensor, frac: float, seed: int):
     return ~val, val
 
 
-def linear_probe(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, val_frac: float = 0.2,
-                 seed: int = 0, weight_decay: float | None = None, refine: int = 2) -> dict:
-    """Top-1 (%) of a tuned logistic-regression probe, and the chosen weight decay.
+class LinearClassifier(torch.nn.Module):
+    """A fitted linear probe as a module: logits = normalize(features) @ weight.T + bias.
+
+    The whitening and centring used while fitting are folded into ``weight`` (C, D) and ``bias`` (C,),
+    so it applies to raw features. On top of a frozen encoder it makes a probed model whose
+    predictions can be distilled.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight, requires_grad=False)  # (C, D)
+        self.bias = torch.nn.Parameter(bias, requires_grad=False)  # (C,)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(features.float(), dim=-1), self.weight, self.bias)
+
+    @torch.no_grad()
+    def accuracy(self, features: torch.Tensor, labels: torch.Tensor) -> float:
+        return 100.0 * (self(features).argmax(1) == labels).float().mean().item()
+
+
+def fit_linear_probe(train_x, train_y, n_classes: int | None = None, weight_decays=WEIGHT_DECAYS,
+                     val_frac: float = 0.2, seed: int = 0, weight_decay: float | None = None, refine: int = 2,
+                     select: str = "top1") -> tuple[LinearClassifier, dict]:
+    """Fit the tuned logistic-regression probe; returns it and ``{"weight_decay", "val_top1"}``.
 
     The weight decay (mean cross-entropy + wd/2 ||W||^2, i.e. scikit-learn's C = 1 / (wd * n)) is
     chosen on the held-out split: first by walking ``weight_decays`` (decades) from strong to weak
@@ -156,18 +182,29 @@ def linear_probe(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, 
     (half, then quarter decades): held-out accuracy can move by 2 points within a decade. The final
     model is refit on the full training set, warm-started from the held-out solution. With
     ``weight_decay`` given the search is skipped (few-shot probes are too small to split).
+
+    ``select="top1"`` picks the decay with the best held-out accuracy (the probing protocol; ties go
+    to the stronger decay); ``select="log_loss"`` the one with the best held-out cross-entropy, i.e.
+    probabilities and not only the argmax: the weight decay sets the scale of the logits, which a
+    probe whose predictions are distilled must get right.
     """
-    n_classes = int(max(train_y.max(), test_y.max())) + 1
+    if select not in ("top1", "log_loss"):
+        raise ValueError(f"select must be 'top1' or 'log_loss', got {select!r}")
+    score = _accuracy if select == "top1" else _neg_log_loss
+    n_classes = int(train_y.max()) + 1 if n_classes is None else n_classes
     init, val_top1 = None, None
     if weight_decay is None:
         fit, val = _holdout_split(train_y, val_frac, seed)
+        if not val.any():
+            raise ValueError(f"no image to hold out for choosing the weight decay ({len(train_y)} training images, "
+                             f"val_frac={val_frac}); pass weight_decay")
         white = _Whitened(train_x[fit])  # statistics of the fitting part only: the held-out part stays unseen
         xf, xv, yf, yv = white(train_x[fit]), white(train_x[val]), train_y[fit], train_y[val]
-        tried = {}  # log10(wd) -> (held-out top-1, solution)
+        tried = {}  # log10(wd) -> (held-out score, solution)
 
         def evaluate(log_wd, start):
             v = _fit(xf, yf, n_classes, 10.0**log_wd, white.P, init=start)
-            tried[log_wd] = (_accuracy(v, xv, yv), v)
+            tried[log_wd] = (score(v, xv, yv), v)
 
         # Strong to weak, each solution warm-starting the next. The whole path is walked: held-out
         # accuracy is not unimodal in the decay (double descent near the interpolation threshold).
@@ -183,12 +220,22 @@ def linear_probe(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, 
                 if log_wd not in tried:
                     evaluate(log_wd, tried[centre][1])
         log_wd = max(tried, key=lambda k: tried[k][0])
-        val_top1, v = tried[log_wd]
-        weight_decay = 10.0**log_wd
+        v = tried[log_wd][1]
+        val_top1, weight_decay = _accuracy(v, xv, yv), 10.0**log_wd
         init = _rebase(v, white, _Whitened(train_x))
     white = _Whitened(train_x)
     v = _fit(white(train_x), train_y, n_classes, weight_decay, white.P, init=init, max_iter=200)
-    return {"top1": _accuracy(v, white(test_x), test_y), "weight_decay": weight_decay, "val_top1": val_top1}
+    weight = white.P @ v[:-1]  # (D, C): whitening folded in
+    bias = v[-1] - white.center @ weight
+    return LinearClassifier(weight.t().contiguous(), bias), {"weight_decay": weight_decay, "val_top1": val_top1}
+
+
+def linear_probe(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, val_frac: float = 0.2,
+                 seed: int = 0, weight_decay: float | None = None, refine: int = 2) -> dict:
+    """Top-1 (%) of a tuned logistic-regression probe (``fit_linear_probe``), and the chosen weight decay."""
+    n_classes = int(max(train_y.max(), test_y.max())) + 1
+    probe, info = fit_linear_probe(train_x, train_y, n_classes, weight_decays, val_frac, seed, weight_decay, refine)
+    return {"top1": probe.accuracy(test_x, test_y), **info}
 
 
 def _rebase(v: torch.Tensor, old: _Whitened, new: _Whitened) -> torch.Tensor:
