@@ -17,6 +17,9 @@ allocations are invisible to tracemalloc), and its rise over the resident set be
 ``--repeats R`` alternates the variants R times and keeps each one's best (the machine may be shared).
 
     python benchmarks/distill_step.py [--batch 32] [--steps 3] [--repeats 1] [--device auto]
+    # the offline world's default 03 run (what a CPU runs here): small student, 32 px, batch 64
+    python benchmarks/distill_step.py --student wb_vitc_tiny_patch8_32 --teachers world_colour,world_shape \
+        --image-size 32 --batch 64
 """
 from __future__ import annotations
 
@@ -76,7 +79,7 @@ def measure(args, what: str, fused: bool, precision: str) -> dict:
     device = pick_device(args.device)
     torch.manual_seed(0)
     teachers = {n: create_teacher(n, pretrained=False).to(device) for n in args.teachers.split(",")}
-    images = torch.rand(args.batch, 3, 224, 224, device=device)
+    images = torch.rand(args.batch, 3, args.image_size, args.image_size, device=device)
     dims, grids = teacher_feature_shapes(teachers, images[:2])
     model = UNIC(Student(args.student), dims, grids, ladder=args.ladder, fused_ladder=fused).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -137,7 +140,7 @@ def measure(args, what: str, fused: bool, precision: str) -> dict:
 
 def run_child(args, what: str, fused: bool, precision: str, flops: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--batch", str(args.batch), "--steps", str(args.steps), "--student", args.student,
-           "--teachers", args.teachers, "--ladder", args.ladder, "--device", args.device,
+           "--teachers", args.teachers, "--ladder", args.ladder, "--device", args.device, "--image-size", str(args.image_size),
            "--child", json.dumps({"what": what, "fused": fused, "precision": precision})] + (["--flops"] if flops else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -179,6 +182,7 @@ def main():
     parser.add_argument("--student", default="vit_small_patch16_224")
     parser.add_argument("--teachers", default="vit_small_patch16_224,deit3_small_patch16_224")
     parser.add_argument("--ladder", default="all")
+    parser.add_argument("--image-size", type=int, default=224, help="input images of this side, in pixels")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--flops", action="store_true", help=argparse.SUPPRESS)
@@ -191,7 +195,7 @@ def main():
     device = pick_device(args.device)
     default_precision = "bf16" if device.type == "cuda" else "fp32"
     print(f"device                 {device} ({torch.get_num_threads()} threads)")
-    print(f"config                 student {args.student}, teachers {args.teachers}, batch {args.batch}, 224px, "
+    print(f"config                 student {args.student}, teachers {args.teachers}, batch {args.batch}, {args.image_size}px, "
           f"ladder {args.ladder}; {args.steps} timed steps, best of {args.repeats}")
 
     whole = run_child(args, "step", True, default_precision, flops=True)
