@@ -73,7 +73,7 @@ class TaskDistillConfig:
     temperature: float = 1.0  # T: with 6 classes, T = 1 teaches fastest (T = 2, 4 gave fewer points at 400 steps)
     mix: float = 1.0  # mixing: lam ~ Beta(mix, mix)
     steps: int = 400  # per student
-    batch_size: int = 48  # images per step: half labelled, half extra distillation images (students with a teacher)
+    batch_size: int = 48  # images per step: a third labelled, the rest extra distillation images (students with a teacher)
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_frac: float = 0.1
@@ -97,7 +97,9 @@ class TaskDistillConfig:
 
     @property
     def labelled_batch(self) -> int:
-        return self.batch_size // 2
+        # The 60-odd labelled images repeat every few steps; fresh extra images carry the teacher's knowledge
+        # (a third labelled: 78.6 +- 2.6 vs 74.0 +- 5.9 with half, probed student, default run, 3 seeds).
+        return max(1, self.batch_size // 3)
 
     @classmethod
     def from_params(cls, **params) -> "TaskDistillConfig":
