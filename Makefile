@@ -31,7 +31,7 @@ notebooks: $(READY)
 
 test: $(READY)
 	rm -rf notebooks/runs  # nbval runs the notebooks with their default out_dirs: start them fresh, not resumed
-	$(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-current-env
+	$(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-current-env --durations=15
 
 bench: $(READY)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
