@@ -27,6 +27,8 @@ from workbench.io import UnsafeCheckpoint, atomic_folder, load_state, load_tenso
 from workbench.params import ParameterError
 from workbench.runs import OutDirError, prepare_out_dir
 
+from notebook_cells import run_validation_cell
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
 import distill_child  # noqa: E402
@@ -265,23 +267,6 @@ def test_unknown_names_from_papermill_are_reported():
         check_injected_parameters({"In": history})
     check_injected_parameters({"In": history[:2]})  # not run by papermill: nothing injected, nothing to check
     check_injected_parameters({"In": history[:2] + ["# Parameters\nepochs = 3\n"]})
-
-
-def run_validation_cell(notebook: str, params: dict, cwd: Path) -> dict:
-    """Run a notebook's parameters cell, a papermill-style injected cell and its validation cell, in order,
-    in this process (a kernel's namespace, with the input history ``In`` an IPython kernel keeps)."""
-    nb = json.loads((ROOT / "notebooks" / notebook).read_text())
-    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"][:2]
-    injected = "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in params.items())
-    namespace = {"In": ["", cells[0], injected, cells[1]]}
-    cwd_before = os.getcwd()
-    os.chdir(cwd)
-    try:
-        for source in (cells[0], injected, cells[1]):
-            exec(compile(source, notebook, "exec"), namespace)
-    finally:
-        os.chdir(cwd_before)
-    return namespace
 
 
 @pytest.mark.parametrize("params,message", [

@@ -15,6 +15,8 @@ from workbench.distill import UNIC, DistillConfig, save_checkpoint
 from workbench.students import Student
 from workbench.teachers import Features, Teacher, register_teacher
 
+from notebook_cells import run_validation_cell
+
 # Two teachers, one student. Best teacher: t1 -> B (60), t2 -> A (80).
 TABLE = {"A": {"t1": 50.0, "t2": 80.0}, "B": {"t1": 60.0, "t2": 40.0}, "S": {"t1": 66.0, "t2": 88.0}}
 
@@ -260,25 +262,6 @@ def test_default_student_is_distilled_once_then_reused(monkeypatch):
     assert tr.default_student(n_train=64, n_test=16, search=None) == first
 
 
-def _run_04_setup(params: dict, cwd) -> dict:
-    """The 04 notebook's parameters cell, a papermill-style injected cell, then its validation cell."""
-    import os
-    from pathlib import Path
-
-    nb = json.loads((Path(__file__).parent.parent / "notebooks" / "04_transfer.ipynb").read_text())
-    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"][:2]
-    injected = "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in params.items())
-    namespace = {"In": ["", cells[0], injected, cells[1]]}
-    before = os.getcwd()
-    os.chdir(cwd)
-    try:
-        for source in (cells[0], injected, cells[1]):
-            exec(compile(source, "04_transfer", "exec"), namespace)
-    finally:
-        os.chdir(before)
-    return namespace
-
-
 @pytest.mark.parametrize("params, error, message", [
     ({"model": "world_shape"}, ValueError, r"did you mean 'models'"),
     ({"models": "world_shape,dino_vitb16x"}, ValueError, r"unknown teacher\(s\) \['dino_vitb16x'\]"),
@@ -292,7 +275,7 @@ def _run_04_setup(params: dict, cwd) -> dict:
 ])
 def test_04_checks_its_parameters_before_writing_anything(tmp_path, params, error, message):
     with pytest.raises(error, match=message):
-        _run_04_setup({**params, "out_dir": str(tmp_path / "out")}, tmp_path)
+        run_validation_cell("04_transfer.ipynb", {**params, "out_dir": str(tmp_path / "out")}, tmp_path)
     assert not (tmp_path / "out").exists()
 
 
@@ -300,9 +283,9 @@ def test_04_keeps_one_configuration_per_out_dir(tmp_path):
     from workbench.runs import OutDirError
 
     base = {"models": "world_colour,world_shape", "out_dir": str(tmp_path / "out")}
-    ns = _run_04_setup(base, tmp_path)
+    ns = run_validation_cell("04_transfer.ipynb", base, tmp_path)
     assert ns["out"] == tmp_path / "out" and (tmp_path / "out" / "run.json").is_file()
-    _run_04_setup(base, tmp_path)  # the same configuration continues
+    run_validation_cell("04_transfer.ipynb", base, tmp_path)  # the same configuration continues
     with pytest.raises(OutDirError, match="another configuration"):
-        _run_04_setup({**base, "tasks": "shape,colour,shape_x_colour"}, tmp_path)
-    _run_04_setup({**base, "tasks": "shape,colour,shape_x_colour", "overwrite": True}, tmp_path)
+        run_validation_cell("04_transfer.ipynb", {**base, "tasks": "shape,colour,shape_x_colour"}, tmp_path)
+    run_validation_cell("04_transfer.ipynb", {**base, "tasks": "shape,colour,shape_x_colour", "overwrite": True}, tmp_path)
