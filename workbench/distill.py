@@ -71,16 +71,12 @@ class DistillConfig:
     @classmethod
     def from_params(cls, **params) -> "DistillConfig":
         """Validate notebook / command-line parameters (strings from ``papermill -p`` included)."""
-        from .params import as_bool, as_choice, as_float, as_int, as_ladder, as_list
+        from .params import as_bool, as_choice, as_float, as_int, as_ladder, as_list, with_defaults
         from .standardize import STANDARDIZERS
         from .students import check_student_name, student_geometry
         from .teachers import check_teacher_names
 
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(params) - known
-        if unknown:
-            raise ParameterError(f"unknown distillation parameter(s) {sorted(unknown)}; known: {sorted(known)}")
-        p = {**asdict(cls()), **params}
+        p = with_defaults(cls, params, "distillation")
         image_size = p["image_size"]
         image_size = None if image_size in (None, "", "auto", "None", 0, "0") else as_int(image_size, "image_size", minimum=1)
         cfg = cls(

@@ -77,13 +77,9 @@ class GenerateConfig:
     def from_params(cls, **params) -> "GenerateConfig":
         """Validate notebook / command-line parameters (strings from ``papermill -p`` included)."""
         from .distill import pick_device
-        from .params import as_choice, as_float, as_int
+        from .params import as_choice, as_float, as_int, with_defaults
 
-        known = set(cls.__dataclass_fields__)
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"unknown generation parameter(s) {sorted(unknown)}; known: {sorted(known)}")
-        p = {**asdict(cls()), **params}
+        p = with_defaults(cls, params, "generation")
         resolution = p["resolution"]
         if resolution in (None, "", "auto", "none", "None", 0, "0"):
             resolution = None

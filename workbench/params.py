@@ -11,6 +11,17 @@ class ParameterError(ValueError):
     pass
 
 
+def with_defaults(config_cls, params: dict, what: str) -> dict:
+    """``params`` over the defaults of the config dataclass ``config_cls``; a name it does not have is refused."""
+    from dataclasses import asdict
+
+    known = set(config_cls.__dataclass_fields__)
+    unknown = set(params) - known
+    if unknown:
+        raise ParameterError(f"unknown {what} parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+    return {**asdict(config_cls()), **params}
+
+
 def as_list(value, name: str, allow_empty: bool = False) -> list[str]:
     """A list parameter given as a YAML list or a comma-separated string."""
     if value is None and allow_empty:

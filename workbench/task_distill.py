@@ -104,15 +104,11 @@ class TaskDistillConfig:
     @classmethod
     def from_params(cls, **params) -> "TaskDistillConfig":
         """Validate notebook / command-line parameters (strings from ``papermill -p`` included)."""
-        from .params import ParameterError, as_float, as_int, as_list
+        from .params import ParameterError, as_float, as_int, as_list, with_defaults
         from .students import check_student_name
         from .teachers import check_teacher_names
 
-        known = set(cls.__dataclass_fields__)
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"unknown task-distillation parameter(s) {sorted(unknown)}; known: {sorted(known)}")
-        p = {**asdict(cls()), **params}
+        p = with_defaults(cls, params, "task-distillation")
         students = as_list(p["students"], "students")
         bad = [s for s in students if s not in STUDENTS]
         if bad or len(set(students)) != len(students):
