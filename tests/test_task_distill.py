@@ -24,7 +24,7 @@ def random_teachers():
 
 def tiny_config(**overrides):
     params = dict(student="wb_vit_tiny_patch8_32", labels_per_class=3, steps=3, batch_size=16, finetune_steps=2,
-                  repeats=2, students=list(STUDENTS))
+                  repeats=2, students=list(STUDENTS), workers=1)
     return TaskDistillConfig(**{**params, **overrides})
 
 
@@ -61,6 +61,33 @@ def test_students_of_a_seed_share_batches_and_initialisation(tiny_world):
                        log=lambda *_: None)
     a, b = run.models["labels"], run.models["probed"]
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_students_trained_in_worker_processes_are_those_trained_here(tiny_world, tmp_path):
+    """Two processes at once (single-threaded each) or one after the other here: the same students, records and files."""
+    runs, threads, teachers = {}, torch.get_num_threads(), random_teachers()
+    for workers in (1, 2):
+        records = []
+        torch.set_num_threads(1)  # as each of the two workers on a 2-core machine
+        try:
+            runs[workers] = task_distill(tiny_config(workers=workers), tiny_world, teachers,
+                                         out_dir=tmp_path / str(workers), callback=records.append, log=lambda *_: None)
+        finally:
+            torch.set_num_threads(threads)
+        runs[workers].records = sorted((r["student"], r["seed"], r["step"], round(r["loss"], 4)) for r in records)
+    assert runs[1].students == runs[2].students and runs[1].teachers == runs[2].teachers
+    assert runs[1].records == runs[2].records
+    for name in STUDENTS:
+        for p, q in zip(runs[1].models[name].state_dict().values(), runs[2].models[name].state_dict().values()):
+            assert torch.allclose(p, q, atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "2" / "students").iterdir()) == sorted(STUDENTS)
+
+
+def test_a_student_failing_in_a_worker_process_fails_the_run_clearly(tiny_world, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image .* under the extra folder"):
+        task_distill(tiny_config(workers=2, extra=str(tmp_path / "empty"), repeats=1), tiny_world, random_teachers(),
+                     log=lambda *_: None)
 
 
 def test_student_starts_from_a_03_checkpoint(tiny_world, tmp_path):

@@ -17,7 +17,9 @@ the same extra images and the same initialisation:
 Distillation images are the labelled ones plus ``extra`` images without labels: rendered on the fly
 (``world``: the offline world's generator draws fresh images every step), the rest of the training
 split with labels hidden (``unlabelled``), or a folder of images such as the synthetic clone of 01.
-The loss is ``workbench.kd.task_distillation_loss``.
+The loss is ``workbench.kd.task_distillation_loss``. The students are independent jobs: on CPU they
+train side by side, one single-threaded process per core (``workbench.parallel``), each seeded on its
+own, so a student is the same whether it trained here or in a worker process.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from .distill import autocast_for, load_student, pick_device
 from .io import save_json, save_tensors
 from .kd import mix_images, task_distillation_loss
 from .live import LivePlot
+from .parallel import auto_workers, map_jobs
 from .probe import WEIGHT_DECAYS, few_shot_indices, fit_linear_probe
 from .students import Student
 from .teachers import Teacher
@@ -83,13 +86,14 @@ class TaskDistillConfig:
     seed: int = 0
     repeats: int = 3  # seeds seed, seed + 1, ...: mean and spread
     device: str = "auto"
+    workers: int = 0  # on CPU, students trained at once, each in its own process (0: one per core)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def results_key(self) -> dict:
-        """What decides the results (for ``prepare_out_dir``): everything but the device."""
-        return {k: v for k, v in self.to_dict().items() if k != "device"}
+        """What decides the results (for ``prepare_out_dir``): everything but where and how many at once."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("device", "workers")}
 
     @property
     def seeds(self) -> list[int]:
@@ -140,6 +144,7 @@ class TaskDistillConfig:
             seed=as_int(p["seed"], "seed", minimum=0),
             repeats=as_int(p["repeats"], "repeats", minimum=1),
             device=str(p["device"]),
+            workers=as_int(p["workers"], "workers", minimum=0),
         )
         if cfg.lr == 0 or cfg.temperature == 0:
             raise ParameterError("lr and temperature must be > 0")
@@ -413,6 +418,26 @@ def eval_batches(data: Data, task: str, batch_size: int = 256) -> Iterator[tuple
 
 
 @dataclass
+class StudentJob:
+    """One student of one seed: what a worker process needs besides what all jobs share."""
+
+    name: str
+    seed: int
+    teacher: TeacherClassifier | None  # None: labels only
+    labelled: Labelled
+
+
+def run_student(job: StudentJob, shared: tuple, emit: Callable[[dict], None]) -> tuple[float, TaskStudent]:
+    """Train one student and measure it on the whole test split (``shared``: cfg, data, classes, live set, device)."""
+    cfg, data, n_classes, live_set, device = shared
+    extra = None if job.teacher is None else extra_images(cfg.extra, data, job.labelled,
+                                                           cfg.batch_size - cfg.labelled_batch, job.seed)
+    model = train_student(cfg, job.name, job.teacher, job.labelled, extra, n_classes, job.seed, device,
+                          lambda m: top1(m, live_set, device), emit)
+    return top1(model, eval_batches(data, cfg.task), device), model
+
+
+@dataclass
 class TaskRun:
     config: TaskDistillConfig
     students: dict[str, list[float]]  # student -> test top-1 per seed
@@ -451,9 +476,8 @@ def task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher
         if callback is not None:
             callback(r)
 
-    students = {s: [] for s in cfg.students}
     teacher_top1: dict[str, list[float]] = {}
-    chosen, models = [], {}
+    chosen, jobs = [], []
     for seed in cfg.seeds:
         labelled = labelled_subset(data, cfg.task, cfg.labels_per_class, seed)
         probed = {n: probe_teacher(t, labelled, n_classes, device, seed) for n, t in teachers.items()}
@@ -471,15 +495,25 @@ def task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher
         log(f"seed {seed}: {len(labelled.labels)} labelled images; probed teachers (held-out labelled top-1): "
             + ", ".join(f"{n} {'-' if i['val_top1'] is None else format(i['val_top1'], '.0f')}%"
                         for n, (_, i) in probed.items()) + f" -> distilling {best}")
-        for name in cfg.students:
-            teacher = kd_teachers[name]
-            extra = None if teacher is None else extra_images(cfg.extra, data, labelled, cfg.batch_size - cfg.labelled_batch, seed)
-            model = train_student(cfg, name, teacher, labelled, extra, n_classes, seed, device,
-                                  lambda m: top1(m, live_set, device), record)
-            students[name].append(test(model))
-            log(f"  {name:<11} test top-1 {students[name][-1]:5.1f}%  ({time.time() - t0:.0f}s)")
-            if seed == cfg.seed:
-                models[name] = model
+        jobs += [StudentJob(name, seed, kd_teachers[name], labelled) for name in cfg.students]
+
+    # The students: independent, so on CPU they train side by side in single-threaded processes.
+    jobs.sort(key=lambda job: job.teacher is None)  # the label-only students are the cheapest: last
+    workers = cfg.workers or auto_workers(len(jobs), device)
+    log(f"training {len(jobs)} students ({len(cfg.students)} per seed)"
+        + (f", {min(workers, len(jobs))} at a time in separate processes" if workers > 1 and len(jobs) > 1 else ""))
+    top1_of, models = {}, {}
+
+    def finished(i: int, result: tuple[float, TaskStudent]) -> None:
+        job = jobs[i]
+        top1_of[job.name, job.seed] = result[0]
+        if job.seed == cfg.seed:
+            models[job.name] = result[1]
+        log(f"  seed {job.seed} {job.name:<11} test top-1 {result[0]:5.1f}%  ({time.time() - t0:.0f}s)")
+
+    map_jobs(run_student, jobs, (cfg, data, n_classes, live_set, device), workers, record, finished)
+    students = {name: [top1_of[name, seed] for seed in cfg.seeds] for name in cfg.students}
+    models = {name: models[name] for name in cfg.students}
     run = TaskRun(cfg, students, teacher_top1, chosen, history, time.time() - t0, models)
     if out_dir is not None:
         out_dir = Path(out_dir)
