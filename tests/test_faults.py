@@ -316,7 +316,7 @@ def test_the_distill_notebook_keeps_the_two_objectives_apart(tmp_path):
     task = {"objective": "task", "out_dir": str(tmp_path / "task"), "n_train": 40, "n_test": 20}
     run_validation_cell("03_distill.ipynb", task, tmp_path)
     record = json.loads((tmp_path / "task" / "run.json").read_text())
-    assert record["kind"] == "03_task" and record["config"]["steps"] == 400 and "device" not in record["config"]
+    assert record["kind"] == "03_task" and record["config"]["steps"] == 300 and "device" not in record["config"]
     with pytest.raises(OutDirError, match="holds a '03_task' run, not '03_distill'"):
         run_validation_cell("03_distill.ipynb", {**task, "objective": "features", "batch_size": 8}, tmp_path)
     run_validation_cell("03_distill.ipynb", {"out_dir": str(tmp_path / "features"), "n_train": 40, "n_test": 20,

@@ -32,7 +32,7 @@ def cpu_cores() -> int:
 
 
 def auto_workers(n_jobs: int, device: torch.device) -> int:
-    """One process per core on CPU (at most one per job); on GPU one, this one: the device is shared anyway."""
+    """One process per core on CPU (at most one per job); on GPU one, this one."""
     if device.type != "cpu":
         return 1
     return max(1, min(cpu_cores(), n_jobs))
