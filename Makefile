@@ -38,6 +38,7 @@ bench: $(READY)
 	$(BIN)/python benchmarks/distill_step.py
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/probe.py
+	$(BIN)/python benchmarks/task_students.py
 
 clean:
 	rm -rf $(RUNS) notebooks/runs .pytest_cache

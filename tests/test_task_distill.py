@@ -180,6 +180,7 @@ def test_augment_flips_and_shifts_within_the_image():
     ({"student_init": "/no/such/checkpoint"}, "student_init must be 'random' or a checkpoint folder"),
     ({"teachers": "world_shape,nope_teacher"}, "Registered teachers"),
     ({"epochs": 3}, "unknown task-distillation parameter"),
+    ({"workers": -1}, "workers must be"),
 ])
 def test_config_rejects_bad_input_clearly(params, message):
     with pytest.raises(ValueError, match=message):

@@ -85,7 +85,11 @@ def test_intermediate_blocks():
     assert torch.allclose(vit.norm(x)[:, 1:], teacher(images).patch, atol=1e-5)
 
 
-def test_missing_hub_weights_name_the_model_and_what_to_do():
+def test_missing_hub_weights_name_the_model_and_what_to_do(monkeypatch):
+    # HF_HUB_OFFLINE=1, as on most clusters; tests/test_teachers.py covers a machine without network and without it
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(FileNotFoundError, match=r"vit_small_patch16_224\.dino.*checkpoint"):
         wb.create_teacher("dino_vits16", pretrained=True)
 
