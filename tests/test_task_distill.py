@@ -10,7 +10,8 @@ from workbench.distill import DistillConfig, distill, load_student
 from workbench.io import load_tensors
 from workbench.probe import fit_linear_probe
 from workbench.task_distill import (PROBE_WEIGHT_DECAYS, STUDENTS, TaskDistillConfig, augment, extra_images, labelled_subset,
-                                    make_student, probe_teacher, results_figure, task_distill, task_table)
+                                    TaskLivePlot, make_student, probe_teacher, results_figure, student_colour,
+                                    task_distill, task_table)
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,24 @@ def test_a_student_failing_in_a_worker_process_fails_the_run_clearly(tiny_world,
     with pytest.raises(ValueError, match="no image .* under the extra folder"):
         task_distill(tiny_config(workers=2, extra=str(tmp_path / "empty"), repeats=1), tiny_world, random_teachers(),
                      log=lambda *_: None)
+
+
+def test_a_student_has_one_colour_in_both_plots_whatever_the_order_its_records_arrive_in():
+    from matplotlib.colors import to_hex
+
+    live = TaskLivePlot()
+    for step in (10, 0):  # students trained at once: interleaved records, not even in step order
+        for name in ("probed", "labels"):
+            live.records.append({"student": name, "seed": 0, "step": step, "loss": 1.0, "top1": 20.0})
+    lines = {line.get_label(): line for line in live.figure().axes[1].get_lines()}
+    assert {name: to_hex(line.get_color()) for name, line in lines.items()} == \
+        {name: to_hex(student_colour(name)) for name in ("labels", "probed")}
+    assert list(lines["probed"].get_xdata()) == [0, 10]
+    stats = {"mean": 50.0, "std": 1.0, "min": 49.0, "max": 51.0, "per_seed": [49.0, 51.0]}
+    bars = results_figure({"task": "shape", "seeds": [0, 1], "students": {"probed": stats, "labels": stats},
+                           "teachers": {"fine-tuned": stats}}).axes[0].patches
+    assert [to_hex(b.get_facecolor()[:3]) for b in bars] == [to_hex(student_colour("probed")),
+                                                            to_hex(student_colour("labels")), to_hex("0.7")]
 
 
 def test_student_starts_from_a_03_checkpoint(tiny_world, tmp_path):

@@ -538,6 +538,11 @@ def save_task_student(model: TaskStudent, cfg: TaskDistillConfig, name: str, cla
 
 # ----------------------------------------------------------------------------- pictures
 
+def student_colour(name: str) -> str:
+    """The same colour for a student in every plot, whatever students a run has and in whatever order."""
+    return f"C{list(STUDENTS).index(name)}"
+
+
 class TaskLivePlot(LivePlot):
     """Training loss and held-out top-1 while the students train: one colour per student, one line style per seed."""
 
@@ -547,15 +552,17 @@ class TaskLivePlot(LivePlot):
     def figure(self) -> Figure:
         fig = Figure(figsize=(10, 3.4), dpi=100)
         axes = fig.subplots(1, 2)
-        names = list(dict.fromkeys(r["student"] for r in self.records))
-        seeds = list(dict.fromkeys(r["seed"] for r in self.records))
+        seen = {r["student"] for r in self.records}  # records of students trained at once arrive interleaved
+        names = [s for s in STUDENTS if s in seen]
+        seeds = sorted({r["seed"] for r in self.records})
         styles = ["-", "--", ":", "-."]
         for ax, (key, label) in zip(axes, self.panels.items()):
-            for k, name in enumerate(names):
+            for name in names:
                 for j, seed in enumerate(seeds):
-                    rs = [r for r in self.records if r["student"] == name and r["seed"] == seed and key in r]
+                    rs = sorted((r for r in self.records if r["student"] == name and r["seed"] == seed and key in r),
+                                key=lambda r: r["step"])
                     if rs:
-                        ax.plot([r["step"] for r in rs], [r[key] for r in rs], color=f"C{k}",
+                        ax.plot([r["step"] for r in rs], [r[key] for r in rs], color=student_colour(name),
                                 linestyle=styles[j % len(styles)], label=name if j == 0 else None)
             ax.set_title(label)
             ax.set_xlabel("step")
@@ -575,9 +582,8 @@ def results_figure(summary: dict, title: str = "") -> Figure:
     fig = Figure(figsize=(7, 0.45 * len(rows) + 1.2), dpi=100)
     ax = fig.subplots()
     y = np.arange(len(rows))[::-1]
-    n_students = len(summary["students"])
-    for i, ((label, v), yi) in enumerate(zip(rows, y)):
-        colour = f"C{i}" if i < n_students else "0.7"
+    colours = [student_colour(s) for s in summary["students"]] + ["0.7"] * len(summary["teachers"])
+    for (label, v), yi, colour in zip(rows, y, colours):
         ax.barh(yi, v["mean"], xerr=v["std"], color=colour, alpha=0.85, capsize=3)
         ax.plot(v["per_seed"], [yi] * len(v["per_seed"]), "k.", markersize=5)
         ax.annotate(f"{v['mean']:.1f} ± {v['std']:.1f}", (max(v["mean"] + v["std"], v["max"]), yi), xytext=(5, 0),
