@@ -13,6 +13,8 @@ def square_and_report(job, shared, emit):
         emit({"job": job, "step": step})
     if job == "boom":
         raise ValueError("job 'boom' failed")
+    if job == "crash":
+        os._exit(1)  # as the kernel's out-of-memory killer would
     return job * shared, torch.get_num_threads(), os.getpid()
 
 
@@ -51,6 +53,12 @@ def test_every_job_runs_and_its_records_come_before_its_result(workers):
 def test_a_failing_job_raises_here_and_stops_the_pool():
     with pytest.raises(ValueError, match="job 'boom' failed"):
         run([1, "boom", 3, 4], workers=2)
+    assert not [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
+def test_a_worker_that_dies_is_reported_with_what_to_do():
+    with pytest.raises(RuntimeError, match="worker process died.*workers=1"):
+        run([1, "crash", 3], workers=2)
     assert not [p for p in multiprocessing.active_children() if p.is_alive()]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
 import torch
@@ -61,6 +62,11 @@ def map_jobs(fn: Callable[[Any, Any, Callable[[dict], None]], Any], jobs: Sequen
             _drain(records, on_record)
             for future in done:
                 on_result(futures[future], future.result())
+    except BrokenProcessPool as err:
+        _terminate(pool)
+        raise RuntimeError("a worker process died (out of memory? or, in a script, a call without the "
+                           "`if __name__ == '__main__':` guard that spawned processes need); run the jobs in this "
+                           "process instead (workers=1; task_workers = 1 in 03) to see why") from err
     except BaseException:  # a failed job, or an interrupted kernel: stop the others now rather than after their jobs
         _terminate(pool)
         raise
@@ -83,9 +89,7 @@ def _drain(records, on_record: Callable[[dict], None]) -> None:
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
-    processes = list((pool._processes or {}).values())  # before 3.14 there is no public way to stop a running job
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in processes:
+    """Stop the running jobs too, not only the pending ones (before Python 3.14 there is no public way)."""
+    for p in list((pool._processes or {}).values()):
         p.terminate()
-    for p in processes:
-        p.join(timeout=10)
+    pool.shutdown(wait=True, cancel_futures=True)  # its manager thread sees the workers gone and reaps them
