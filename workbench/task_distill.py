@@ -80,7 +80,8 @@ class TaskDistillConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     # A long warm-up and a loose clip get the student off its plateau at chance sooner (probed student, 300 steps,
-    # 3 seeds: 76.5 % with warm-up 0.3 and clip 5; 54.7 % with 0.1 and 1; lr 3e-3 or a batch of 40: stuck near chance)
+    # 3 seeds: 76.5 % with warm-up 0.3 and clip 5; 54.7 % with 0.1 and 1). The step is near its limit: with warm-up
+    # 0.1 and clip 5, lr 3e-3 gave 23.8 % and a batch of 40, 28.9 %.
     warmup_frac: float = 0.3
     grad_clip: float = 5.0
     finetune_steps: int = 50
