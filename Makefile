@@ -1,16 +1,19 @@
 # The two commands of the README. Both build the virtual environment they need on first use.
-#   make run   - the main job: 03_distill headless with papermill, on the built-in offline world
-#   (make notebooks runs every numbered notebook the same way)
-#   make test  - pytest for the library, then nbval for every notebook
-#   (a notebook rerun with the same out_dir resumes or reloads its run; make clean starts everything over)
+#   make run        - the main job: 03_distill headless with papermill, on the built-in offline world
+#                     (make notebooks runs every numbered notebook the same way)
+#   make test       - the linter, pytest for the library, then nbval for every notebook (what CI runs)
+#   make test-fast  - the linter and the library's unit tests, without the slow end-to-end ones (a few minutes)
+#   make sync-notebooks - after editing a notebook's .py or .ipynb outside JupyterLab: update its twin
+# (a notebook rerun with the same out_dir resumes or reloads its run; make clean starts everything over)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
 RUNS ?= runs
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+LINTED := workbench tests notebooks benchmarks tools
 
-.PHONY: setup run notebooks test bench clean
+.PHONY: setup run notebooks test test-fast lint sync-notebooks bench clean
 
 setup: $(READY)
 
@@ -29,9 +32,18 @@ notebooks: $(READY)
 	  $(BIN)/papermill --log-output --no-progress-bar $$nb $(RUNS)/$$name.ipynb -p out_dir $(RUNS)/$$name || exit 1; \
 	done
 
-test: $(READY)
+lint: $(READY)
+	$(BIN)/ruff check $(LINTED)
+
+test: lint
 	rm -rf notebooks/runs  # nbval runs the notebooks with their default out_dirs: start them fresh, not resumed
 	$(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-current-env --durations=15
+
+test-fast: lint
+	$(BIN)/python -m pytest tests -m "not slow" --durations=10
+
+sync-notebooks: $(READY)
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
 
 bench: $(READY)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

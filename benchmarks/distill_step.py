@@ -34,10 +34,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from workbench import create_teacher
-from workbench.distill import UNIC, autocast_for, distill_step, pick_device, teacher_feature_shapes
-from workbench.losses import distillation_loss, teacher_losses
-from workbench.standardize import batch_weight
-from workbench.students import Student
+from workbench.core.device import autocast_for, pick_device
+from workbench.distillation import UNIC, distill_step, distillation_loss, teacher_feature_shapes, teacher_losses
+from workbench.layers.standardize import batch_weight
+from workbench.models import Student
 
 
 def matmul_flops_per_s(device: torch.device, n: int = 2048, reps: int = 10) -> float:
@@ -140,11 +140,14 @@ def measure(args, what: str, fused: bool, precision: str) -> dict:
 
 def run_child(args, what: str, fused: bool, precision: str, flops: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--batch", str(args.batch), "--steps", str(args.steps), "--student", args.student,
-           "--teachers", args.teachers, "--ladder", args.ladder, "--device", args.device, "--image-size", str(args.image_size),
-           "--child", json.dumps({"what": what, "fused": fused, "precision": precision})] + (["--flops"] if flops else [])
+           "--teachers", args.teachers, "--ladder", args.ladder, "--device", args.device,
+           "--image-size", str(args.image_size),
+           "--child", json.dumps({"what": what, "fused": fused, "precision": precision})]
+    cmd += ["--flops"] if flops else []
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"measurement {what}/{'fused' if fused else 'per-block'}/{precision} failed:\n{done.stderr[-3000:]}")
+        layout = "fused" if fused else "per-block"
+        raise RuntimeError(f"measurement {what}/{layout}/{precision} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -195,8 +198,8 @@ def main():
     device = pick_device(args.device)
     default_precision = "bf16" if device.type == "cuda" else "fp32"
     print(f"device                 {device} ({torch.get_num_threads()} threads)")
-    print(f"config                 student {args.student}, teachers {args.teachers}, batch {args.batch}, {args.image_size}px, "
-          f"ladder {args.ladder}; {args.steps} timed steps, best of {args.repeats}")
+    print(f"config                 student {args.student}, teachers {args.teachers}, batch {args.batch}, "
+          f"{args.image_size}px, ladder {args.ladder}; {args.steps} timed steps, best of {args.repeats}")
 
     whole = run_child(args, "step", True, default_precision, flops=True)
     achieved = whole["flops_per_step"] / whole["step_s"]
@@ -221,7 +224,8 @@ def main():
         kind = "peak allocated" if device.type == "cuda" else "peak RSS"
         print(f"{label + ' ' + kind:44s}{gib(per_block['peak_bytes']):>14s}{gib(fused['peak_bytes']):>14s}")
         if device.type != "cuda":
-            print(f"{label + ' RSS rise in steps':44s}{gib(per_block['rise_bytes']):>14s}{gib(fused['rise_bytes']):>14s}")
+            rises = gib(per_block["rise_bytes"]), gib(fused["rise_bytes"])
+            print(f"{label + ' RSS rise in steps':44s}{rises[0]:>14s}{rises[1]:>14s}")
     print("(target: fused >= 1.3x per-block on CPU)")
 
     print("\n-- bf16 autocast vs fp32 (whole step, fused ladder; fp32 matmuls without TF32, torch's default)")

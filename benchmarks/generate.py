@@ -1,4 +1,4 @@
-"""Images/s of ``workbench.generate`` against calling the diffusers pipeline directly, same batches.
+"""Images/s of ``workbench.generation.generate`` against calling the diffusers pipeline directly, same batches.
 
 Both sides use one loaded pipeline, the same prompts and seeds, the same batch size, steps, guidance and
 resolution. The direct side is the loop a script would write: one pipeline call per batch with a list of
@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workbench.diffusion import TINY_MODEL, load_pipeline
-from workbench.generate import GenerateConfig, batches, generate, pick_generation_device, plan, run_batch
-from workbench.imagenet import imagenet100_wnids
+from workbench.core.device import local_device
+from workbench.data.imagenet import imagenet100_wnids
+from workbench.generation import TINY_MODEL, GenerateConfig, batches, generate, load_pipeline, plan
+from workbench.generation.writer import run_batch
 
 
 def sync(device: torch.device) -> None:
@@ -59,8 +60,8 @@ def direct(pipe, cfg: GenerateConfig, jobs, out: Path, save: bool) -> float:
     """The plain diffusers loop; returns seconds."""
     t0 = time.perf_counter()
     for batch in batches(jobs, cfg.batch_size):
-        images = pipe(prompt=[j.prompt for j in batch], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-                      height=cfg.resolution, width=cfg.resolution, output_type="pil",
+        images = pipe(prompt=[j.prompt for j in batch], num_inference_steps=cfg.steps,
+                      guidance_scale=cfg.guidance_scale, height=cfg.resolution, width=cfg.resolution, output_type="pil",
                       generator=[torch.Generator("cpu").manual_seed(j.seed) for j in batch]).images
         if save:
             for j, image in zip(batch, images):
@@ -95,10 +96,11 @@ def main():
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = GenerateConfig.from_params(classes=imagenet100_wnids()[:args.classes], images_per_class=args.images // args.classes,
-                                     steps=args.steps, resolution=args.resolution, guidance_scale=args.guidance,
-                                     batch_size=args.batch, model=args.model, device=args.device, dtype=args.dtype)
-    device = pick_generation_device(cfg.device)
+    cfg = GenerateConfig.from_params(classes=imagenet100_wnids()[:args.classes],
+                                     images_per_class=args.images // args.classes, steps=args.steps,
+                                     resolution=args.resolution, guidance_scale=args.guidance, batch_size=args.batch,
+                                     model=args.model, device=args.device, dtype=args.dtype)
+    device = local_device(cfg.device)
     pipe = load_pipeline(cfg.model, device, cfg.dtype, cfg.scheduler)
     jobs = plan(cfg)
     settings = {**cfg.settings(), "resolution": cfg.resolution}
@@ -109,14 +111,15 @@ def main():
     inside = {k: [] for k in times}  # seconds inside pipeline calls
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            for key, run in (("direct", lambda p: direct(p, cfg, jobs, Path(tmp) / f"d{r}", save=False)),
-                             ("direct + save", lambda p: direct(p, cfg, jobs, Path(tmp) / f"s{r}", save=True)),
-                             ("workbench", lambda p: workbench(p, cfg, Path(tmp) / f"w{r}"))):
+            runs = (("direct", lambda p, r=r: direct(p, cfg, jobs, Path(tmp) / f"d{r}", save=False)),
+                    ("direct + save", lambda p, r=r: direct(p, cfg, jobs, Path(tmp) / f"s{r}", save=True)),
+                    ("workbench", lambda p, r=r: workbench(p, cfg, Path(tmp) / f"w{r}")))
+            for key, run in runs:
                 timed = TimedPipe(pipe)
                 times[key].append(run(timed))
                 inside[key].append(timed.seconds)
-        same = all(np.array_equal(np.asarray(_open(Path(tmp) / "s0" / j.file)), np.asarray(_open(Path(tmp) / "w0" / j.file)))
-                   for j in jobs)
+        same = all(np.array_equal(np.asarray(_open(Path(tmp) / "s0" / j.file)),
+                                  np.asarray(_open(Path(tmp) / "w0" / j.file))) for j in jobs)
 
     n = len(jobs)
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -131,10 +134,12 @@ def main():
           f"{100 * (med['workbench'] / med['direct + save'] - 1):+6.1f} % vs pipeline calls + plain save")
     print(f"inside pipeline calls   {1e3 * in_pipe / n:8.2f} ms/image (median over all runs)")
     for k in times:
-        print(f"outside, {k:<14} {1e3 * outside[k] / n:8.2f} ms/image = {100 * outside[k] / in_pipe:5.2f} % of the pipeline time")
-    print(f"workbench overhead      {100 * (outside['workbench'] - outside['direct']) / in_pipe:+6.2f} % of the pipeline time "
-          f"vs the bare loop (target <= 3 %), {100 * (outside['workbench'] - outside['direct + save']) / in_pipe:+6.2f} % "
-          "vs the loop with a plain save")
+        print(f"outside, {k:<14} {1e3 * outside[k] / n:8.2f} ms/image = {100 * outside[k] / in_pipe:5.2f} % of the "
+              "pipeline time")
+    over_bare = 100 * (outside["workbench"] - outside["direct"]) / in_pipe
+    over_save = 100 * (outside["workbench"] - outside["direct + save"]) / in_pipe
+    print(f"workbench overhead      {over_bare:+6.2f} % of the pipeline time vs the bare loop (target <= 3 %), "
+          f"{over_save:+6.2f} % vs the loop with a plain save")
     print(f"identical images        {'yes' if same else 'NO'} (direct + save vs workbench, same seeds and batches)")
 
 

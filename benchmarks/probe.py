@@ -2,7 +2,7 @@
 
 Reference: scikit-learn multinomial LogisticRegression (L-BFGS, max_iter=1000) on L2-normalised features,
 C chosen by 30 Optuna trials (log-uniform C in [1e-4, 1e4]) on a held-out 20% per-class split, then
-refit on the full training set. Workbench: ``workbench.probe.linear_probe`` (full-batch L-BFGS in torch,
+refit on the full training set. Workbench: ``workbench.probing.linear_probe`` (full-batch L-BFGS in torch,
 warm-started along a weight-decay path). Both report top-1 on the same test set.
 
 Features: ``--features path.safetensors`` (keys train_x, train_y, test_x, test_y), or by default a
@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from workbench.probe import linear_probe
+from workbench.probing import linear_probe
 
 
 def synthetic_features(n_train: int, n_test: int, dim: int, classes: int, seed: int = 0, label_noise: float = 0.1):
@@ -90,7 +90,8 @@ def main():
     t0 = time.perf_counter()
     ours = linear_probe(xtr, ytr, xte, yte)
     t_ours = time.perf_counter() - t0
-    print(f"workbench linear_probe   top-1 {ours['top1']:6.2f}%  in {t_ours:7.1f}s  (weight decay {ours['weight_decay']:g})")
+    print(f"workbench linear_probe   top-1 {ours['top1']:6.2f}%  in {t_ours:7.1f}s  "
+          f"(weight decay {ours['weight_decay']:g})")
 
     t0 = time.perf_counter()
     ref = sklearn_reference(xtr, ytr, xte, yte, args.trials)

@@ -1,7 +1,7 @@
 """Throughput of task-distillation students on CPU: one process using every core vs one process per core.
 
-The students of ``workbench.task_distill`` are independent jobs. Small ones barely use a second thread,
-so ``workbench.parallel.map_jobs`` trains them side by side, one single-threaded process per core. This
+The students of ``workbench.distillation.task`` are independent jobs. Small ones barely use a second thread,
+so ``workbench.core.parallel.map_jobs`` trains them side by side, one single-threaded process per core. This
 trains the same ``jobs`` students (the probed student of 03's default run: offline world, 48-image
 steps, an untrained teacher, since its weights do not change the cost) both ways and prints student
 steps per second, the pool's start-up included, and the speed-up. ``--repeats R`` alternates the two
@@ -17,9 +17,15 @@ import time
 import torch
 
 from workbench import create_teacher, load_data
-from workbench.parallel import auto_workers, cpu_cores, map_jobs
-from workbench.task_distill import (StudentJob, TaskDistillConfig, eval_batches, labelled_subset, probe_teacher,
-                                    run_student)
+from workbench.core.parallel import auto_workers, cpu_cores, map_jobs
+from workbench.distillation.task import (
+    StudentJob,
+    TaskDistillConfig,
+    eval_batches,
+    labelled_subset,
+    probe_teacher,
+    run_student,
+)
 
 
 def main() -> None:

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 import workbench as wb
-import workbench.io as wio
-from workbench.distill import DistillConfig, distill
+import workbench.core.files as wio
+from workbench.distillation import DistillConfig, distill
 
 STEPS_PER_EPOCH = 8  # 64 images / batch 8
 STEPS = 3 * STEPS_PER_EPOCH
@@ -69,9 +69,9 @@ def run(out_dir: str, marker: str | None = None, pause_at: int | None = None, ha
         torch.manual_seed(0)
         teachers = {n: wb.create_teacher(n, pretrained=False) for n in ("world_colour", "world_shape")}
         data = wb.load_data("world", n_train=64, n_test=16)
-        cfg = DistillConfig(epochs=3, batch_size=8, student="wb_vit_tiny_patch8_32", seed=3)
-        result = distill(cfg, data, teachers, out_dir=out_dir, callback=on_step, log_every=1,
-                         ckpt_every=CKPT_EVERY, keep=2, log=say)
+        cfg = DistillConfig(epochs=3, batch_size=8, student="wb_vit_tiny_patch8_32", seed=3, ckpt_every=CKPT_EVERY,
+                            keep_checkpoints=2)
+        result = distill(cfg, data, teachers, out_dir=out_dir, callback=on_step, log_every=1, log=say)
         say(f"finished: {len(result.history)} steps, resumed_from={result.resumed_from}")
     except BaseException:
         say(traceback.format_exc())

@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from workbench.cog import cog_levels, imagenet21k_wnids, level_table
-from workbench.imagenet import imagenet1k_wnids
-from workbench.wordnet import Hierarchy, wordnet
+from workbench.data.cog import cog_levels, level_table
+from workbench.data.imagenet import imagenet1k_wnids, imagenet21k_wnids
+from workbench.data.wordnet import Hierarchy, wordnet
 
 # entity -> animal -> dog -> {poodle, terrier}; animal -> cat; entity -> artifact -> car
 SMALL = {"entity": [], "animal": ["entity"], "artifact": ["entity"], "dog": ["animal"], "cat": ["animal"],

@@ -3,7 +3,7 @@ import torch
 from PIL import Image
 
 import workbench as wb
-from workbench import world
+from workbench.data import world
 
 
 def test_world_is_deterministic_and_labelled():

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import workbench as wb
-from workbench.distill import DistillConfig, NonFiniteLoss, distill, load_student
-from workbench.teachers import Features, Teacher
+from workbench.core.training import NonFiniteLoss
+from workbench.distillation import DistillConfig, distill
+from workbench.models import Features, Teacher, load_student
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_distill_writes_a_checkpoint_that_loads_back(tiny_world, tmp_path):
     for folder in (ckpt, tmp_path, tmp_path / "checkpoints" / "step_00000003"):  # final, out_dir, resumable state
         assert torch.allclose(load_student(folder).embed(x), run.model.student.embed(x), atol=1e-6)
     # standardization statistics travel with the projectors
-    from workbench.io import load_tensors
+    from workbench.core.files import load_tensors
 
     keys = load_tensors(ckpt / "projectors.safetensors")
     assert "std_cls.world_shape.mean" in keys and "std_patch.world_colour.var" in keys
@@ -57,7 +58,8 @@ class ExplodingTeacher(Teacher):
     def encode(self, x):
         self.calls += 1
         b = x.shape[0]
-        cls, patch = x.mean((2, 3)).repeat(1, 3)[:, :8], x[:, :, ::8, ::8].flatten(2).transpose(1, 2).repeat(1, 1, 3)[..., :8]
+        cls = x.mean((2, 3)).repeat(1, 3)[:, :8]
+        patch = x[:, :, ::8, ::8].flatten(2).transpose(1, 2).repeat(1, 1, 3)[..., :8]
         if self.calls > self.good_calls:
             cls = cls * float("nan")
         return Features(cls.reshape(b, 8), patch.contiguous(), (4, 4))
@@ -103,13 +105,13 @@ def test_config_from_params_rejects_bad_input_clearly(params, message):
 def test_attention_is_fused_and_teachers_keep_no_autograd_state(monkeypatch):
     """Student and timm teachers call F.scaled_dot_product_attention (flash kernels on GPU) even where
     timm's default was turned off; a training step leaves teachers without gradients or graph."""
+    import timm
     import torch.nn.functional as F
 
-    from workbench.distill import UNIC, autocast_for, distill_step, teacher_feature_shapes
-    from workbench.students import Student, use_fused_attention
-    from workbench.teachers import TimmTeacher
-
-    import timm
+    from workbench.core.device import autocast_for
+    from workbench.distillation import UNIC, distill_step, teacher_feature_shapes
+    from workbench.layers import use_fused_attention
+    from workbench.models import Student, TimmTeacher
 
     vit = timm.create_model("wb_vit_tiny_patch8_32", num_classes=0)
     for m in vit.modules():

@@ -13,12 +13,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from workbench.distill import DistillConfig
-from workbench.distributed import ShardSampler, World
-from workbench.io import load_tensors
-from workbench.launch import launch_distill, load_run_config, run_distill, save_run_config
-from workbench.losses import teacher_coefficients, teacher_keep
-from workbench.standardize import batch_moments, make_standardizer
+from workbench.core.distributed import ShardSampler, World
+from workbench.core.files import load_tensors
+from workbench.distillation import (
+    DistillConfig,
+    launch_distill,
+    load_run_config,
+    run_distill,
+    save_run_config,
+    teacher_coefficients,
+    teacher_keep,
+)
+from workbench.layers.standardize import batch_moments, make_standardizer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,10 +78,11 @@ def test_statistics_of_two_ranks_are_those_of_the_whole_batch(kind):
     for step, weight in enumerate([1.0, 0.5, 0.1]):
         batch = x + step * torch.randn(8)
         whole.update(batch, weight)
-        as_ranks(lambda part, all_sum: part[0].update(part[1], weight, all_sum), [(ranks[0], batch[:7]), (ranks[1], batch[7:])])
+        as_ranks(lambda part, all_sum, weight=weight: part[0].update(part[1], weight, all_sum),
+                 [(ranks[0], batch[:7]), (ranks[1], batch[7:])])
     for rank in ranks:
         for (name, a), (_, b) in zip(whole.named_buffers(), rank.named_buffers()):
-            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5, msg=lambda m: f"{name}: {m}")
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
     (mean, var), _ = as_ranks(batch_moments, [x[:3], x[3:]])
     torch.testing.assert_close(mean, x.reshape(-1, 8).mean(0), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(var, x.reshape(-1, 8).var(0, unbiased=False), rtol=1e-5, atol=1e-5)
@@ -100,11 +107,11 @@ def test_teacher_dropping_is_the_same_draw_split_over_ranks():
 
 
 def test_run_file_round_trip_and_bad_files(tmp_path):
-    cfg = DistillConfig(teachers=["world_shape"], epochs=2, batch_size=8, ladder=[1, 3])
-    path = save_run_config(tmp_path / "run.yaml", cfg, out_dir=tmp_path / "out", n_train=40, ckpt_every=5)
-    back, options, out_dir = load_run_config(path)
+    cfg = DistillConfig(teachers=["world_shape"], epochs=2, batch_size=8, ladder=[1, 3], n_train=40, ckpt_every=5)
+    path = save_run_config(tmp_path / "run.yaml", cfg, out_dir=tmp_path / "out")
+    back, out_dir = load_run_config(path)
     assert back == cfg and out_dir == str(tmp_path / "out")
-    assert options == {"n_train": 40, "n_test": 2000, "ckpt_every": 5, "keep_checkpoints": 3}
+    assert (back.n_train, back.n_test, back.ckpt_every, back.keep_checkpoints) == (40, 2000, 5, 3)
     (tmp_path / "bad.yaml").write_text("teachers: [world_shape]\ncolour: 3\n")
     with pytest.raises(ValueError, match="unknown distillation parameter"):
         load_run_config(tmp_path / "bad.yaml")
@@ -115,16 +122,21 @@ def test_run_file_round_trip_and_bad_files(tmp_path):
         load_run_config(tmp_path / "missing.yaml")
     (tmp_path / "run.json").write_text(json.dumps({"epochs": "3", "batch_size": 4}))  # JSON is YAML too
     assert load_run_config(tmp_path / "run.json")[0].epochs == 3
+    (tmp_path / "typo.yaml").write_text("epochs: x\n")
+    with pytest.raises(ValueError, match="epochs must be an integer"):
+        load_run_config(tmp_path / "typo.yaml")
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch):
     """torchrun, 2 ranks x 8 images (Gloo) vs 1 process x 16 images, same run file: the same loss curve,
     per-teacher losses and alphas (so the same teacher-dropping draws), standardization statistics and
     weights, up to float rounding. 72 images: the last step has a smaller batch on both sides. The two
     processes are launched as the notebook does (``launch_distill``), which follows their metrics live.
     Then the 2-process run, cut back to a mid-epoch checkpoint, is resumed by one process."""
-    cfg = DistillConfig(student="wb_vit_tiny_patch8_32", epochs=2, batch_size=16, tdrop_p=0.5, seed=3)
-    run_file = save_run_config(tmp_path / "run.yaml", cfg, n_train=72, n_test=16, ckpt_every=3)
+    cfg = DistillConfig(student="wb_vit_tiny_patch8_32", epochs=2, batch_size=16, tdrop_p=0.5, seed=3, n_train=72,
+                        n_test=16, ckpt_every=3)
+    run_file = save_run_config(tmp_path / "run.yaml", cfg)
 
     one = tmp_path / "one"
     run_distill(run_file, one, random_teachers=True, log_every=1, log=lambda *_: None)
@@ -151,7 +163,7 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch)
     keys = [k for k in stats[0] if k.startswith(("std_cls.", "std_patch."))]
     assert len(keys) == 8  # 2 teachers x (CLS, patch) x (mean, var)
     for k in keys:
-        torch.testing.assert_close(stats[1][k], stats[0][k], rtol=1e-4, atol=1e-5, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(stats[1][k], stats[0][k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
     # weights: Adam divides by the root of tiny second moments, so a few elements of near-zero gradient
     # may differ by up to about lr per step; on average they agree to float rounding
     students = [load_tensors(d / "checkpoint" / "student.safetensors") for d in (one, two)]
@@ -174,20 +186,20 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch)
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-6), a["step"]
     final = load_tensors(resumed / "checkpoint" / "projectors.safetensors")
     for k in keys:
-        torch.testing.assert_close(final[k], stats[0][k], rtol=1e-4, atol=1e-5, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(final[k], stats[0][k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def test_global_batch_must_split_over_the_ranks(tmp_path, monkeypatch):
     from workbench import load_data
-    from workbench.distill import distill
+    from workbench.distillation import distill
 
-    monkeypatch.setattr(sys.modules["workbench.distill"], "current_world", lambda: World(0, 3))
+    monkeypatch.setattr(sys.modules["workbench.distillation.train"], "current_world", lambda: World(0, 3))
     with pytest.raises(ValueError, match="batch_size 16 .* 3 processes"):
         distill(DistillConfig(batch_size=16), load_data("world", n_train=20, n_test=10), {})
 
 
 def test_follow_reads_records_as_they_are_written(tmp_path):
-    from workbench.live import MetricsLog, follow
+    from workbench.core.live import MetricsLog, follow
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 0}\n{"step": 1}\n')

@@ -18,16 +18,24 @@ from pathlib import Path
 
 import pytest
 import torch
+from notebook_cells import run_validation_cell
 from PIL import Image
 
 import workbench as wb
-from workbench.checkpoint import Checkpoints, TrainState, load_train_state, save_train_state
-from workbench.distill import DistillConfig, check_batch_size, distill, load_student
-from workbench.io import UnsafeCheckpoint, atomic_folder, load_state, load_tensors, load_weights, save_state
-from workbench.params import ParameterError
-from workbench.runs import OutDirError, prepare_out_dir
-
-from notebook_cells import run_validation_cell
+from workbench.core.checkpoint import (
+    Checkpoints,
+    TrainState,
+    load_state,
+    load_train_state,
+    save_state,
+    save_train_state,
+)
+from workbench.core.files import atomic_folder, load_tensors
+from workbench.core.params import ParameterError
+from workbench.core.runs import OutDirError, prepare_out_dir
+from workbench.distillation import DistillConfig, check_batch_size, distill
+from workbench.models import load_student
+from workbench.models.weights import UnsafeCheckpoint, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
@@ -38,7 +46,7 @@ from distill_child import CKPT_EVERY, STEPS, STEPS_PER_EPOCH  # noqa: E402
 # op, so forking it is safe): each child is a process of its own, without the import time. (The server
 # does not see this folder on its path, so it preloads the package; the children import distill_child.)
 CTX = multiprocessing.get_context("forkserver")
-CTX.set_forkserver_preload(["workbench", "workbench.distill"])
+CTX.set_forkserver_preload(["workbench", "workbench.distillation"])
 
 # Kill points: random, but the same on every run of the suite (seeded). The paused kill lands between
 # checkpoints, so the resumed run redoes steps, and after a checkpoint taken mid-epoch, so it resumes
@@ -94,7 +102,7 @@ def losses(out_dir: Path) -> list[tuple]:
     return [(r["step"], r["loss"], r["loss/world_shape"], r["alpha/world_colour"]) for r in records]
 
 
-def assert_identical(a: Path, reference: "Reference") -> None:
+def assert_identical(a: Path, reference: Reference) -> None:
     b = reference.result()
     wa, wb_ = final_weights(a), final_weights(b)
     assert wa.keys() == wb_.keys()
@@ -251,7 +259,8 @@ def test_each_invalid_distillation_parameter_has_its_message(params, message):
 
 
 def test_batch_larger_than_the_dataset_is_refused_before_training(tmp_path):
-    with pytest.raises(ParameterError, match=r"batch_size 64 is larger than the training split of 'world' \(40 images\)"):
+    with pytest.raises(ParameterError,
+                       match=r"batch_size 64 is larger than the training split of 'world' \(40 images\)"):
         check_batch_size(64, 40, "world")
     data = wb.load_data("world", n_train=40, n_test=10)
     with pytest.raises(ParameterError, match="batch_size 64 is larger"):
@@ -260,10 +269,12 @@ def test_batch_larger_than_the_dataset_is_refused_before_training(tmp_path):
 
 
 def test_unknown_names_from_papermill_are_reported():
-    from workbench.params import check_injected_parameters
+    from workbench.core.params import check_injected_parameters
 
-    history = ["", 'epochs = 8\nlr = 0.1\nout_dir = "runs/x"\n', '# Parameters\nlr = 3\nepoch = 3\nlearning_rate = 0.5\n']
-    with pytest.raises(ParameterError, match=r"unknown parameter\(s\) \['epoch', 'learning_rate'\].*did you mean 'epochs'"):
+    history = ["", 'epochs = 8\nlr = 0.1\nout_dir = "runs/x"\n',
+               '# Parameters\nlr = 3\nepoch = 3\nlearning_rate = 0.5\n']
+    with pytest.raises(ParameterError,
+                       match=r"unknown parameter\(s\) \['epoch', 'learning_rate'\].*did you mean 'epochs'"):
         check_injected_parameters({"In": history})
     check_injected_parameters({"In": history[:2]})  # not run by papermill: nothing injected, nothing to check
     check_injected_parameters({"In": history[:2] + ["# Parameters\nepochs = 3\n"]})
@@ -311,23 +322,23 @@ def test_notebook_reruns_continue_or_refuse(tmp_path):
         run_validation_cell("02_probe_teachers.ipynb", {"out_dir": base["out_dir"]}, tmp_path)
 
 
-def test_the_distill_notebook_keeps_the_two_objectives_apart(tmp_path):
-    """objective=task records a '03_task' run; a features run is refused its folder and the other way round."""
-    task = {"objective": "task", "out_dir": str(tmp_path / "task"), "n_train": 40, "n_test": 20}
-    run_validation_cell("03_distill.ipynb", task, tmp_path)
+def test_the_two_distillation_notebooks_keep_their_runs_apart(tmp_path):
+    """05 (task-specific) records a '05_task_distill' run; 03 (UNIC) is refused its folder and the other way round."""
+    task = {"out_dir": str(tmp_path / "task"), "n_train": 40, "n_test": 20}
+    run_validation_cell("05_task_distill.ipynb", task, tmp_path)
     record = json.loads((tmp_path / "task" / "run.json").read_text())
-    assert record["kind"] == "03_task" and record["config"]["steps"] == 300 and "device" not in record["config"]
-    with pytest.raises(OutDirError, match="holds a '03_task' run, not '03_distill'"):
-        run_validation_cell("03_distill.ipynb", {**task, "objective": "features", "batch_size": 8}, tmp_path)
+    assert record["kind"] == "05_task_distill" and record["config"]["steps"] == 300 and "device" not in record["config"]
+    with pytest.raises(OutDirError, match="holds a '05_task_distill' run, not '03_distill'"):
+        run_validation_cell("03_distill.ipynb", {**task, "batch_size": 8}, tmp_path)
     run_validation_cell("03_distill.ipynb", {"out_dir": str(tmp_path / "features"), "n_train": 40, "n_test": 20,
                                              "batch_size": 8}, tmp_path)
-    with pytest.raises(OutDirError, match="holds a '03_distill' run, not '03_task'"):
-        run_validation_cell("03_distill.ipynb", {**task, "out_dir": str(tmp_path / "features")}, tmp_path)
-    with pytest.raises(ValueError, match=r"objective must be one of \['features', 'task'\]"):
-        run_validation_cell("03_distill.ipynb", {"objective": "logits", "out_dir": str(tmp_path / "x")}, tmp_path)
+    with pytest.raises(OutDirError, match="holds a '03_distill' run, not '05_task_distill'"):
+        run_validation_cell("05_task_distill.ipynb", {**task, "out_dir": str(tmp_path / "features")}, tmp_path)
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['objective'\] for this notebook"):
+        run_validation_cell("03_distill.ipynb", {"objective": "task", "out_dir": str(tmp_path / "x")}, tmp_path)
     with pytest.raises(ValueError, match="students must be distinct names"):
-        run_validation_cell("03_distill.ipynb", {**task, "students": "labels,teacher", "out_dir": str(tmp_path / "y")},
-                            tmp_path)
+        run_validation_cell("05_task_distill.ipynb",
+                            {**task, "students": "labels,teacher", "out_dir": str(tmp_path / "y")}, tmp_path)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
@@ -335,7 +346,8 @@ def test_synthetic_notebook_overwrite_clears_only_a_generated_folder(tmp_path):
     (tmp_path / "clone" / "n01440764").mkdir(parents=True)
     (tmp_path / "clone" / "generation.json").write_text("{}")
     (tmp_path / "clone" / "n01440764" / "00000.png").write_bytes(b"old image")
-    run_validation_cell("01_synthetic_imagenet.ipynb", {"out_dir": str(tmp_path / "clone"), "overwrite": True}, tmp_path)
+    run_validation_cell("01_synthetic_imagenet.ipynb", {"out_dir": str(tmp_path / "clone"), "overwrite": True},
+                        tmp_path)
     assert list((tmp_path / "clone").iterdir()) == []
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.jpg").write_bytes(b"precious")
@@ -345,6 +357,7 @@ def test_synthetic_notebook_overwrite_clears_only_a_generated_folder(tmp_path):
     assert (tmp_path / "photos" / "holiday.jpg").read_bytes() == b"precious"
 
 
+@pytest.mark.slow
 def test_papermill_stops_the_notebook_at_an_unknown_parameter(tmp_path):
     """End to end in a real kernel: papermill only warns about the name; the notebook's first cell refuses it."""
     out = tmp_path / "out.ipynb"
@@ -355,7 +368,8 @@ def test_papermill_stops_the_notebook_at_an_unknown_parameter(tmp_path):
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     nb = json.loads(out.read_text())
-    errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"]
+    errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+              if o["output_type"] == "error"]
     assert len(errors) == 1 and errors[0]["ename"] == "ParameterError"
     assert re.search(r"unknown parameter\(s\) \['learning_rate'\] for this notebook", errors[0]["evalue"])
     assert not (tmp_path / "run").exists()  # refused before anything was written
@@ -437,7 +451,8 @@ def test_train_state_round_trip_restores_every_generator(tmp_path):
     assert all(torch.equal(a["state"][0][k], b["state"][0][k]) for k in a["state"][0])
     save_state({"nested": [1, {"t": torch.ones(2)}], "by_index": {3: None}}, tmp_path / "s.safetensors")
     back = load_state(tmp_path / "s.safetensors")
-    assert back["nested"][0] == 1 and torch.equal(back["nested"][1]["t"], torch.ones(2)) and back["by_index"] == {3: None}
+    assert back["nested"][0] == 1 and torch.equal(back["nested"][1]["t"], torch.ones(2))
+    assert back["by_index"] == {3: None}
     with pytest.raises(TypeError, match="all strings or all integers"):
         save_state({"a": 1, 2: 3}, tmp_path / "bad.safetensors")
 

@@ -12,11 +12,23 @@ import pytest
 import torch
 from PIL import Image
 
-import workbench.generate as gen
+import workbench.generation.writer as gen
 from workbench import load_data
-from workbench.diffusion import build_tiny_pipeline, default_resolution, load_pipeline, tiny_pipeline_path
-from workbench.generate import (GenerateConfig, Shard, audit, batches, class_counts, contact_sheet, generate, plan,
-                                read_manifest, regenerate, shard_batches)
+from workbench.generation import (
+    GenerateConfig,
+    Shard,
+    audit,
+    batches,
+    class_counts,
+    contact_sheet,
+    generate,
+    plan,
+    read_manifest,
+    regenerate,
+    shard_batches,
+)
+from workbench.generation.pipelines import default_resolution, load_pipeline
+from workbench.generation.tiny import build_tiny_pipeline, tiny_pipeline_path
 
 CLASSES = "n01440764,n02869837,n01443537"
 
@@ -199,7 +211,8 @@ def test_a_folder_keeps_its_settings_but_can_grow(tmp_path, tiny_dir, tiny_pipe)
     generate(config(tiny_dir, images_per_class=2), out, pipe=tiny_pipe, log=None)
     with pytest.raises(ValueError, match="steps"):
         generate(config(tiny_dir, images_per_class=2, steps=3), out, pipe=tiny_pipe, log=None)
-    grown = generate(config(tiny_dir, images_per_class=3, classes=CLASSES + ",n02107142"), out, pipe=tiny_pipe, log=None)
+    grown = generate(config(tiny_dir, images_per_class=3, classes=CLASSES + ",n02107142"), out, pipe=tiny_pipe,
+                     log=None)
     assert (grown.generated, grown.skipped) == (6, 6)
     assert class_counts(out) == {w: 3 for w in (*CLASSES.split(","), "n02107142")}
     assert audit(out)["records"] == 12
@@ -228,7 +241,7 @@ def test_a_missing_model_fails_at_once_naming_it(monkeypatch, tmp_path):
 
 
 def test_parameters_are_checked_once_with_clear_messages(tiny_dir):
-    from workbench.params import ParameterError
+    from workbench.core.params import ParameterError
 
     with pytest.raises(ParameterError, match="images_per_class must be an integer"):
         config(tiny_dir, images_per_class="abc")
@@ -280,6 +293,7 @@ def test_safety_checker_flags_reach_the_manifest(tmp_path, tiny_dir, tiny_pipe):
     assert audit(out)["nsfw_flagged"] == ["n01440764/00000.png", "n01440764/00002.png"]
 
 
+@pytest.mark.slow
 def test_a_hub_id_loads_from_the_local_hugging_face_cache(tmp_path, tiny_dir):
     """The path real users take: ``--model org/name`` found in the HF cache, no network. The tiny pipeline
     is laid out as the hub client caches a snapshot; a fresh process reads HF_HUB_CACHE at import."""
@@ -304,6 +318,7 @@ def test_a_hub_id_loads_from_the_local_hugging_face_cache(tmp_path, tiny_dir):
     assert missing.returncode == 2 and "wb-test/absent-sd" in missing.stderr and "hf download" in missing.stderr
 
 
+@pytest.mark.slow
 def test_two_ranks_under_torchrun_make_exactly_the_one_process_output(tmp_path, tiny_dir, tiny_pipe):
     """``torchrun --nproc_per_node 2 -m workbench generate``: each rank takes its shard from RANK/WORLD_SIZE;
     together they write exactly the files (byte for byte) and manifest records of one process."""

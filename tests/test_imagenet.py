@@ -3,8 +3,16 @@ from pathlib import Path
 
 import pytest
 
-from workbench.imagenet import (ENTITY, class_info, imagenet1k_wnids, imagenet100_wnids, metadata, noun_hierarchy,
-                                places365, resolve_classes)
+from workbench.data.imagenet import (
+    ENTITY,
+    class_info,
+    imagenet1k_wnids,
+    imagenet100_wnids,
+    metadata,
+    noun_hierarchy,
+    places365,
+    resolve_classes,
+)
 
 DATA_NOUN = Path("/usr/share/wordnet/data.noun")
 
@@ -101,9 +109,9 @@ def test_places365_backgrounds():
 
 def test_package_data_needs_no_wordnet_or_shared_folder():
     root = Path(__file__).resolve().parent.parent / "workbench"
-    for path in root.glob("*.py"):
+    for path in root.rglob("*.py"):
         text = path.read_text()
         assert "/usr/share/wordnet" not in text and "shared/data" not in text, path.name
     for name in ("imagenet_metadata.json", "wordnet_noun_hypernyms.json.gz", "categories_places365.txt",
                  "imagenet100_wnids.txt"):
-        assert (root / "assets" / name).is_file()
+        assert (root / "data" / "assets" / name).is_file()

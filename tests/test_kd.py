@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench.kd import kd_loss, mix_images, task_distillation_loss
+from workbench.distillation.task.kd import kd_loss, mix_images, task_distillation_loss
 
 
 def test_kd_loss_matches_a_hand_computed_value():

@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from workbench.distill import UNIC
-from workbench.ladder import FusedLadder, Ladder, resize_tokens, select_blocks
-from workbench.losses import distillation_loss, teacher_losses
-from workbench.students import Student
+from workbench.distillation import UNIC, distillation_loss, teacher_losses
+from workbench.layers.ladder import FusedLadder, Ladder, resize_tokens, select_blocks
+from workbench.models import Student
 
 
 def test_select_blocks():
@@ -74,7 +73,7 @@ def test_fused_ladder_is_the_per_block_ladder(blocks):
             assert got.shape == ref.shape
             torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
     input_grads = []
-    for m, out in zip((per_block, fused), outs):
+    for out in outs:
         loss = sum((c.sin().sum() + p.cos().sum()) for c, p in out.values())
         input_grads.append(torch.autograd.grad(loss, [x for pair in inputs for x in pair], retain_graph=True,
                                                materialize_grads=True))  # zeros for blocks off the ladder
@@ -84,7 +83,7 @@ def test_fused_ladder_is_the_per_block_ladder(blocks):
     ref, got = per_block_grads(per_block), per_block_grads(fused)
     assert ref.keys() == got.keys()
     for k in ref:
-        torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-5, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def test_ladder_state_dicts_load_into_either_layout():
@@ -105,7 +104,8 @@ def test_ladder_state_dicts_load_into_either_layout():
     assert fused.ladder.to_ladder().state_dict().keys() == per_block.ladder.state_dict().keys()
 
 
-@pytest.mark.parametrize("grid,target", [((14, 14), (16, 16)), ((16, 16), (14, 14)), ((4, 4), (8, 8)), ((7, 7), (7, 7))])
+@pytest.mark.parametrize("grid,target",
+                         [((14, 14), (16, 16)), ((16, 16), (14, 14)), ((4, 4), (8, 8)), ((7, 7), (7, 7))])
 def test_patch_grid_interpolation_shapes(grid, target):
     tokens = torch.randn(2, grid[0] * grid[1], 5)
     out = resize_tokens(tokens, grid, target)

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from workbench.losses import distillation_loss, feature_loss, teacher_coefficients, teacher_losses
+from workbench.distillation.losses import distillation_loss, feature_loss, teacher_coefficients, teacher_losses
 
 
 def test_feature_loss_matches_hand_computed_values():

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from workbench.parallel import auto_workers, cpu_cores, map_jobs
+from workbench.core.parallel import auto_workers, cpu_cores, map_jobs
 
 
 def square_and_report(job, shared, emit):
@@ -33,6 +33,7 @@ def run(jobs, workers):
     return records, results, events
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_every_job_runs_and_its_records_come_before_its_result(workers):
     jobs = [1, 2, 3, 4, 5]
@@ -50,12 +51,14 @@ def test_every_job_runs_and_its_records_come_before_its_result(workers):
         assert {r[1] for r in results.values()} == {max(1, cpu_cores() // 2)}
 
 
+@pytest.mark.slow
 def test_a_failing_job_raises_here_and_stops_the_pool():
     with pytest.raises(ValueError, match="job 'boom' failed"):
         run([1, "boom", 3, 4], workers=2)
     assert not [p for p in multiprocessing.active_children() if p.is_alive()]
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_reported_with_what_to_do():
     with pytest.raises(RuntimeError, match="worker process died.*workers=1"):
         run([1, "crash", 3], workers=2)

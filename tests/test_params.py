@@ -1,6 +1,7 @@
 import pytest
 
-from workbench.params import ParameterError, as_bool, as_choice, as_float, as_int, as_ladder, as_list
+from workbench.core.params import ParameterError, as_bool, as_choice, as_float, as_int, as_list
+from workbench.distillation import as_ladder
 
 
 def test_list_parameters_accept_yaml_lists_and_comma_strings():

@@ -5,8 +5,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 import workbench as wb
-from workbench.probe import (cached_features, extract_features, few_shot_indices, few_shot_probe, fit_linear_probe,
-                             knn_probe, linear_probe, model_fingerprint)
+from workbench.probing import (
+    cached_features,
+    extract_features,
+    few_shot_indices,
+    few_shot_probe,
+    fit_linear_probe,
+    knn_probe,
+    linear_probe,
+    model_fingerprint,
+)
 
 
 def mixture(n, classes=5, dim=16, seed=0, spread=1.0):
@@ -92,7 +100,7 @@ def test_feature_cache_reuses_and_rebuilds_on_mismatch(monkeypatch):
     cached_features("toy", "fp2", encode, data, "train", "cpu")  # other weights: other entry
     assert len(calls) > n_calls
     # a corrupt cache file is detected and rebuilt
-    from workbench.io import cache_dir
+    from workbench.core.files import cache_dir
 
     for path in cache_dir("features").glob("toy-train-*.safetensors"):
         path.write_bytes(b"garbage")

@@ -1,7 +1,7 @@
 import pytest
 
-from workbench.imagenet import places365
-from workbench.prompts import STRATEGIES, example_prompts, prompt_strategy, stable_seed
+from workbench.data.imagenet import places365
+from workbench.generation.prompts import STRATEGIES, example_prompts, prompt_strategy, stable_seed
 
 TENCH = "n01440764"
 

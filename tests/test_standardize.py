@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from workbench.standardize import PhiS, RunningStandardizer, batch_weight, hadamard, make_standardizer
+from workbench.layers.standardize import PhiS, RunningStandardizer, batch_weight, hadamard, make_standardizer
 
 
 def test_batch_weight_follows_a_cosine_from_1_to_0_001():

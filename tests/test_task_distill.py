@@ -6,12 +6,25 @@ import torch
 from PIL import Image
 
 import workbench as wb
-from workbench.distill import DistillConfig, distill, load_student
-from workbench.io import load_tensors
-from workbench.probe import fit_linear_probe
-from workbench.task_distill import (PROBE_WEIGHT_DECAYS, STUDENTS, TaskDistillConfig, augment, extra_images, labelled_subset,
-                                    TaskLivePlot, make_student, probe_teacher, results_figure, student_colour,
-                                    task_distill, task_table)
+from workbench.core.files import load_tensors
+from workbench.distillation import DistillConfig, distill
+from workbench.distillation.task import (
+    PROBE_WEIGHT_DECAYS,
+    STUDENTS,
+    TaskDistillConfig,
+    TaskLivePlot,
+    augment,
+    extra_images,
+    labelled_subset,
+    make_student,
+    probe_teacher,
+    results_figure,
+    student_colour,
+    task_distill,
+    task_table,
+)
+from workbench.models import load_student
+from workbench.probing import fit_linear_probe
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +45,8 @@ def tiny_config(**overrides):
 def test_every_student_and_seed_is_reported_and_saved(tiny_world, tmp_path):
     cfg = tiny_config()
     records = []
-    run = task_distill(cfg, tiny_world, random_teachers(), out_dir=tmp_path, callback=records.append, log=lambda *_: None)
+    run = task_distill(cfg, tiny_world, random_teachers(), out_dir=tmp_path, callback=records.append,
+                       log=lambda *_: None)
     summary = run.summary()
     assert list(summary["students"]) == list(STUDENTS)
     for stats in summary["students"].values():
@@ -64,11 +78,13 @@ def test_students_of_a_seed_share_batches_and_initialisation(tiny_world):
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_students_trained_in_worker_processes_are_those_trained_here(tiny_world, tmp_path, monkeypatch):
-    """Two processes at once (single-threaded each) or one after the other here: the same students, records and files."""
-    import workbench.parallel
+    """Two processes at once (single-threaded each) or one after the other here: the same students, records and
+    files."""
+    import workbench.core.parallel
 
-    monkeypatch.setattr(workbench.parallel, "cpu_cores", lambda: 2)  # two workers: one thread each, on any machine
+    monkeypatch.setattr(workbench.core.parallel, "cpu_cores", lambda: 2)  # two workers: one thread each, on any machine
     runs, threads, teachers = {}, torch.get_num_threads(), random_teachers()
     for workers in (1, 2):
         records = []
@@ -87,6 +103,7 @@ def test_students_trained_in_worker_processes_are_those_trained_here(tiny_world,
     assert sorted(p.name for p in (tmp_path / "2" / "students").iterdir()) == sorted(STUDENTS)
 
 
+@pytest.mark.slow
 def test_a_student_failing_in_a_worker_process_fails_the_run_clearly(tiny_world, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no image .* under the extra folder"):
@@ -213,7 +230,7 @@ def test_config_accepts_papermill_forms():
     a = TaskDistillConfig.from_params(students="labels,probed", steps="10", kd_weight="0.5", repeats="2", seed="3")
     b = TaskDistillConfig.from_params(students=["labels", "probed"], steps=10, kd_weight=0.5, repeats=2, seed=3)
     assert a == b and a.seeds == [3, 4]
-    assert TaskDistillConfig.from_params(students="labels,probed", mix=0).mix == 0  # no mixing student, no mixing needed
+    assert TaskDistillConfig.from_params(students="labels,probed", mix=0).mix == 0  # no mixing student: no mix needed
     with pytest.raises(ValueError, match="batch_size must be >= 2"):
         TaskDistillConfig.from_params(batch_size=1)
 
@@ -232,9 +249,10 @@ def test_unknown_task_is_named(tiny_world):
         task_distill(tiny_config(task="texture"), tiny_world, random_teachers(), log=lambda *_: None)
 
 
-def test_the_distill_notebook_runs_the_task_objective(tmp_path):
-    """03 with objective=task, end to end in a real kernel (tiny): the table, both figures and summary.json with
-    every student; the student of the first seed is saved."""
+@pytest.mark.slow
+def test_the_task_distillation_notebook_runs_end_to_end(tmp_path):
+    """05, end to end in a real kernel (tiny): the table, both figures and summary.json with every student; the
+    student of the first seed is saved."""
     import os
     import subprocess
     import sys
@@ -242,22 +260,22 @@ def test_the_distill_notebook_runs_the_task_objective(tmp_path):
 
     root = Path(__file__).resolve().parent.parent
     out_dir = tmp_path / "task"
-    params = {"objective": "task", "teachers": "world_shape", "student": "wb_vit_tiny_patch8_32", "n_train": 90,
-              "n_test": 30, "labels_per_class": 3, "steps": 3, "task_batch_size": 8, "finetune_steps": 2,
+    params = {"teachers": "world_shape", "student": "wb_vit_tiny_patch8_32", "n_train": 90,
+              "n_test": 30, "labels_per_class": 3, "steps": 3, "batch_size": 8, "finetune_steps": 2,
               "repeats": 2, "out_dir": str(out_dir)}
     cmd = [sys.executable, "-m", "papermill", "--no-progress-bar", "--cwd", str(tmp_path),
-           str(root / "notebooks" / "03_distill.ipynb"), str(tmp_path / "out.ipynb")]
+           str(root / "notebooks" / "05_task_distill.ipynb"), str(tmp_path / "out.ipynb")]
     for k, v in params.items():
         cmd += ["-p", k, str(v)]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out_dir / "summary.json").read_text())
-    assert summary["objective"] == "task" and summary["task"] == "shape" and summary["seeds"] == [0, 1]
+    assert summary["task"] == "shape" and summary["seeds"] == [0, 1]
     assert set(summary["students"]) == {"labels", "finetuned", "probed"}
     assert all(len(s["per_seed"]) == 2 for s in summary["students"].values())
     assert {"probed world_shape", "fine-tuned"} == set(summary["teachers"])
     assert (out_dir / "training.png").stat().st_size > 0 and (out_dir / "task.png").stat().st_size > 0
-    assert json.loads((out_dir / "run.json").read_text())["kind"] == "03_task"
+    assert json.loads((out_dir / "run.json").read_text())["kind"] == "05_task_distill"
     assert load_student(out_dir / "students" / "probed").name == "wb_vit_tiny_patch8_32"
-    assert not (out_dir / "checkpoints").exists()  # nothing of the features objective ran
+    assert not (out_dir / "checkpoints").exists()  # nothing of UNIC distillation ran

@@ -4,8 +4,7 @@ import torch
 from safetensors.torch import save_file
 
 import workbench as wb
-from workbench import specialists
-from workbench.teachers import list_teachers
+from workbench.models import list_teachers, specialists
 
 
 def test_unknown_teacher_lists_the_known_ones():
@@ -33,6 +32,7 @@ def test_timm_teacher_features_and_checkpoint_round_trip(tmp_path):
     assert torch.allclose(feats.patch, expected[:, 1:], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_missing_hub_weights_name_the_teacher():
     with pytest.raises(FileNotFoundError, match="vit_tiny_patch16_224.*checkpoint"):
         wb.create_teacher("vit_tiny_patch16_224", pretrained=True)

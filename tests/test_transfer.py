@@ -1,21 +1,20 @@
 """Transfer suite: aggregates on tables with known answers, tasks, world datasets, models, figures."""
 import base64
-import io
 import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from notebook_cells import run_validation_cell
 
 from workbench import transfer as tr
-from workbench import transfer_figures as tf
-from workbench import world
-from workbench.distill import UNIC, DistillConfig, save_checkpoint
-from workbench.students import Student
-from workbench.teachers import Features, Teacher, register_teacher
-
-from notebook_cells import run_validation_cell
+from workbench.core.files import cache_dir, config_hash
+from workbench.data import world
+from workbench.distillation import UNIC, DistillConfig, default_key, default_student, save_checkpoint
+from workbench.models import Features, Student, Teacher, register_teacher
+from workbench.probing import FEW_SHOT_SEEDS, ROW_FIELDS, FeatureSet, ProbeTask, probe_table, probe_task, write_rows
+from workbench.transfer import figures as tf
 
 # Two teachers, one student. Best teacher: t1 -> B (60), t2 -> A (80).
 TABLE = {"A": {"t1": 50.0, "t2": 80.0}, "B": {"t1": 60.0, "t2": 40.0}, "S": {"t1": 66.0, "t2": 88.0}}
@@ -46,7 +45,8 @@ def test_probe_table_averages_seeds():
     rows = [{"model": "m", "task": "few", "top1": v, "protocol": "linear 5-shot", "seed": s}
             for s, v in enumerate((40.0, 50.0, 60.0))] + [{"model": "m", "task": "all", "top1": 90.0,
                                                            "protocol": "linear", "seed": 0}]
-    assert tr.probe_table(rows) == {"m": {"few": 50.0, "all": 90.0}}
+    assert probe_table(rows) == {"m": {"few": 50.0, "all": 90.0}}
+    assert probe_table(rows, "linear") == {"m": {"all": 90.0}}
 
 
 def _clusters(n, classes=3, seed=0):
@@ -61,14 +61,19 @@ def test_probe_task_rows_and_out_of_task_images():
     xte, yte = _clusters(45, seed=1)
     ytr_part, yte_part = ytr.clone(), yte.clone()
     ytr_part[ytr == 2], yte_part[yte == 2] = -1, -1  # images outside the task
-    task = tr.TransferTask("two", "x", "l")
-    (row,) = tr.probe_task("m", task, xtr, ytr_part, xte, yte_part)
-    assert row == {"model": "m", "task": "two", "top1": 100.0, "protocol": "linear", "seed": 0}
-    few = tr.probe_task("m", tr.TransferTask("few", "x", "l", shots=2), xtr, ytr, xte, yte)
-    assert [r["seed"] for r in few] == list(tr.FEW_SHOT_SEEDS) and all(r["protocol"] == "linear 2-shot" for r in few)
+    task = tr.TransferTask("two", "x", "l").probe_task
+    train, test = FeatureSet(xtr, {"l": ytr_part}), FeatureSet(xte, {"l": yte_part})
+    (row,) = probe_task("m", task, train, test)
+    assert {k: row[k] for k in ROW_FIELDS} == {"model": "m", "task": "two", "top1": 100.0, "protocol": "linear",
+                                               "seed": 0}
+    whole = FeatureSet(xtr, {"l": ytr}), FeatureSet(xte, {"l": yte})
+    few = probe_task("m", tr.TransferTask("few", "x", "l", shots=2).probe_task, *whole)
+    assert [r["seed"] for r in few] == list(FEW_SHOT_SEEDS) and all(r["protocol"] == "linear 2-shot" for r in few)
     assert all(r["top1"] > 90 for r in few)
+    knn = probe_task("m", ProbeTask("two", "l", method="knn"), train, test)
+    assert [r["protocol"] for r in knn] == ["10-NN", "20-NN", "100-NN", "200-NN"] and knn[0]["top1"] == 100.0
     with pytest.raises(ValueError, match="no labelled image"):
-        tr.probe_task("m", task, xtr, torch.full_like(ytr, -1), xte, yte)
+        probe_task("m", task, FeatureSet(xtr, {"l": torch.full_like(ytr, -1)}), test)
 
 
 def test_parse_tasks():
@@ -108,7 +113,8 @@ def test_world_datasets_labels():
     # the in-domain dataset is exactly the images 03 distills on
     from workbench.data import load_data
 
-    assert torch.equal(tr.world_dataset("world", 50, 20).train.images, load_data("world", 50, 20, image_size=32).train.images)
+    in_domain = tr.world_dataset("world", 50, 20).train.images
+    assert torch.equal(in_domain, load_data("world", 50, 20, image_size=32).train.images)
 
 
 def test_novel_shapes_are_distinct_from_each_other_and_from_the_seen_ones():
@@ -158,14 +164,14 @@ def test_evaluate_teachers_and_a_student_checkpoint(tmp_path):
     tasks = tr.parse_tasks("colour,shape_new_bg_5shot")
     data = tr.load_task_data(tasks, n_train=120, n_test=60)
     rows = tr.evaluate(models, tasks, data, "cpu", log=lambda *a: None)
-    assert len(rows) == 3 * (1 + len(tr.FEW_SHOT_SEEDS))
-    assert set(rows[0]) == {"model", "task", "top1", "protocol", "seed"}
-    table = tr.probe_table(rows)
+    assert len(rows) == 3 * (1 + len(FEW_SHOT_SEEDS))
+    assert set(ROW_FIELDS) <= set(rows[0])
+    table = probe_table(rows)
     assert table["test_pixels"]["colour"] > 60  # the colour teacher sees colour (chance: 16.7)
     assert table["run"] == table["mine"]  # same checkpoint, same numbers
     one_thread = tr.evaluate(models[:1], tasks, data, "cpu", workers=1, log=lambda *a: None)
     assert one_thread == [r for r in rows if r["model"] == "test_pixels"]  # threads do not change results
-    tr.write_rows(rows, tmp_path / "probes.csv")
+    write_rows(rows, tmp_path / "probes.csv")
     assert (tmp_path / "probes.csv").read_text().splitlines()[0] == "model,task,top1,protocol,seed"
     pictures = tf.patch_pictures(models[:2], data["world"].test.images[:3].float() / 255, "cpu")
     assert pictures["test_pixels"].shape == (3, 4, 4, 3) and pictures["run"].shape == (3, 4, 4, 3)
@@ -177,29 +183,33 @@ def test_evaluate_teachers_and_a_student_checkpoint(tmp_path):
         tr.load_models("no_such_teacher_anywhere", "cpu")
     with pytest.raises(ValueError, match="not teachers among the models"):
         tr.load_models("test_pixels", "cpu", checkpoints={"dino_vitb16": "x.pth"})
+    with pytest.raises(ValueError, match="no default_student was given"):
+        tr.load_models("student", "cpu")
+    assert [m.source for m in tr.load_models("student", "cpu", default_student=lambda: tmp_path / "run")] == [
+        str(tmp_path / "run")]
 
 
 def test_default_student_reuses_03s_finished_default_run_then_the_cache(tmp_path):
-    from workbench.runs import prepare_out_dir
+    from workbench.core.runs import prepare_out_dir
 
     run = tmp_path / "runs" / "03_distill"
-    default = {**DistillConfig().results_key(), "n_train": 6000, "n_test": 2000}  # what 03 records
+    default = DistillConfig().run_key()  # what 03 records
     prepare_out_dir(run, default, kind="03_distill", log=lambda *a: None)
     _checkpoint(run / "checkpoint")
-    assert tr.default_student(search=run) == run / "checkpoint"
+    assert default_student(search=run) == run / "checkpoint"
     # an unfinished run, or one with other settings, is not 03's default student
     _checkpoint(run / "checkpoint", epoch=3)
-    key = {**tr._default_key(6000, 2000), "world": world.VERSION}
-    cached = tr.cache_dir("students") / f"unic-default-{tr.config_hash(key)}"
+    key = {**default_key(6000, 2000), "world": world.VERSION}
+    cached = cache_dir("students") / f"unic-default-{config_hash(key)}"
     _checkpoint(cached / "checkpoint")
-    assert tr.default_student(search=run) == cached / "checkpoint"
+    assert default_student(search=run) == cached / "checkpoint"
     _checkpoint(run / "checkpoint")
     other = tmp_path / "other"
     prepare_out_dir(other, {**default, "n_train": 500}, kind="03_distill", log=lambda *a: None)
     _checkpoint(other / "checkpoint")
-    assert tr.default_student(search=other) == cached / "checkpoint"
+    assert default_student(search=other) == cached / "checkpoint"
     (run / "run.json").unlink()  # a folder without its record is not trusted
-    assert tr.default_student(search=run) == cached / "checkpoint"
+    assert default_student(search=run) == cached / "checkpoint"
 
 
 # ----------------------------------------------------------------------------- figures
@@ -242,24 +252,23 @@ def test_default_student_is_distilled_once_then_reused(monkeypatch):
     import dataclasses
     import importlib
 
-    distill_mod = importlib.import_module("workbench.distill")  # the package exports a function of that name
-    teachers_mod = importlib.import_module("workbench.teachers")
+    default_run = importlib.import_module("workbench.distillation.default_run")
 
     @dataclasses.dataclass
     class TinyConfig(DistillConfig):  # 03's recipe, one short epoch
         epochs: int = 1
         batch_size: int = 32
 
-    monkeypatch.setattr(distill_mod, "DistillConfig", TinyConfig)
-    monkeypatch.setattr(teachers_mod, "create_teacher", lambda name, **kw: PixelTeacher())
+    monkeypatch.setattr(default_run, "DistillConfig", TinyConfig)
+    monkeypatch.setattr(default_run, "create_teacher", lambda name, **kw: PixelTeacher())
     logs = []
-    first = tr.default_student(n_train=64, n_test=16, search=None, log=logs.append)
+    first = default_student(n_train=64, n_test=16, search=None, log=logs.append)
     assert (first / "student.safetensors").is_file() and json.loads((first / "config.json").read_text())["epoch"] == 1
     assert any("distilling one" in m for m in logs)
     assert not [p for p in first.parent.parent.iterdir() if ".tmp-" in p.name]  # no leftovers
     assert not (first.parent / "checkpoints").exists()  # only the student is kept, not the training states
-    monkeypatch.setattr(distill_mod, "distill", lambda *a, **k: pytest.fail("must reuse the cached student"))
-    assert tr.default_student(n_train=64, n_test=16, search=None) == first
+    monkeypatch.setattr(default_run, "distill", lambda *a, **k: pytest.fail("must reuse the cached student"))
+    assert default_student(n_train=64, n_test=16, search=None) == first
 
 
 @pytest.mark.parametrize("params, error, message", [
@@ -280,7 +289,7 @@ def test_04_checks_its_parameters_before_writing_anything(tmp_path, params, erro
 
 
 def test_04_keeps_one_configuration_per_out_dir(tmp_path):
-    from workbench.runs import OutDirError
+    from workbench.core.runs import OutDirError
 
     base = {"models": "world_colour,world_shape", "out_dir": str(tmp_path / "out")}
     ns = run_validation_cell("04_transfer.ipynb", base, tmp_path)
@@ -288,4 +297,5 @@ def test_04_keeps_one_configuration_per_out_dir(tmp_path):
     run_validation_cell("04_transfer.ipynb", base, tmp_path)  # the same configuration continues
     with pytest.raises(OutDirError, match="another configuration"):
         run_validation_cell("04_transfer.ipynb", {**base, "tasks": "shape,colour,shape_x_colour"}, tmp_path)
-    run_validation_cell("04_transfer.ipynb", {**base, "tasks": "shape,colour,shape_x_colour", "overwrite": True}, tmp_path)
+    run_validation_cell("04_transfer.ipynb", {**base, "tasks": "shape,colour,shape_x_colour", "overwrite": True},
+                        tmp_path)

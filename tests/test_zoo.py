@@ -7,16 +7,17 @@ import torch
 from safetensors.torch import save_file
 
 import workbench as wb
-from workbench.io import UnsafeCheckpoint
-from workbench.teachers import list_teachers
-from workbench.zoo import SPECS
+from workbench.models import list_teachers
+from workbench.models.weights import UnsafeCheckpoint
+from workbench.models.zoo import SPECS
 
 ZOO_NAMES = sorted(SPECS)
 
 
 def save_like_its_authors(teacher, name, folder):
     """Write the teacher's weights the way its weights reach users: timm file or official checkpoint."""
-    state = {k: v.contiguous() for k, v in (teacher.model if hasattr(teacher, "model") else teacher).state_dict().items()}
+    module = teacher.model if hasattr(teacher, "model") else teacher
+    state = {k: v.contiguous() for k, v in module.state_dict().items()}
     spec = SPECS.get(name)
     if spec is not None and spec.checkpoint_format == "ibot":  # DINO-style teacher, behind a prefix, with its head
         path = folder / "checkpoint_teacher.pth"
@@ -101,8 +102,8 @@ def test_teacher_without_hub_weights_asks_for_its_checkpoint():
 
 def test_checkpoint_that_does_not_fit_is_refused(tmp_path):
     path = tmp_path / "small.safetensors"
-    save_file({k: v.contiguous() for k, v in timm.create_model("vit_tiny_patch16_224", num_classes=0).state_dict().items()},
-              str(path))
+    other = timm.create_model("vit_tiny_patch16_224", num_classes=0)
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(path))
     with pytest.raises((ValueError, RuntimeError)):
         wb.create_teacher("dino_vits16", checkpoint=str(path))
 

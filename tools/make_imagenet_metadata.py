@@ -126,7 +126,8 @@ def main():
     meta_path.write_text(one_entry_per_line(build_metadata(synsets)), encoding="utf-8")
     graph_path = out / "wordnet_noun_hypernyms.json.gz"
     blob = json.dumps(build_noun_graph(synsets), separators=(",", ":"), ensure_ascii=False).encode()
-    with open(graph_path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:  # mtime=0: same bytes each run
+    # mtime=0: the same bytes on every run
+    with open(graph_path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
         f.write(blob)
     for p in (meta_path, graph_path):
         print(f"wrote {p.relative_to(ROOT) if p.is_relative_to(ROOT) else p} ({p.stat().st_size / 1e6:.2f} MB)")

@@ -1,8 +1,33 @@
-"""workbench: learn visual representations from large pretrained models, one notebook at a time."""
-from .data import Data, load_data
-from .distill import DistillConfig, distill, load_student, pick_device
-from .teachers import create_teacher, list_teachers
+"""workbench: learn visual representations from large pretrained models, one notebook at a time.
 
-__all__ = ["Data", "DistillConfig", "create_teacher", "distill", "list_teachers", "load_data", "load_student",
-           "pick_device"]
+    import workbench as wb
+    cfg, out = wb.DistillConfig.from_notebook(globals())   # a notebook's parameters, checked; its out_dir claimed
+    data = wb.load_data("world")
+    run = wb.distill(cfg, data, {t: wb.create_teacher(t) for t in cfg.teachers}, out_dir=out)
+
+The package is layered; each layer imports only the ones before it (``tests/test_imports.py``):
+
+    core                                   files, configs, output folders, checkpoints, device, processes, plots
+    data, layers, models, probing          datasets; building blocks; teachers and students; frozen-feature probes
+    generation, distillation, transfer     the stages (01, 03 and 05, 04), which never import each other
+"""
+from . import core, data, distillation, generation, layers, models, probing, transfer
+from .core.device import pick_device
+from .core.figures import show
+from .core.files import save_json
+from .core.live import LivePlot
+from .core.runs import prepare_out_dir
+from .data import Data, load_data
+from .distillation import DistillConfig, default_student, distill
+from .distillation.task import TaskDistillConfig, task_distill
+from .generation import GenerateConfig, generate
+from .models import create_teacher, list_teachers, load_student
+from .probing import Encoder, ProbeConfig, ProbeTask, probe, probe_table
+from .transfer import TransferConfig
+
+__all__ = ["core", "create_teacher", "Data", "data", "default_student", "distill", "distillation", "DistillConfig",
+           "Encoder", "generate", "GenerateConfig", "generation", "layers", "list_teachers", "LivePlot", "load_data",
+           "load_student", "models", "pick_device", "prepare_out_dir", "probe", "probe_table", "ProbeConfig",
+           "ProbeTask", "probing", "save_json", "show", "task_distill", "TaskDistillConfig", "transfer",
+           "TransferConfig"]
 __version__ = "0.1.0"

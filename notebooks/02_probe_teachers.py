@@ -1,0 +1,116 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Probe the teachers on frozen features
+#
+# Before distilling, look at what each teacher is good at. Every teacher encodes the data once (features
+# are cached on disk, keyed by model weights, data and feature kind), then three probes read the frozen
+# features:
+#
+# - **linear**: multinomial logistic regression on L2-normalised features, weight decay chosen on a held-out
+#   20% per class, refit on all training data (the t-ReX / CoG protocol);
+# - **k-NN**: cosine similarity, temperature-weighted votes of the k nearest training images, k in 10/20/100/200;
+# - **few-shot**: the linear probe trained on N images per class (mean and spread over 3 draws, weight decay 1e-3).
+#
+# The defaults probe the two specialists of the built-in offline world: each should be strong on its own factor
+# and near chance on the other. Real teachers (`dino_vitb16`, `deit3_vitb16`, `dinov2_vitb14`, `clip_vitb16`, ...,
+# or any timm name) load from the local Hugging Face cache; iBOT and dBOT from their official checkpoint files
+# (`-p checkpoints ibot_vitb16=/path/checkpoint_teacher.pth`). `data` can be any ImageFolder, e.g. the synthetic
+# clone from notebook 01 for training and real ImageNet val (`train/` + `val/` folders).
+
+# %% tags=["parameters"]
+teachers = "world_colour,world_shape"  # registry names or timm names; comma-separated or a YAML list
+data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
+probe = "both"                         # "linear", "knn" or "both"
+shots = "1,5,25"                       # few-shot probes: images per class ("" for none)
+feature = "cls"                        # "cls", "patch_mean" or "cls+patch_mean"
+checkpoints = ""                       # optional checkpoint file per teacher (see above)
+image_size = 224                       # ImageFolder data: images are decoded at this size
+n_train = 6000                         # offline world only
+n_test = 2000
+device = "auto"
+overwrite = False                      # True: delete the results already in out_dir and start over
+out_dir = "runs/02_probe_teachers"
+
+# %%
+import workbench as wb
+
+cfg, out = wb.ProbeConfig.from_notebook(globals())  # every parameter checked first, then out_dir claimed
+cfg
+
+# %% [markdown]
+# ## The data
+
+# %%
+import time
+
+from IPython.display import Markdown, display
+
+t_start = time.time()
+dev = wb.pick_device(cfg.device)
+ds = wb.load_data(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.image_size)
+print(f"device {dev}; writing to {out.resolve()}")
+print(ds.describe())
+
+# %% [markdown]
+# ## Features and probes
+#
+# First run: each teacher encodes the train and test splits (offline teachers are trained first if they are
+# not cached). Later runs read the cached features. One tidy row per model, task, protocol and draw goes to
+# `probes.csv`.
+
+# %%
+encoders = []
+for name in cfg.teachers:
+    teacher = wb.create_teacher(name, checkpoint=cfg.checkpoints.get(name)).to(dev)
+    encoders.append(wb.Encoder(name, lambda x, m=teacher: m(x).pooled(cfg.feature), teacher,
+                               cache_key=f"{name}/{cfg.feature}"))
+rows = wb.probe(encoders, ds, dev, cfg.probe_tasks(ds.tasks))
+wb.probing.write_rows(rows, out / "probes.csv")
+
+# %% [markdown]
+# ## Teachers x tasks
+#
+# Top-1 (%) of the linear probe and of 20-NN, best per task in bold (`summary.json` has every k); then few-shot
+# top-1 against images per class.
+
+# %%
+tables = {p: wb.probe_table(rows, p) for p in dict.fromkeys(r["protocol"] for r in rows if r.get("shots") is None)}
+for protocol in [p for p in ("linear", "20-NN") if p in tables]:
+    display(Markdown(f"**{protocol} top-1 (%)**\n\n" + wb.probing.report.markdown_table(tables[protocol])))
+fig = wb.probing.report.accuracy_figure(tables[cfg.main_protocol],
+                                        title=f"{cfg.feature} features: {cfg.main_protocol} top-1 (%)")
+fig.savefig(out / "probe.png")
+wb.show(fig)
+curves = wb.probing.few_shot_table(rows)
+if curves:
+    fig = wb.probing.report.few_shot_figure(curves)
+    fig.savefig(out / "few_shot.png")
+    wb.show(fig)
+
+# %%
+summary = {
+    "teachers": cfg.teachers,
+    "config": cfg.to_dict(),
+    "data": ds.describe(),
+    "runtime_s": round(time.time() - t_start, 1),
+    "probe": tables[cfg.main_protocol],
+    "tables": tables,
+    "few_shot": curves,
+    "skipped_images": {r["model"]: r["skipped"] for r in rows},
+}
+wb.save_json(summary, out / "summary.json")
+print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")

@@ -1,0 +1,159 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Distill several teachers into one student (UNIC)
+#
+# Each pretrained encoder is good at something different. UNIC (Sariyildiz et al., ECCV 2024) distills
+# several of them into a single ViT student so that it is good at *all* their tasks. The recipe, each
+# part switchable below:
+#
+# - **feature standardization** of every teacher's CLS and patch features (running mean/std, or PHI-S);
+# - a **ladder of expendable projectors**: one small MLP per student block and teacher, summed, dropped after training;
+# - **teacher dropping**: per image, keep the teacher the student matches worst, drop the others with probability `tdrop_p`.
+#
+# The defaults run on the **built-in offline world**: 32x32 images whose *shape* and *colour* vary independently,
+# and two specialist teachers, `world_shape` (sees only edges, so colour-blind) and `world_colour` (sees only
+# pixel colours, so shape-blind). A good student should match the shape specialist on shape *and* the colour
+# specialist on colour. Real teachers are timm models whose weights are in your local Hugging Face cache:
+# `papermill 03_distill.ipynb out.ipynb -p teachers vit_base_patch16_224.dino,deit3_base_patch16_224.fb_in1k -p student vit_base_patch16_224 -p data /path/to/imagenet`.
+#
+# On several GPUs set `nproc`: the notebook writes its parameters to `<out_dir>/run.yaml`, launches
+# `torchrun --nproc_per_node <nproc> -m workbench distill --config <out_dir>/run.yaml` and plots the run live
+# from `<out_dir>/metrics.jsonl`; the same file runs on several machines from a terminal (see the README).
+#
+# Distilling for *one* task instead (a probed teacher's predictions into a small student) is notebook 05.
+
+# %% tags=["parameters"]
+teachers = "world_colour,world_shape"  # comma-separated, or a YAML list with papermill -y
+student = "wb_vitc_tiny_patch8_32"     # any timm ViT; this one is sized for the 32x32 offline world
+data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
+n_train = 6000                         # offline world only: training images
+n_test = 2000                          # offline world only: test images for the probes
+epochs = 8
+batch_size = 64                        # the global batch, whatever the number of processes
+lr = 0.002
+weight_decay = 0.05
+warmup_frac = 0.1                      # share of the steps spent warming the learning rate up
+grad_clip = 1.0                        # gradient norm clipping (0: none)
+tdrop_p = 0.5                          # teacher dropping probability (0 disables it)
+ladder = "all"                         # "all" blocks, "last" (plain projector baseline), or indices like "1,3"
+standardize = "running"                # "running", "phis" or "none"
+image_size = "auto"                    # student input size: "auto" (the student's own) or pixels, a multiple of its patch
+seed = 0
+fused_ladder = True                    # the ladder as batched matrix products (the same function as one MLP per block)
+device = "auto"                        # "auto" picks CUDA when present
+torch_compile = False                  # torch.compile the student and ladder (long GPU runs)
+nproc = 1                              # 1 trains in this kernel; N > 1 runs torchrun with N processes (N GPUs)
+ckpt_every = 0                         # checkpoint every N steps; 0: at the end of every epoch
+keep_checkpoints = 3                   # how many of the newest checkpoints to keep for resuming
+overwrite = False                      # True: delete the run already in out_dir and start over
+out_dir = "runs/03_distill"
+
+# %%
+import workbench as wb
+
+cfg, out = wb.DistillConfig.from_notebook(globals())  # every parameter checked first, then out_dir claimed for this run
+cfg
+
+# %% [markdown]
+# ## The data
+#
+# Every model sees the same images in [0, 1] and applies its own resizing and normalisation. `out_dir` now
+# holds `run.yaml`, the same run for a terminal (`torchrun ... -m workbench distill --config <out_dir>/run.yaml`).
+
+# %%
+import time
+
+from IPython.display import Markdown, display
+
+t_start = time.time()
+dev = wb.pick_device(cfg.device)
+ds = wb.load_data(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.input_size, seed=cfg.seed)
+print(f"device {dev}; writing to {out.resolve()}")
+print(ds.describe())
+sample = [ds.test[i] for i in range(24)]
+titles = [" / ".join(ds.tasks[t][int(y[t])] for t in ds.tasks) for _, y in sample]
+wb.show(wb.core.figures.image_grid([x.numpy() for x, _ in sample], titles))
+
+# %% [markdown]
+# ## The teachers
+#
+# Offline teachers are trained on first use (about half a minute) and cached under `$WORKBENCH_CACHE`
+# (default `~/.cache/workbench`); later runs load them. Real teachers load from the local Hugging Face cache.
+
+# %%
+teacher_models = {name: wb.create_teacher(name) for name in cfg.teachers}
+for name, m in teacher_models.items():
+    print(f"{name}: {sum(p.numel() for p in m.parameters()) / 1e6:.2f}M parameters, {m.embed_dim}-d features")
+
+# %% [markdown]
+# ## Distillation
+#
+# The left panel is the distillation loss against each teacher (standardized features, so the teachers
+# are comparable); the right one is alpha, each teacher's share of the loss after teacher dropping. With
+# dropping on, the teacher the student matches worst gets the larger share. With `nproc > 1` the training
+# runs in `nproc` torchrun processes and the plot follows their `metrics.jsonl`.
+#
+# **Nothing is lost when the run dies.** Every `ckpt_every` steps (default: every epoch) the whole training
+# state goes to `out_dir/checkpoints/` (weights, optimizer, standardization statistics, random generators,
+# position in the data, the curves so far), written atomically. Interrupt the kernel, or kill the job, and
+# run the notebook again with the same `out_dir`: it prints `resumed from step N` and ends with the same
+# student as an uninterrupted run. A different configuration in that `out_dir` is refused;
+# `overwrite = True` starts over. A run that already finished is simply reloaded.
+
+# %%
+live = wb.LivePlot(title=f"{cfg.student} <- {', '.join(cfg.teachers)}")
+run = wb.distillation.distill_or_launch(cfg, ds, teacher_models, out, callback=live)
+live.refresh()
+live.save(out / "training.png")
+student_model = wb.load_student(run.checkpoint, device=dev)
+print(run.describe())
+
+# %% [markdown]
+# ## Linear probes on frozen features
+#
+# A logistic-regression probe per task on each model's pooled feature (teachers) or final CLS token
+# (student; the projectors are gone). The bottom row is the student's gain over the *best* teacher of each task.
+
+# %%
+encoders = [wb.Encoder(name, lambda x, m=m: m(x).cls, m) for name, m in teacher_models.items()]
+encoders.append(wb.Encoder("student", student_model.embed, student_model))
+probe = wb.probe_table(wb.probe(encoders, ds, dev, cache=False))
+gains = wb.probing.report.gain_over_best_teacher(probe, cfg.teachers)
+display(Markdown(wb.probing.report.markdown_table(probe, gains)))
+fig = wb.probing.report.accuracy_figure(probe, gains, title="Linear probe top-1 (%); labels: student minus best teacher")
+fig.savefig(out / "probe.png")
+wb.show(fig)
+
+# %%
+summary = {
+    "teachers": cfg.teachers,
+    "student": cfg.student,
+    "config": cfg.to_dict(),
+    "data": ds.describe(),
+    "runtime_s": round(time.time() - t_start, 1),
+    "distill_s": round(run.runtime_s, 1),
+    "nproc": cfg.nproc,
+    "final_loss": run.history[-1]["loss"],
+    "resumed_from_step": run.resumed_from,
+    "unreadable_train_images": len(run.skipped),
+    "empty_classes": ds.empty_classes,
+    "probe": probe,
+    "gain_over_best_teacher": gains,
+    "checkpoint": str(run.checkpoint),
+}
+wb.save_json(summary, out / "summary.json")
+print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")

@@ -1,0 +1,198 @@
+"""Configs declared once: every parameter is a dataclass field that carries its type, default, bounds and role.
+
+    @dataclass
+    class DistillConfig(Config):
+        kind: ClassVar[str] = "03_distill"    # what a run of it records in its out_dir
+        epochs: int = param(8, ge=1, help="passes over the training split")
+        tdrop_p: float = param(0.5, ge=0, le=1, help="teacher dropping probability")
+        device: str = param("auto", execution=True, check=pick_device)
+
+    cfg = DistillConfig.from_params(epochs="4")        # a papermill or command-line string, read by its type
+    cfg, out = DistillConfig.from_notebook(globals())  # a notebook's parameters, then its out_dir claimed
+
+**Reading a value.** The field's type says how (``int``, ``float``, ``bool``, ``str``, ``list[str]``,
+``list[int]``, ``dict[str, str]``, and ``X | None``, whose ``None`` may be written ``auto``); a list is a
+YAML list or a comma-separated string, as papermill's ``-y`` and ``-p`` deliver them. Then the
+metadata: bounds (``ge``, ``gt``, ``le``), ``choices``, a ``check`` of the value (a teacher name that
+exists), or a ``parse`` that replaces the type's reading. Every refusal names the parameter and what to
+type. Checks that relate two fields are the config's own ``check`` method: the only hand-written part.
+
+**Same run or not.** A field's role is ``result`` (the default: it decides what the run computes),
+``execution`` (where and how fast: device, compilation, workers, batch of a generator) or ``extent``
+(how much of a run there is: a rerun may extend it, as generation's classes and images per class).
+``run_key()``, the result fields, is the one rule by which every stage decides whether a folder holds
+the same run: what ``prepare_out_dir`` records, what a resumed checkpoint must match, what locks a
+generated folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .params import ParameterError, as_bool, as_choice, as_float, as_int, as_list, as_pairs, check_injected_parameters
+from .runs import prepare_out_dir
+
+ROLES = ("result", "execution", "extent")
+NONE_WORDS = (None, "", "auto", "none", "None", 0, "0")  # what an optional field reads as None (its default)
+NOTEBOOK_NAMES = ("out_dir", "overwrite")  # a notebook's parameters besides its config's fields
+
+
+def param(default: Any = dataclasses.MISSING, *, default_factory: Callable | Any = dataclasses.MISSING,
+          help: str = "", ge: float | None = None, gt: float | None = None, le: float | None = None,
+          choices=None, check: Callable | None = None, parse: Callable | None = None,
+          execution: bool = False, extent: bool = False, allow_empty: bool = False) -> Any:
+    """A config field: its default and, as metadata, how a given value is read and checked, and its role."""
+    if execution and extent:
+        raise ValueError("a field is execution or extent, not both")
+    metadata = {"help": help, "ge": ge, "gt": gt, "le": le, "choices": tuple(choices) if choices is not None else None,
+                "check": check, "parse": parse, "allow_empty": allow_empty,
+                "role": "execution" if execution else "extent" if extent else "result"}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def read_value(value: Any, name: str, kind: Any, meta: dict) -> Any:
+    """``value`` (a literal, a YAML value or a papermill string) as the field ``name`` of type ``kind`` wants it."""
+    if meta.get("parse") is not None:
+        value = meta["parse"](value, name)
+    else:
+        optional = _optional(kind)
+        if optional is not None:
+            if value in NONE_WORDS and not isinstance(value, bool):
+                return None
+            kind = optional
+        value = _read_type(value, name, kind, meta)
+    if meta.get("choices") is not None:
+        as_choice(value, name, meta["choices"])
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_bounds(value, name, meta)
+    if meta.get("check") is not None:
+        meta["check"](value)
+    return value
+
+
+def _optional(kind: Any) -> Any | None:
+    """``X`` for ``X | None`` (``Optional[X]``), else None."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(kind)) == 2:
+            return args[0]
+    return None
+
+
+def _read_type(value: Any, name: str, kind: Any, meta: dict) -> Any:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is bool:
+        return as_bool(value, name)
+    if kind is int:
+        return as_int(value, name)
+    if kind is float:
+        return as_float(value, name)
+    if kind is str:
+        return "" if value is None else str(value)
+    if origin is list and args in ((str,), (int,)):
+        items = as_list(value, name, allow_empty=meta.get("allow_empty", False))
+        return [as_int(v, name) for v in items] if args == (int,) else items
+    if origin is dict and args == (str, str):
+        return as_pairs(value, name)
+    raise TypeError(f"config field {name!r} has type {kind!r}, which needs a parse= function in its param()")
+
+
+def _check_bounds(value: float, name: str, meta: dict) -> None:
+    ge, gt, le = meta.get("ge"), meta.get("gt"), meta.get("le")
+    low_ok = (ge is None or value >= ge) and (gt is None or value > gt)
+    if low_ok and (le is None or value <= le):
+        return
+    if ge is not None and le is not None:
+        raise ParameterError(f"{name} must be in [{ge}, {le}], got {value}")
+    if gt is not None:
+        raise ParameterError(f"{name} must be > {gt}" + (f" and <= {le}" if le is not None else "") + f", got {value}")
+    if ge is not None and value < ge:
+        raise ParameterError(f"{name} must be >= {ge}, got {value}")
+    raise ParameterError(f"{name} must be <= {le}, got {value}")
+
+
+@dataclasses.dataclass
+class Config:
+    """Base of the stages' configs. Subclasses are dataclasses whose fields are ``param(...)``."""
+
+    kind: ClassVar[str] = "run"  # the run kind an out_dir records (e.g. "03_distill"): kinds never share a folder
+    what: ClassVar[str] = "run"  # how messages name its parameters ("unknown distillation parameter(s) ...")
+
+    # ------------------------------------------------------------------ building one
+
+    @classmethod
+    def from_params(cls, **params) -> Config:
+        """Read and check every field (given or default); an unknown name is refused with the known ones."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - set(fields))
+        if unknown:
+            raise ParameterError(f"unknown {cls.what} parameter(s) {unknown}; known: {sorted(fields)}")
+        kinds = typing.get_type_hints(cls)
+        values = {}
+        for name, f in fields.items():
+            value = params[name] if name in params else _default(f)
+            values[name] = read_value(value, name, kinds[name], f.metadata)
+        cfg = cls(**values)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Checks that relate several fields (the single-field ones are in the fields' metadata)."""
+
+    @classmethod
+    def from_notebook(cls, namespace: dict) -> tuple[Config, Path]:
+        """A notebook's parameters (its ``globals()``): every name papermill injected must be one of the notebook's,
+        every field is read and checked, and only then ``out_dir`` is claimed for this configuration
+        (``claim_out_dir``). Returns the config and the output folder."""
+        check_injected_parameters(namespace)
+        if "out_dir" not in namespace:
+            raise ParameterError("the notebook's parameters cell needs out_dir (the folder of this run's artifacts)")
+        overwrite = as_bool(namespace.get("overwrite", False), "overwrite")
+        cfg = cls.from_params(**{f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.name in namespace})
+        return cfg, cfg.claim_out_dir(namespace["out_dir"], overwrite)
+
+    def claim_out_dir(self, out_dir, overwrite: bool = False, log=print) -> Path:
+        """Make ``out_dir`` this run's folder (``prepare_out_dir``: the same run continues, another is refused)."""
+        return prepare_out_dir(out_dir, self.run_key(), overwrite, kind=self.kind, log=log)
+
+    # ------------------------------------------------------------------ what it is
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def fields_with_role(cls, role: str) -> list[str]:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        return [f.name for f in dataclasses.fields(cls) if f.metadata.get("role", "result") == role]
+
+    def run_key(self) -> dict:
+        """What decides the results: the result fields. Two configs with the same key are the same run."""
+        return {name: getattr(self, name) for name in self.fields_with_role("result")}
+
+    @classmethod
+    def parameter_help(cls) -> dict[str, str]:
+        """Each field's help text, for command lines and tables."""
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+    def _repr_markdown_(self) -> str:
+        """In a notebook: a table of the parameters, those that differ from the default in bold."""
+        rows = ["| parameter | value | role | |", "|---|---|---|---|"]
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            text = repr(value).replace("|", "\\|")
+            rows.append(f"| {f.name} | {text if value == _default(f) else f'**{text}**'} | "
+                        f"{f.metadata.get('role', 'result')} | {f.metadata.get('help', '')} |")
+        return f"**{type(self).__name__}**\n\n" + "\n".join(rows)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    if f.default is dataclasses.MISSING:
+        raise TypeError(f"config field {f.name!r} needs a default")
+    return f.default

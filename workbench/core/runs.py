@@ -1,0 +1,110 @@
+"""Output folders: one configuration per ``out_dir``, so results of two configurations never mix.
+
+Every notebook claims its ``out_dir`` in its first cell after the parameters, before it writes
+anything (``Config.from_notebook`` calls this with the config's ``run_key()``):
+
+    out = prepare_out_dir(out_dir, {"teachers": [...], "epochs": 8, ...}, overwrite=False, kind="03_distill")
+
+- a new or empty folder: records the configuration in ``run.json`` and starts;
+- a folder whose ``run.json`` holds the same configuration: continues it (a distillation resumes
+  from its last checkpoint; finished work is reused);
+- a different configuration, or a folder of files that no workbench run wrote: refused, with the
+  differences listed, unless ``overwrite=True`` is asked for. Overwriting clears the folder first,
+  and only ever a folder that a workbench run wrote: files it did not write are never deleted.
+
+Keys that do not change results (the device, how often to checkpoint) stay out of the record.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .files import save_json
+
+RECORD = "run.json"
+# Files by which a folder is known to be a workbench output that overwrite may clear
+# (generation.json: a synthetic ImageNet clone written by workbench.generation).
+MARKERS = (RECORD, "generation.json")
+
+
+class OutDirError(ValueError):
+    pass
+
+
+def _normalise(config: dict) -> dict:
+    """As it will read back from JSON: tuples become lists, paths strings."""
+    return json.loads(json.dumps(config, default=str))
+
+
+def differences(have: dict, want: dict) -> dict[str, tuple]:
+    keys = list(want) + [k for k in have if k not in want]
+    pairs = {k: (have.get(k, "<absent>"), want.get(k, "<absent>")) for k in keys}
+    return {k: (a, b) for k, (a, b) in pairs.items() if a != b}
+
+
+def read_record(out_dir) -> dict | None:
+    path = Path(out_dir) / RECORD
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise OutDirError(f"{path} is unreadable ({err}): it should record the configuration of the run in "
+                          f"{path.parent}. Use another out_dir, or overwrite=True to clear it.") from None
+
+
+def prepare_out_dir(out_dir, config: dict, overwrite: bool = False, kind: str = "run", log=print) -> Path:
+    """Make ``out_dir`` hold this configuration's run; returns its path. See the module docstring."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutDirError(f"out_dir {str(out)!r} is a file; give a folder")
+    config = _normalise(config)
+    # hidden files (.DS_Store, .ipynb_checkpoints) do not make a folder a run
+    entries = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
+    record = read_record(out) if entries else None
+    if entries and overwrite:
+        clear_out_dir(out)
+        log(f"overwrite=True: cleared {out}; starting a new run")
+        entries = []
+    elif entries and record is None:
+        raise OutDirError(
+            f"out_dir {str(out)!r} already holds files but no {RECORD} (files from another program, or from a "
+            "workbench older than run records): results could mix with them. Use a new out_dir, or move or "
+            "delete those files yourself.")
+    elif entries:
+        if record.get("kind") != kind:
+            raise OutDirError(f"out_dir {str(out)!r} holds a {record.get('kind')!r} run, not {kind!r}: use "
+                              f"another out_dir, or overwrite=True to delete that run.")
+        diff = differences(record.get("config", {}), config)
+        if diff:
+            lines = "; ".join(f"{k}: folder {a!r}, this run {b!r}" for k, (a, b) in diff.items())
+            raise OutDirError(
+                f"out_dir {str(out)!r} holds a run with another configuration ({lines}). Rerun with that "
+                f"configuration to continue it, use another out_dir, or pass overwrite=True (-p overwrite True) "
+                f"to delete it and start over.")
+        log(f"{out}: same configuration as the run already there; continuing it")
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    save_json({"kind": kind, "config": config, "created": time.strftime("%Y-%m-%d %H:%M:%S")}, out / RECORD)
+    return out
+
+
+def clear_out_dir(out_dir) -> None:
+    """Delete everything in ``out_dir``: only a folder a workbench run wrote, never a home or working folder."""
+    out = Path(out_dir).resolve()
+    if not out.is_dir():
+        return
+    keep = (Path.home().resolve(), Path.cwd().resolve())
+    if out == Path(out.anchor) or any(out == p or out in p.parents for p in keep):
+        raise OutDirError(f"refusing to clear {out}: it is (or contains) the home or working folder; "
+                          "choose a dedicated out_dir")
+    if not any((out / m).is_file() for m in MARKERS):
+        raise OutDirError(f"refusing to clear {out}: it holds files that no workbench run wrote (no "
+                          f"{' or '.join(MARKERS)}). Move or delete them yourself, or use another out_dir.")
+    for p in out.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()

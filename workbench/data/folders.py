@@ -1,0 +1,138 @@
+"""ImageFolders: ``<class>/<image>`` folders, with ``train/`` and ``val/`` (ImageNet layout) or split here.
+
+Real folders hold bad files. Images of any size and mode (grayscale, 16-bit, palette, RGBA, CMYK)
+are converted to RGB (transparency over white) and resized; unreadable or truncated files are
+skipped and listed in each batch for the caller to count and report (``skipped_report``); class
+folders without images are reported (``Data.empty_classes``), and only a folder with no image at all
+is an error.
+"""
+from __future__ import annotations
+
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ..core.files import config_hash
+from .datasets import Data
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
+
+
+class ImageFolderSplit(Dataset):
+    """Files listed up front; decoded, resized (shorter side) and centre-cropped on access."""
+
+    def __init__(self, samples: list[tuple[Path, int]], image_size: int, task: str):
+        self.samples, self.image_size, self.task = samples, image_size, task
+        self.labels = {task: torch.tensor([y for _, y in samples])}
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        path, y = self.samples[i]
+        try:
+            with Image.open(path) as img:
+                img = to_rgb(img)
+                img = TF.center_crop(TF.resize(img, self.image_size, antialias=True), self.image_size)
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+            return None, f"{path}: {type(err).__name__}: {err}"  # unreadable or truncated: skipped and reported
+        return TF.to_tensor(img), {self.task: torch.tensor(y)}
+
+
+def to_rgb(img):
+    """Any PIL image as 8-bit RGB: transparency composited over white, 16/32-bit grey scaled, CMYK converted."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit or float grey: scale to 8 bits, not clip
+        a = np.asarray(img, dtype=np.float64)
+        peak = float(a.max()) if a.size else 0.0
+        # the range the format implies: 16-bit files (PIL may open them as "I"), floats in [0, 1] or [0, 255]
+        top = next(t for t in (1.0, 255.0, 65535.0, peak) if peak <= t) if img.mode in ("I", "F") else 65535.0
+        top = 255.0 if img.mode == "I" and top == 1.0 else top
+        img = Image.fromarray((np.clip(a / top, 0, 1) * 255).round().astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def image_files(folder) -> list[Path]:
+    """Every image file below ``folder`` (any depth), sorted; hidden files (temporaries) are left out."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not p.name.startswith("."))
+
+
+def scan_folder(folder: Path) -> tuple[list[str], list[tuple[Path, int]], list[str]]:
+    """Class names, (file, class index) samples, and the class folders that hold no image file."""
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{folder} has no class folders: expected <class>/<image> (or train/ and val/ holding them)")
+    samples, empty = [], []
+    for k, c in enumerate(classes):
+        files = sorted(p for p in (folder / c).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            empty.append(c)
+        samples += [(p, k) for p in files]
+    if not samples:
+        raise ValueError(f"{folder}: no image files in any class folder (extensions {sorted(IMAGE_EXTENSIONS)})")
+    if empty:
+        warnings.warn(f"{folder}: {len(empty)} class folder(s) with no images: {', '.join(empty[:10])}"
+                      f"{' ...' if len(empty) > 10 else ''}. They stay in the label set; add images or remove them.",
+                      stacklevel=4)
+    return classes, samples, empty
+
+
+def load_image_folder(root: Path, image_size: int, seed: int) -> Data:
+    if not root.exists():
+        raise FileNotFoundError(f"data path {str(root)!r} does not exist; use data='world' for the built-in offline "
+                                "world, or the path of an ImageFolder (<class>/<image>)")
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        classes, train, empty_train = scan_folder(root / "train")
+        val_classes, test, empty_test = scan_folder(root / "val")
+        if val_classes != classes:
+            raise ValueError(f"{root}: train/ and val/ hold different class folders")
+    else:
+        classes, samples, empty_train = scan_folder(root)
+        empty_test = list(empty_train)
+        rng = random.Random(seed)
+        train, test = [], []
+        for k in range(len(classes)):
+            items = [s for s in samples if s[1] == k]
+            rng.shuffle(items)
+            cut = max(1, round(0.2 * len(items))) if len(items) > 1 else 0
+            test += items[:cut]
+            train += items[cut:]
+    listing = [(str(p), y, p.stat().st_size, p.stat().st_mtime_ns) for p, y in train + test]
+    fingerprint = config_hash({"root": str(root.resolve()), "files": listing, "size": image_size, "split": len(train)})
+    if not train:
+        raise ValueError(f"{root}: no training images (every class has a single image, which goes to the test split)")
+    return Data(root.name, ImageFolderSplit(train, image_size, "classes"),
+                ImageFolderSplit(test, image_size, "classes"),
+                {"classes": tuple(classes)}, image_size, fingerprint, {"train": empty_train, "test": empty_test})
+
+
+def skipped_report(data: Data, split: str, skipped: list[str]) -> dict:
+    """Count unreadable files (``"path: reason"`` entries, each once) per class; name the classes left with no
+    readable image in the split."""
+    ds = data.train if split == "train" else data.test
+    files = sorted({s.split(": ", 1)[0] for s in skipped})
+    report = {"count": len(files), "files": files, "by_class": {}, "classes_without_readable_images": []}
+    if isinstance(ds, ImageFolderSplit):
+        names = data.tasks[ds.task]
+        label = {str(p): y for p, y in ds.samples}
+        total = {}
+        for _, y in ds.samples:
+            total[y] = total.get(y, 0) + 1
+        for f in files:
+            c = names[label[f]] if f in label else "?"
+            report["by_class"][c] = report["by_class"].get(c, 0) + 1
+        report["classes_without_readable_images"] = [names[y] for y in sorted(total)
+                                                     if report["by_class"].get(names[y], 0) == total[y]]
+    return report

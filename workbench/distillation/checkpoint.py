@@ -1,0 +1,155 @@
+"""A distillation checkpoint folder, and resuming a run from the newest one.
+
+    <out_dir>/checkpoints/step_<n>/   every ``ckpt_every`` steps: the training state (``workbench.core.checkpoint``)
+                                      beside the model files below; the newest ``keep_checkpoints`` are kept
+    <out_dir>/checkpoint/             the finished student
+
+A model folder holds ``student.safetensors`` (the encoder you keep: ``load_student`` reads it),
+``projectors.safetensors`` (ladder and standardization statistics, dropped after training) and
+``config.json``, written last, so a folder with a config always holds complete weights.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..core.checkpoint import Checkpoints, TrainState, load_train_state, save_train_state
+from ..core.files import atomic_folder, load_tensors, save_json, save_jsonl, save_tensors
+from ..core.live import MetricsLog
+from ..core.runs import OutDirError
+from ..models.students import STUDENT_CONFIG, STUDENT_WEIGHTS
+from .config import DistillConfig
+from .unic import UNIC
+
+PROJECTORS = "projectors.safetensors"
+
+
+def resume(ckpts: Checkpoints, model: UNIC, opt, generators: dict, cfg: DistillConfig, data_fingerprint: str,
+           overwrite: bool, log=print) -> TrainState | None:
+    """Load the newest readable checkpoint of this run into ``model``, ``opt`` and ``generators``.
+
+    Refuses checkpoints of another run (another ``run_key``, or other data) unless ``overwrite``, which
+    deletes them; execution fields (device, compilation, checkpointing) may differ."""
+    out_dir = ckpts.root.parent
+    if overwrite:
+        for p in (ckpts.root, out_dir / "checkpoint"):
+            shutil.rmtree(p, ignore_errors=True)
+        (out_dir / "history.jsonl").unlink(missing_ok=True)
+        return None
+    for leftover in ckpts.remove_partial():
+        log(f"removed {leftover.name}: a checkpoint whose writing was interrupted")
+    for leftover in [*out_dir.glob(".history.jsonl.*.tmp"), *out_dir.glob(".checkpoint.*.tmp")]:
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()  # other writes cut short
+    found = ckpts.all()
+    if not found:
+        if (out_dir / "checkpoint" / STUDENT_CONFIG).is_file():
+            raise OutDirError(f"{out_dir} holds a finished student (checkpoint/) but no training state to resume "
+                              "from (checkpoints/ was removed): load it with load_student, or pass overwrite=True "
+                              "to train again")
+        return None
+    want = json.loads(json.dumps(cfg.run_key()))  # as it reads back from JSON
+    errors = []
+    for path in reversed(found):  # newest first; an unreadable one falls back to the one before
+        try:
+            have = json.loads((path / STUDENT_CONFIG).read_text())
+            same = {k: have.get("config", {}).get(k) for k in want}
+            if same != want or have.get("data") != data_fingerprint:
+                diff = [f"{k}: checkpoint {same.get(k)!r}, this run {v!r}" for k, v in want.items() if same.get(k) != v]
+                if have.get("data") != data_fingerprint:
+                    diff.append("the training data differ (other images, labels or split)")
+                raise OutDirError(f"{out_dir} holds checkpoints of another run ({'; '.join(diff)}). Rerun with that "
+                                  "configuration to resume it, use another out_dir, or pass overwrite=True to start "
+                                  "over.")
+            model.load_state_dict(model_state(path))
+            state, _ = load_train_state(path, opt, generators)
+        except OutDirError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:  # JSONDecodeError is a ValueError
+            errors.append(f"{path.name}: {type(err).__name__}: {err}")
+            log(f"checkpoint {path} is unreadable ({type(err).__name__}); trying the one before")
+            continue
+        done = " (training already finished)" if state.epoch >= cfg.epochs else ""
+        log(f"resumed from step {state.step} (epoch {min(state.epoch + 1, cfg.epochs)}, "
+            f"batch {state.batch}) of {path}{done}")
+        return state
+    raise OutDirError(f"no checkpoint in {ckpts.root} could be loaded ({'; '.join(errors)}); pass overwrite=True "
+                      "to start over")
+
+
+def model_state(folder: Path) -> dict[str, torch.Tensor]:
+    """The UNIC state dict of a checkpoint folder: the student's weights and the projectors."""
+    student = {f"student.{k}": v for k, v in load_tensors(folder / STUDENT_WEIGHTS).items()}
+    return {**student, **load_tensors(folder / PROJECTORS)}
+
+
+def save_checkpoint(model: UNIC, cfg: DistillConfig, folder: Path, extra: dict | None = None) -> Path:
+    """``student.safetensors`` (the encoder you keep), ``projectors.safetensors`` (ladder and
+    standardization statistics, dropped after training) and ``config.json``. Each file is atomic;
+    config.json is written last, so a folder with a config always holds complete weights."""
+    folder = Path(folder)
+    state = model.state_dict()
+    student = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
+    save_tensors(student, folder / STUDENT_WEIGHTS)
+    save_tensors({k: v for k, v in state.items() if not k.startswith("student.")}, folder / PROJECTORS)
+    save_json({"config": cfg.to_dict(), "teacher_grids": model.teacher_grids, **(extra or {})}, folder / STUDENT_CONFIG)
+    return folder
+
+
+class RunOutput:
+    """What a run writes into its out_dir, by rank 0 alone: ``checkpoints/step_*`` (the training state, every
+    ``ckpt_every`` steps or every epoch), ``metrics.jsonl`` (appended at every logged step, so others can
+    follow it live), ``history.jsonl`` and, at the end, ``checkpoint/`` (the student). Without an out_dir it
+    writes nothing and resumes nothing."""
+
+    def __init__(self, out_dir, cfg: DistillConfig, meta: dict, writes: bool):
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.cfg, self.meta = cfg, meta
+        self.checkpoints = Checkpoints(self.out_dir / "checkpoints", cfg.keep_checkpoints) if self.out_dir else None
+        self.writes = writes and self.out_dir is not None
+        self.metrics: MetricsLog | None = None
+
+    def resume(self, model: UNIC, opt, generators: dict, overwrite: bool, log=print) -> tuple[TrainState, int | None]:
+        """The state to start from (restored into ``model``, ``opt``, ``generators``) and the step it resumed from."""
+        state = None
+        if self.checkpoints is not None:
+            state = resume(self.checkpoints, model, opt, generators, self.cfg, self.meta["data"],
+                           overwrite and self.writes, log)
+        resumed_from = state.step if state is not None else None
+        state = state or TrainState()
+        if self.writes:
+            self.metrics = MetricsLog(self.out_dir / "metrics.jsonl", start_step=state.step)
+        return state, resumed_from
+
+    def record(self, record: dict) -> None:
+        if self.metrics is not None:
+            self.metrics.append(record)
+
+    def latest(self) -> Path | None:
+        return self.checkpoints.latest() if self.checkpoints is not None else None
+
+    def checkpoint(self, model: UNIC, state: TrainState, opt, generators: dict) -> None:
+        if not self.writes:
+            return
+
+        def write(folder):
+            save_checkpoint(model, self.cfg, folder, extra={**self.meta, "step": state.step, "epoch": state.epoch})
+            save_train_state(folder, state, opt, generators)
+
+        self.checkpoints.save(state.step, write)
+        save_jsonl(state.history, self.out_dir / "history.jsonl")
+
+    def finish(self, model: UNIC, state: TrainState) -> Path | None:
+        """Write the finished student (once: a rerun of a finished run keeps it); returns its folder."""
+        if self.out_dir is None:
+            return None
+        final = self.out_dir / "checkpoint"
+        if self.writes:
+            if not (final / STUDENT_CONFIG).is_file():
+                with atomic_folder(final) as tmp:
+                    save_checkpoint(model, self.cfg, tmp, extra={**self.meta, "step": state.step, "epoch": state.epoch,
+                                                                 "unreadable_images": state.skipped})
+            save_jsonl(state.history, self.out_dir / "history.jsonl")
+        return final

@@ -1,0 +1,150 @@
+"""Distillation outside the notebook's process: the run file, the command line, and a torchrun launch.
+
+The 03 notebook writes its parameters to ``<out_dir>/run.yaml``; the same file drives a run on
+one or many GPUs and machines:
+
+    python -m workbench distill --config runs/03_distill/run.yaml                       # one process
+    torchrun --nproc_per_node 8 -m workbench distill --config runs/03_distill/run.yaml  # 8 GPUs
+
+``batch_size`` is the global batch whatever the number of processes, so a run file means one recipe.
+The out_dir rules are the notebook's (``DistillConfig.claim_out_dir``): a rerun continues the run there (resuming
+from its last checkpoint, with any number of processes), another configuration is refused unless
+``--overwrite``. Rank 0 writes ``checkpoints/``, ``checkpoint/``, ``history.jsonl`` and
+``metrics.jsonl``, which it appends to at every logged step: ``launch_distill`` (what the notebook
+calls when ``nproc > 1``) starts torchrun, follows that file and feeds the live plot.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..core.distributed import cleanup, init_distributed
+from ..core.files import read_jsonl
+from ..core.live import follow
+from ..data import load_data
+from ..models import Teacher, create_teacher
+from .config import RUN_FILE, DistillConfig, load_run_config
+from .train import DistillRun, distill
+
+
+def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_every: int = 10, overwrite: bool = False,
+                log=print):
+    """What ``python -m workbench distill`` does, in this process: one rank of a torchrun job or the only one."""
+    cfg, file_out = load_run_config(config_path)
+    out_dir = out_dir or file_out
+    if out_dir is None:
+        raise ValueError(f"no out_dir: give --out DIR or an out_dir entry in {config_path}")
+    world = init_distributed(cfg.device)
+    try:
+        if world.size > 1 and cfg.device.startswith("cuda:"):
+            raise ValueError(f"device={cfg.device!r} would put every rank on one GPU: under torchrun use device "
+                             "'auto' (or 'cuda'): each rank takes the GPU of its LOCAL_RANK")
+        say = log if world.main else (lambda *_: None)
+        say(f"{world.size} process(es); global batch {cfg.batch_size} ({cfg.batch_size // world.size} per process); "
+            f"writing to {Path(out_dir).resolve()}")
+        data = load_data(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test,
+                         image_size=cfg.input_size, seed=cfg.seed)
+        with world.main_first():  # rank 0 checks (or, with overwrite, clears) out_dir before anyone writes there
+            if world.main:
+                cfg.claim_out_dir(out_dir, overwrite, log=say)
+        # each machine's local rank 0 first: an offline teacher trained on first use is cached once per machine
+        # (its $WORKBENCH_CACHE), and the machine's other ranks load it instead of training it again
+        with world.main_first(per_node=True):
+            torch.manual_seed(cfg.seed)  # the same random teachers on every rank (random_teachers)
+            teachers = {t: create_teacher(t, pretrained=not random_teachers) for t in cfg.teachers}
+        run = distill(cfg, data, teachers, out_dir=out_dir, log_every=log_every, log=say)
+        say(f"distilled in {run.runtime_s:.0f}s of training"
+            + (f", resumed from step {run.resumed_from}" if run.resumed_from is not None else "")
+            + (f", {len(run.skipped)} unreadable training images skipped" if run.skipped else "")
+            + f"; student: {run.checkpoint}")
+        return run
+    finally:
+        cleanup()
+
+
+@dataclass
+class LaunchedRun:
+    """A finished run of other processes: what the notebook uses of a ``DistillRun``."""
+    history: list[dict]
+    checkpoint: Path  # out_dir/checkpoint: the finished student
+    runtime_s: float  # wall time of the launch, start-up included
+    skipped: list[str] = field(default_factory=list)  # unreadable training files
+    resumed_from: int | None = None  # the step the run resumed from, None for a fresh start
+    command: list[str] = field(default_factory=list)
+    log_file: Path | None = None
+    nproc: int = 1
+
+    def describe(self) -> str:
+        return (f"distilled in {self.runtime_s:.0f}s in {self.nproc} processes, start-up included"
+                + (f", resumed from step {self.resumed_from}" if self.resumed_from is not None else "")
+                + (f", {len(self.skipped)} unreadable training images skipped" if self.skipped else "")
+                + f"; student: {self.checkpoint}")
+
+
+def torchrun_command(config_path, nproc: int, out_dir=None, extra: list[str] | None = None) -> list[str]:
+    """``python -m torch.distributed.run --standalone --nproc_per_node N -m workbench distill --config ...``."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "workbench", "distill", "--config", str(config_path)]
+    if out_dir is not None:
+        cmd += ["--out", str(out_dir)]
+    return cmd + list(extra or [])
+
+
+def launch_distill(config_path, out_dir, nproc: int, callback: Callable[[dict], None] | None = None,
+                   log=print, poll_s: float = 1.0, extra: list[str] | None = None) -> LaunchedRun:
+    """Run ``torchrun --nproc_per_node nproc -m workbench distill`` on this machine and follow it live.
+
+    Every new record of ``<out_dir>/metrics.jsonl`` goes to ``callback`` (e.g. a ``LivePlot``), those a
+    resumed run had written before included, each step once; the processes' output goes to
+    ``<out_dir>/distill.log``, whose end is shown if the run fails. ``out_dir`` follows the notebook's
+    rules (the same configuration continues, another is refused); pass ``--overwrite`` in ``extra`` to
+    clear it instead."""
+    cfg, _ = load_run_config(config_path)  # a bad file fails here, at once, not in N processes
+    extra = list(extra or [])
+    overwrite = "--overwrite" in extra
+    if overwrite:  # cleared here, before the log is opened in it, not by the processes
+        extra.remove("--overwrite")
+    out_dir = cfg.claim_out_dir(out_dir, overwrite, log=lambda *_: None)
+    metrics = out_dir / "metrics.jsonl"
+    cmd = torchrun_command(config_path, nproc, out_dir, extra)
+    log_file = out_dir / "distill.log"
+    log(f"launching {nproc} processes: {' '.join(cmd[1:])}  (output: {log_file})")
+    t0, last_step = time.time(), -1
+    with open(log_file, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            for record in follow(metrics, lambda: proc.poll() is None, poll_s):
+                if record.get("step", last_step + 1) > last_step:  # a rewritten file is read again: skip seen steps
+                    last_step = record.get("step", last_step + 1)
+                    if callback is not None:
+                        callback(record)
+        except BaseException:  # interrupted in the notebook: stop the processes too
+            proc.terminate()
+            proc.wait()
+            raise
+    text = log_file.read_text(encoding="utf-8", errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"distillation with {nproc} processes failed (exit code {proc.returncode}); "
+                           f"end of {log_file}:\n{text[-3000:]}")
+    final = out_dir / "checkpoint"
+    meta = json.loads((final / "config.json").read_text()) if (final / "config.json").is_file() else {}
+    resumed = re.search(r"resumed from step (\d+)", text)
+    return LaunchedRun(read_jsonl(metrics)[0], final, time.time() - t0, meta.get("unreadable_images", []),
+                       int(resumed.group(1)) if resumed else None, cmd, log_file, nproc)
+
+
+def distill_or_launch(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir,
+                      callback: Callable[[dict], None] | None = None, log=print) -> DistillRun | LaunchedRun:
+    """The 03 notebook's training: ``distill`` in this process, or, with ``cfg.nproc > 1``, that many torchrun
+    processes on this machine that run ``<out_dir>/run.yaml`` while this one follows them live."""
+    if cfg.nproc > 1:
+        return launch_distill(Path(out_dir) / RUN_FILE, out_dir, cfg.nproc, callback=callback, log=log)
+    return distill(cfg, data, teachers, out_dir=out_dir, callback=callback, log=log)

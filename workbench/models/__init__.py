@@ -1,0 +1,17 @@
+"""Models: teachers (the offline specialists, the zoo of the field, any timm model) and ViT students.
+
+    teacher = create_teacher("world_shape")     # by name, from the registry or timm
+    student = load_student("runs/03_distill")   # a distilled student, from its folder
+
+Importing this package registers every teacher (``zoo``, ``specialists``) in the leaf registry
+``_registry``, as timm's model modules register themselves.
+"""
+from . import specialists, zoo  # noqa: F401  (register the offline-world teachers and the zoo)
+from ._factory import check_teacher_names, create_teacher
+from ._registry import list_teachers, register_teacher
+from .students import Student, check_student_name, find_student_checkpoint, load_student, student_geometry
+from .teachers import FEATURE_KINDS, Features, Teacher, TimmTeacher
+
+__all__ = ["FEATURE_KINDS", "check_student_name", "check_teacher_names", "create_teacher", "Features",
+           "find_student_checkpoint", "list_teachers", "load_student", "register_teacher", "Student",
+           "student_geometry", "Teacher", "TimmTeacher"]

@@ -1,0 +1,38 @@
+"""The teacher registry: names -> builders. A leaf: it imports nothing of the workbench.
+
+Modules that define teachers register them when they are imported (``workbench.models`` imports them
+all); ``create_teacher`` (``workbench.models._factory``) looks them up here.
+
+    @register_teacher("world_shape", "offline-world specialist ...")
+    def world_shape(pretrained: bool = True, checkpoint: str | None = None) -> Teacher: ...
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+_builders: dict[str, Callable] = {}
+_descriptions: dict[str, str] = {}
+
+
+def register_teacher(name: str, description: str) -> Callable:
+    """Decorator: ``builder(pretrained: bool, checkpoint: str | None) -> Teacher`` is created by ``name``."""
+
+    def wrap(builder: Callable) -> Callable:
+        _builders[name] = builder
+        _descriptions[name] = description
+        return builder
+
+    return wrap
+
+
+def is_registered(name: str) -> bool:
+    return name in _builders
+
+
+def teacher_builder(name: str) -> Callable:
+    return _builders[name]
+
+
+def list_teachers() -> dict[str, str]:
+    """Registered teacher names and what they are. Any timm model name also works."""
+    return dict(sorted(_descriptions.items()))

@@ -1,0 +1,113 @@
+"""Frozen features: a model encodes a split once; the features are cached on disk, keyed by weights and data.
+
+    train = split_features(encoder, data, "train", device)            # cached under $WORKBENCH_CACHE/features
+    test = split_features(encoder, data, "test", device, cache=False)  # or computed afresh
+
+Unreadable images are skipped and listed (``FeatureSet.skipped``), never fatal.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from safetensors import safe_open
+
+from ..core.files import cache_dir, config_hash, load_tensors, save_tensors
+
+
+@dataclass
+class Encoder:
+    """A model as the probes see it: a name, images in [0, 1] -> pooled features, and the module (its weights
+    key the feature cache). ``cache_key`` tells apart several features of one model (``name/patch_mean``)."""
+
+    name: str
+    encode: Callable[[torch.Tensor], torch.Tensor]
+    module: torch.nn.Module
+    cache_key: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.module)
+
+
+@dataclass
+class FeatureSet:
+    x: torch.Tensor  # (N, D) float32, CPU
+    labels: dict[str, torch.Tensor]
+    skipped: list[str] = field(default_factory=list)  # unreadable images (path: reason)
+
+
+@torch.no_grad()
+def extract_features(encode: Callable[[torch.Tensor], torch.Tensor], data, split: str, device,
+                     batch_size: int = 256) -> FeatureSet:
+    """Run ``encode`` over a split. Unreadable images are skipped and listed, never fatal."""
+    feats, labels, skipped = [], {}, []
+    for images, ys, bad in data.loader(split, batch_size):
+        skipped += bad
+        if images is None:
+            continue
+        with torch.inference_mode():
+            feats.append(encode(images.to(device)).float().cpu())
+        for t, y in ys.items():
+            labels.setdefault(t, []).append(y)
+    if not feats:
+        raise ValueError(f"no readable image in the {split} split of {data.name!r}")
+    return FeatureSet(torch.cat(feats), {t: torch.cat(v) for t, v in labels.items()}, skipped)
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Cheap identity of a model's weights: names, shapes and two moments of every tensor."""
+    parts = []
+    for k, v in model.state_dict().items():
+        v = v.detach().float()
+        parts.append((k, tuple(v.shape), round(v.sum().item(), 4), round(v.abs().sum().item(), 4)))
+    return config_hash({"weights": parts})
+
+
+def cached_features(name: str, fingerprint: str, encode, data, split: str, device, kind: str = "cls",
+                    log=print) -> FeatureSet:
+    """Features from ``$WORKBENCH_CACHE/features``, keyed by model, data and feature kind; built when absent.
+
+    A file whose recorded model, data, kind or size do not match (or that cannot be read) is rebuilt.
+    """
+    key = {"model": name, "weights": fingerprint, "data": data.fingerprint, "split": split, "kind": kind}
+    path = cache_dir("features") / f"{name.replace('/', '_')}-{split}-{config_hash(key)}.safetensors"
+    if path.exists():
+        try:
+            tensors = load_tensors(path)
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            expected = len(data.train if split == "train" else data.test)
+            if meta.get("key") == config_hash(key) and int(meta.get("n_total", -1)) == expected:
+                labels = {k[len("label/"):]: v for k, v in tensors.items() if k.startswith("label/")}
+                skipped = [s for s in meta.get("skipped", "").split("\n") if s]
+                return FeatureSet(tensors["x"], labels, skipped)
+            log(f"  feature cache {path.name} does not match this model/data: rebuilding")
+        except Exception as err:  # unreadable or truncated cache file: rebuild it
+            log(f"  feature cache {path.name} unreadable ({type(err).__name__}): rebuilding")
+    fs = extract_features(encode, data, split, device)
+    total = len(data.train if split == "train" else data.test)
+    save_tensors({"x": fs.x, **{f"label/{t}": y for t, y in fs.labels.items()}}, path,
+                 metadata={"key": config_hash(key), "n_total": str(total), "skipped": "\n".join(fs.skipped)})
+    return fs
+
+
+def split_features(encoder: Encoder, data, split: str, device, cache: bool = True, log=print) -> FeatureSet:
+    """The features of one split: from the cache (built when absent), or computed afresh with ``cache=False``."""
+    if not cache:
+        return extract_features(encoder.encode, data, split, device)
+    return cached_features(encoder.cache_key or encoder.name, encoder.fingerprint, encoder.encode, data, split, device,
+                           log=log)
+
+
+@torch.no_grad()
+def encode_images(encode: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, device,
+                  batch_size: int = 256) -> torch.Tensor:
+    """Features (float32, CPU) of images held in memory: uint8 (divided by 255 a batch at a time) or in [0, 1]."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            x = images[i : i + batch_size].to(device)
+            out.append(encode(x.float() / 255 if x.dtype == torch.uint8 else x).float().cpu())
+    return torch.cat(out)

@@ -1,0 +1,37 @@
+"""The parameters of 04_transfer: which models, on which tasks, each declared once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..core.config import Config, param
+from ..core.device import pick_device
+from ..core.params import ParameterError
+from .models import parse_models
+from .tasks import parse_tasks
+
+
+@dataclass
+class TransferConfig(Config):
+    kind: ClassVar[str] = "04_transfer"
+    what: ClassVar[str] = "transfer"
+
+    models: list[str] = param(default_factory=lambda: ["world_colour", "world_shape", "student"],
+                              check=parse_models,
+                              help='teachers (registry / timm names), "student" (03\'s default), checkpoint folders '
+                                   'or name=folder')
+    tasks: list[str] = param(default_factory=lambda: ["world"], check=parse_tasks,
+                             help='"world" (the offline suite), world task names, and/or name=path ImageFolders')
+    checkpoints: dict[str, str] = param(default_factory=dict, help="a weight file per teacher: name=path,...")
+    levels: bool = param(True, help="concept-generalization levels (CoG) and the accuracy-per-level plot")
+    n_train: int = param(3000, ge=20, help="offline world only: training images per dataset")
+    n_test: int = param(1000, ge=20, help="offline world only: test images per dataset")
+    image_size: int = param(224, ge=8, help="ImageFolder tasks: images are decoded at this size")
+    pca_images: int = param(6, ge=1, help="images in the patch-feature PCA pictures")
+    device: str = param("auto", execution=True, check=pick_device, help='"auto" picks CUDA when present')
+
+    def check(self) -> None:
+        teachers = [name for name, role, _ in parse_models(self.models) if role == "teacher"]
+        unknown = sorted(set(self.checkpoints) - set(teachers))
+        if unknown:
+            raise ParameterError(f"checkpoints names {unknown}, which are not among the teachers {teachers}")

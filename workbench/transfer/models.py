@@ -1,0 +1,110 @@
+"""The models of a transfer run: teachers by name, and distilled students by folder.
+
+    models = load_models("world_colour,world_shape,runs/03_distill", device)
+
+``student`` names the student 03 distills with its defaults: ``load_models`` takes where to find it
+(``default_student``, a folder or a function that returns one) from its caller, which may train it.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..core.params import as_list
+from ..models import check_teacher_names, create_teacher, find_student_checkpoint, load_student
+from ..probing import Encoder
+
+DEFAULT_STUDENT = "student"  # the models entry that stands for 03's default student
+
+
+@dataclass
+class TransferModel(Encoder):
+    """A model as the transfer notebook uses it: an ``Encoder`` for the probes, with its role, its patch tokens
+    (for the PCA pictures) and where it came from."""
+
+    role: str = "teacher"  # "teacher" or "student"
+    patches: Callable[[torch.Tensor], tuple[torch.Tensor, tuple[int, int]]] | None = None  # -> (B, N, D), grid
+    source: str = ""
+
+
+def teacher_model(name: str, device, checkpoint: str | None = None) -> TransferModel:
+    m = create_teacher(name, checkpoint=checkpoint).to(device)
+
+    def encode(x):
+        return m(x).cls
+
+    def patches(x):
+        f = m(x)
+        return f.patch, f.grid
+
+    return TransferModel(name, encode, m, role="teacher", patches=patches, source=name)
+
+
+def student_model(name: str, folder: Path, device) -> TransferModel:
+    s = load_student(folder, device)
+    return TransferModel(name, s.embed, s, role="student", patches=lambda x: (s(x)[-1][1], s.grid), source=str(folder))
+
+
+def parse_models(specs) -> list[tuple[str, str, str | None]]:
+    """Check the ``models`` parameter without loading anything: [(name, "teacher" | "student", source)].
+
+    ``student`` is 03's default student (source None); a folder is a distillation checkpoint (a run's
+    ``out_dir``, its ``checkpoint/``, or a ``checkpoints/step_*`` of a run still training), named after the
+    run; ``name=folder`` names it; anything else is a teacher (registry or timm name).
+    """
+    parsed = []
+    for item in as_list(specs, "models"):
+        name, sep, path = item.partition("=")
+        if item == DEFAULT_STUDENT:
+            parsed.append((DEFAULT_STUDENT, "student", None))
+        elif sep or os.sep in item or Path(item).exists():
+            folder = find_student_checkpoint(path.strip() if sep else item)
+            label = name.strip() if sep else run_label(folder)
+            parsed.append((label, "student", str(folder)))
+        else:
+            check_teacher_names([item])
+            parsed.append((item, "teacher", item))
+    names = [n for n, _, _ in parsed]
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names must be distinct, got {names}; name students with name=folder")
+    return parsed
+
+
+def run_label(folder: Path) -> str:
+    """A student's name from its checkpoint folder: the run's folder (``runs/03_a/checkpoint`` -> ``03_a``),
+    with the step for a run still training (``runs/03_a/checkpoints/step_00000300`` -> ``03_a@step_00000300``)."""
+    if folder.name == "checkpoint":
+        return folder.parent.name
+    if folder.parent.name == "checkpoints":
+        return f"{folder.parent.parent.name}@{folder.name}"
+    return folder.name
+
+
+def load_models(specs, device, checkpoints: dict[str, str] | None = None,
+                default_student: Path | Callable[[], Path] | None = None) -> list[TransferModel]:
+    """The models of ``parse_models(specs)``, loaded.
+
+    ``checkpoints`` maps teacher names to weight files (iBOT, dBOT, or any timm-format file), as in 02;
+    ``default_student`` is the folder of the model named ``student``, or a function that returns it (called
+    only when that name is asked for: it may have to train the student).
+    """
+    parsed = parse_models(specs)
+    unknown = sorted(set(checkpoints or {}) - {n for n, role, _ in parsed if role == "teacher"})
+    if unknown:
+        raise ValueError(f"checkpoints name {unknown}, which are not teachers among the models")
+    models = []
+    for name, role, source in parsed:
+        if role == "teacher":
+            models.append(teacher_model(name, device, (checkpoints or {}).get(name)))
+            continue
+        if source is None:
+            if default_student is None:
+                raise ValueError(f"{DEFAULT_STUDENT!r} stands for 03's default student, but no default_student "
+                                 "was given")
+            source = default_student() if callable(default_student) else default_student
+        models.append(student_model(name, Path(source), device))
+    return models

@@ -1,0 +1,108 @@
+"""Transfer tasks: what each probes, on which images, with which labels.
+
+**The offline world's suite** (``world_suite``): the 03 student was distilled on the world's training
+images (six shapes, six colours, four background styles). Its tasks probe what a representation keeps:
+the two factors in-domain and on the two held-out background styles, the joint 36-way shape x colour
+task (only a model that keeps both factors can solve it), few-shot shape on held-out backgrounds, and
+15 novel shapes no world model was trained on. The concept-generalization levels of the world
+(``world_levels``) are built by the real CoG builder (``workbench.data.cog``): the 15 novel shapes are
+WordNet nouns (trapezoid, hexagon, heart, arrow, house, fish, ...), ranked by Lin similarity to the six
+seen shapes' synsets and cut into 5 levels of 3; each level is a 3-way task.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.params import as_list
+from ..data import world
+from ..data.cog import CogLevels, cog_levels
+from ..probing import ProbeTask
+
+
+@dataclass(frozen=True)
+class TransferTask:
+    name: str
+    dataset: str  # a world dataset name (WORLD_DATASETS) or an ImageFolder path
+    label: str  # which label of the dataset is the target
+    shots: int | None = None  # few-shot: training images per class (None: the whole training split)
+    description: str = ""
+
+    @property
+    def probe_task(self) -> ProbeTask:
+        return ProbeTask(self.name, self.label, shots=self.shots)
+
+    @property
+    def protocol(self) -> str:
+        return self.probe_task.protocol
+
+
+WORLD_TASKS = (
+    TransferTask("shape", "world", "shape", description="6 shapes, training backgrounds (in-domain)"),
+    TransferTask("colour", "world", "colour", description="6 colours, training backgrounds (in-domain)"),
+    TransferTask("shape_x_colour", "world", "shape_x_colour",
+                 description="36 shape-colour pairs: needs both factors in one feature"),
+    TransferTask("shape_new_bg", "world_new_backgrounds", "shape",
+                 description="6 shapes on held-out backgrounds (stripes, checker)"),
+    TransferTask("colour_new_bg", "world_new_backgrounds", "colour",
+                 description="6 colours on held-out backgrounds"),
+    TransferTask("shape_new_bg_5shot", "world_new_backgrounds", "shape", shots=5,
+                 description="6 shapes on held-out backgrounds, 5 training images per class"),
+    TransferTask("novel_shapes", "world_novel_shapes", "shape",
+                 description="15 shapes no world model was trained on"),
+)
+
+# The world's shapes as WordNet 3.0 noun synsets: the seen concepts, and the novel (unseen) ones.
+WORLD_SHAPE_WNIDS = {"circle": "n13873502", "square": "n13878634", "triangle": "n13879320",
+                     "diamond": "n13882961", "plus": "n06811986", "ring": "n13875392"}
+NOVEL_SHAPE_WNIDS = {"trapezoid": "n13881512", "pentagon": "n13882201", "hexagon": "n13882276", "star": "n13881644",
+                     "semicircle": "n13874251", "heart": "n13865904", "sector": "n13875027",
+                     "crescent": "n13896217", "teardrop": "n13901925", "bell": "n13886260", "arrow": "n06818121",
+                     "letter_x": "n06833663", "house": "n03544360", "fish": "n02512053", "hourglass": "n03544143"}
+assert set(WORLD_SHAPE_WNIDS) == set(world.SHAPES) and set(NOVEL_SHAPE_WNIDS) == set(world.NOVEL_SHAPES)
+
+WORLD_DATASETS = ("world", "world_new_backgrounds", "world_novel_shapes")
+
+
+def world_suite(names=None) -> list[TransferTask]:
+    """The offline world's tasks (all, or those named)."""
+    known = {t.name: t for t in WORLD_TASKS}
+    if names is None:
+        return list(WORLD_TASKS)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown world task(s) {unknown}; known: {list(known)} (or name=path for an ImageFolder)")
+    return [known[n] for n in names]
+
+
+def parse_tasks(spec) -> list[TransferTask]:
+    """``world`` (the whole offline suite), world task names, and ``name=path`` ImageFolder tasks."""
+    tasks = []
+    for item in as_list(spec, "tasks"):
+        name, sep, path = item.partition("=")
+        if sep:
+            name, path = name.strip(), path.strip()
+            if not Path(path).is_dir():
+                raise FileNotFoundError(f"task {name!r}: {path!r} is not a folder (an ImageFolder: <class>/<image>, "
+                                        "or train/ and val/ holding them)")
+            tasks.append(TransferTask(name, path, "classes", description=f"ImageFolder {path}"))
+        elif item == "world":
+            tasks += world_suite()
+        else:
+            tasks += world_suite([item])
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"task names must be distinct, got {names}")
+    return tasks
+
+
+def world_levels(n_levels: int = 5) -> tuple[CogLevels, list[list[str]]]:
+    """CoG levels of the world's novel shapes: WordNet Lin similarity to the six seen shapes."""
+    levels = cog_levels(WORLD_SHAPE_WNIDS.values(), NOVEL_SHAPE_WNIDS.values(), n_levels=n_levels)
+    by_wnid = {w: s for s, w in NOVEL_SHAPE_WNIDS.items()}
+    return levels, [[by_wnid[w] for w in level] for level in levels.levels]
+
+
+def level_tasks(level_shapes: list[list[str]]) -> list[TransferTask]:
+    return [TransferTask(f"L{k}", "world_novel_shapes", f"L{k}",
+                         description=f"level {k}: {', '.join(shapes)}") for k, shapes in enumerate(level_shapes, 1)]
