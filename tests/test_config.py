@@ -80,6 +80,14 @@ def test_roles_and_the_run_key():
     assert "**" in Toy(epochs=9)._repr_markdown_() and "| epochs | 9 |" not in Toy()._repr_markdown_()
 
 
+def test_a_record_from_before_a_parameter_existed_is_the_same_run_at_its_default(tmp_path):
+    old = {k: v for k, v in Toy().run_key().items() if k != "frac"}  # written before Toy had frac
+    prepare_out_dir(tmp_path / "run", old, kind="toy", log=lambda *_: None)
+    Toy().claim_out_dir(tmp_path / "run", log=lambda *_: None)  # frac at its default: the same run
+    with pytest.raises(OutDirError, match=r"frac: folder 0.5, this run 0.25"):
+        Toy(frac=0.25).claim_out_dir(tmp_path / "run", log=lambda *_: None)
+
+
 def test_every_stage_marks_how_it_runs_as_execution_only():
     assert set(DistillConfig.fields_with_role("execution")) == {"device", "torch_compile", "nproc", "ckpt_every",
                                                                 "keep_checkpoints"}

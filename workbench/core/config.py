@@ -157,7 +157,8 @@ class Config:
 
     def claim_out_dir(self, out_dir, overwrite: bool = False, log=print) -> Path:
         """Make ``out_dir`` this run's folder (``prepare_out_dir``: the same run continues, another is refused)."""
-        return prepare_out_dir(out_dir, self.run_key(), overwrite, kind=self.kind, log=log)
+        return prepare_out_dir(out_dir, self.run_key(), overwrite, kind=self.kind, log=log,
+                               defaults=self.default_run_key())
 
     # ------------------------------------------------------------------ what it is
 
@@ -173,6 +174,11 @@ class Config:
     def run_key(self) -> dict:
         """What decides the results: the result fields. Two configs with the same key are the same run."""
         return {name: getattr(self, name) for name in self.fields_with_role("result")}
+
+    @classmethod
+    def default_run_key(cls) -> dict:
+        """The run key of the defaults: what a record written before a field existed is read with."""
+        return {f.name: _default(f) for f in dataclasses.fields(cls) if f.metadata.get("role", "result") == "result"}
 
     @classmethod
     def parameter_help(cls) -> dict[str, str]:

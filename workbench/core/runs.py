@@ -38,9 +38,12 @@ def _normalise(config: dict) -> dict:
     return json.loads(json.dumps(config, default=str))
 
 
-def differences(have: dict, want: dict) -> dict[str, tuple]:
+def differences(have: dict, want: dict, defaults: dict | None = None) -> dict[str, tuple]:
+    """{key: (recorded, wanted)} where two configurations differ. A key the record lacks reads as its value in
+    ``defaults``: a run recorded before a parameter existed ran with that parameter's default."""
+    defaults = _normalise(defaults or {})
     keys = list(want) + [k for k in have if k not in want]
-    pairs = {k: (have.get(k, "<absent>"), want.get(k, "<absent>")) for k in keys}
+    pairs = {k: (have.get(k, defaults.get(k, "<absent>")), want.get(k, "<absent>")) for k in keys}
     return {k: (a, b) for k, (a, b) in pairs.items() if a != b}
 
 
@@ -55,8 +58,10 @@ def read_record(out_dir) -> dict | None:
                           f"{path.parent}. Use another out_dir, or overwrite=True to clear it.") from None
 
 
-def prepare_out_dir(out_dir, config: dict, overwrite: bool = False, kind: str = "run", log=print) -> Path:
-    """Make ``out_dir`` hold this configuration's run; returns its path. See the module docstring."""
+def prepare_out_dir(out_dir, config: dict, overwrite: bool = False, kind: str = "run", log=print,
+                    defaults: dict | None = None) -> Path:
+    """Make ``out_dir`` hold this configuration's run; returns its path. See the module docstring.
+    ``defaults``: the value of each key in a record that lacks it (see ``differences``)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutDirError(f"out_dir {str(out)!r} is a file; give a folder")
@@ -77,7 +82,7 @@ def prepare_out_dir(out_dir, config: dict, overwrite: bool = False, kind: str = 
         if record.get("kind") != kind:
             raise OutDirError(f"out_dir {str(out)!r} holds a {record.get('kind')!r} run, not {kind!r}: use "
                               f"another out_dir, or overwrite=True to delete that run.")
-        diff = differences(record.get("config", {}), config)
+        diff = differences(record.get("config", {}), config, defaults)
         if diff:
             lines = "; ".join(f"{k}: folder {a!r}, this run {b!r}" for k, (a, b) in diff.items())
             raise OutDirError(

@@ -19,7 +19,7 @@ import torch
 from ..core.checkpoint import Checkpoints, TrainState, load_train_state, save_train_state
 from ..core.files import atomic_folder, load_tensors, save_json, save_jsonl, save_tensors
 from ..core.live import MetricsLog
-from ..core.runs import OutDirError
+from ..core.runs import OutDirError, differences
 from ..models.students import STUDENT_CONFIG, STUDENT_WEIGHTS
 from .config import DistillConfig
 from .unic import UNIC
@@ -55,9 +55,10 @@ def resume(ckpts: Checkpoints, model: UNIC, opt, generators: dict, cfg: DistillC
     for path in reversed(found):  # newest first; an unreadable one falls back to the one before
         try:
             have = json.loads((path / STUDENT_CONFIG).read_text())
-            same = {k: have.get("config", {}).get(k) for k in want}
-            if same != want or have.get("data") != data_fingerprint:
-                diff = [f"{k}: checkpoint {same.get(k)!r}, this run {v!r}" for k, v in want.items() if same.get(k) != v]
+            recorded = {k: v for k, v in have.get("config", {}).items() if k in want}  # execution fields may differ
+            diff = [f"{k}: checkpoint {a!r}, this run {b!r}"
+                    for k, (a, b) in differences(recorded, want, cfg.default_run_key()).items()]
+            if diff or have.get("data") != data_fingerprint:
                 if have.get("data") != data_fingerprint:
                     diff.append("the training data differ (other images, labels or split)")
                 raise OutDirError(f"{out_dir} holds checkpoints of another run ({'; '.join(diff)}). Rerun with that "

@@ -97,7 +97,8 @@ class DistillConfig(Config):
     def claim_out_dir(self, out_dir, overwrite: bool = False, log=print) -> Path:
         """``prepare_out_dir``, then the run file goes there: the out_dir documents its run, and
         ``python -m workbench distill --config <out_dir>/run.yaml`` (or torchrun) continues it."""
-        out = prepare_out_dir(out_dir, self.run_key(), overwrite, kind=self.kind, log=log)
+        out = prepare_out_dir(out_dir, self.run_key(), overwrite, kind=self.kind, log=log,
+                              defaults=self.default_run_key())
         save_run_config(out / RUN_FILE, self, out_dir=out)
         return out
 

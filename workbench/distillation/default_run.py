@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from ..core.files import cache_dir, config_hash
-from ..core.runs import OutDirError, read_record
+from ..core.runs import OutDirError, differences, read_record
 from ..data import load_data, world
 from ..models import create_teacher, student_geometry
 from ..models.students import STUDENT_CONFIG
@@ -33,8 +33,8 @@ def is_default_run(folder: Path, n_train: int, n_test: int) -> bool:
         saved = json.loads((folder / "checkpoint" / STUDENT_CONFIG).read_text())
     except (OSError, ValueError, OutDirError):
         return False
-    return (record.get("kind") == DistillConfig.kind and record.get("config") == default_key(n_train, n_test)
-            and saved.get("epoch") == DistillConfig().epochs)
+    same = not differences(record.get("config", {}), default_key(n_train, n_test), DistillConfig.default_run_key())
+    return record.get("kind") == DistillConfig.kind and same and saved.get("epoch") == DistillConfig().epochs
 
 
 def default_student(n_train: int = 6000, n_test: int = 2000, search: Path | None = DEFAULT_03_OUT, log=print) -> Path:
