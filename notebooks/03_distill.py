@@ -45,6 +45,7 @@ n_test = 2000                          # offline world only: test images for the
 epochs = 8
 batch_size = 64                        # the global batch, whatever the number of processes
 lr = 0.002
+min_lr = 0.0                           # the learning rate the cosine schedule ends at
 weight_decay = 0.05
 warmup_frac = 0.1                      # share of the steps spent warming the learning rate up
 grad_clip = 1.0                        # gradient norm clipping (0: none)

@@ -131,3 +131,12 @@ def test_attention_is_fused_and_teachers_keep_no_autograd_state(monkeypatch):
     assert len(calls) == 3 * 4  # teacher (shape discovery, step) and student (step), 4 blocks each
     assert all(p.grad is None for p in teacher.parameters())
     assert all(b.mlp.fc1.weight.grad is not None for b in student.vit.blocks)
+
+
+def test_the_learning_rate_warms_up_then_follows_a_cosine_to_min_lr():
+    from workbench.core.training import get_lr
+
+    lrs = [get_lr(step, 100, 1.0, 0.1, min_lr=0.2) for step in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == 1.0 and lrs[10] == 1.0  # 10 warm-up steps to the peak
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] == pytest.approx(0.2, abs=1e-3)
+    assert [get_lr(s, 100, 1.0, 0.1) for s in range(100)] == [get_lr(s, 100, 1.0, 0.1, min_lr=0.0) for s in range(100)]

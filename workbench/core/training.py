@@ -28,13 +28,13 @@ def configure_optimizer(model: nn.Module, lr: float, weight_decay: float) -> tor
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
 
 
-def get_lr(step: int, total: int, lr: float, warmup_frac: float) -> float:
-    """Linear warm-up over the first ``warmup_frac`` of the steps (at least one), then cosine to zero."""
+def get_lr(step: int, total: int, lr: float, warmup_frac: float, min_lr: float = 0.0) -> float:
+    """Linear warm-up over the first ``warmup_frac`` of the steps (at least one), then cosine to ``min_lr``."""
     warmup = max(1, int(warmup_frac * total))
     if step < warmup:
         return lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
-    return lr * 0.5 * (1 + math.cos(math.pi * progress))
+    return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

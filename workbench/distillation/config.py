@@ -56,6 +56,7 @@ class DistillConfig(Config):
     epochs: int = param(8, ge=1, help="passes over the training split")
     batch_size: int = param(64, ge=1, help="the global batch, whatever the number of processes")
     lr: float = param(2e-3, gt=0, help="peak learning rate (AdamW)")
+    min_lr: float = param(0.0, ge=0, help="the learning rate the cosine schedule ends at")
     weight_decay: float = param(0.05, ge=0, help="AdamW weight decay of the weight matrices")
     warmup_frac: float = param(0.1, ge=0, le=1, help="share of the steps spent warming the learning rate up")
     grad_clip: float = param(1.0, ge=0, help="gradient norm clipping (0: none)")

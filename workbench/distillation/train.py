@@ -114,7 +114,7 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
                                      f"({'; '.join(batch.skipped[:3])}); "
                                      "a distributed run needs a readable image in every batch: remove the broken files")
                 continue
-            step, lr = state.step, get_lr(state.step, total, cfg.lr, cfg.warmup_frac)
+            step, lr = state.step, get_lr(state.step, total, cfg.lr, cfg.warmup_frac, cfg.min_lr)
             set_lr(opt, lr)
 
             # Forward: standardized teacher targets, the ladder's predictions, teacher dropping (unic.py).
