@@ -24,9 +24,13 @@ def notebook_differences(ipynb: Path, source: Path) -> list[str]:
     a, b = cells(nbformat.read(ipynb, as_version=4)), cells(jupytext.read(source))
     out = [f"{ipynb.name} has {len(a)} cells, {source.name} {len(b)}"] if len(a) != len(b) else []
     for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            out.append(f"cell {i} differs: {ipynb.name} {x[0]} {x[2]} {x[1][:60]!r}..., "
-                       f"{source.name} {y[0]} {y[2]} {y[1][:60]!r}...")
+        if x[0] != y[0] or x[2] != y[2]:
+            out.append(f"cell {i}: {ipynb.name} has a {x[0]} cell tagged {x[2]}, "
+                       f"{source.name} a {y[0]} cell tagged {y[2]}")
+        elif x[1] != y[1]:
+            lines = list(zip(x[1].splitlines() + [""], y[1].splitlines() + [""]))
+            k, (u, v) = next((k, pair) for k, pair in enumerate(lines) if pair[0] != pair[1])
+            out.append(f"cell {i}, line {k + 1}: {ipynb.name} {u!r}, {source.name} {v!r}")
     return out
 
 

@@ -67,7 +67,7 @@ def map_jobs(fn: Callable[[Any, Any, Callable[[dict], None]], Any], jobs: Sequen
         _terminate(pool)
         raise RuntimeError("a worker process died (out of memory? or, in a script, a call without the "
                            "`if __name__ == '__main__':` guard that spawned processes need); run the jobs in this "
-                           "process instead (workers=1; task_workers = 1 in 03) to see why") from err
+                           "process instead (workers=1; workers = 1 in 05) to see why") from err
     except BaseException:  # a failed job, or an interrupted kernel: stop the others now rather than after their jobs
         _terminate(pool)
         raise
