@@ -32,7 +32,7 @@ from ..core.live import follow
 from ..data import load_data
 from ..models import Teacher, create_teacher
 from .config import RUN_FILE, DistillConfig, load_run_config
-from .train import DistillRun, distill
+from .train import DistillRun, describe_run, distill
 
 
 def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_every: int = 10, overwrite: bool = False,
@@ -61,10 +61,7 @@ def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_ev
             torch.manual_seed(cfg.seed)  # the same random teachers on every rank (random_teachers)
             teachers = {t: create_teacher(t, pretrained=not random_teachers) for t in cfg.teachers}
         run = distill(cfg, data, teachers, out_dir=out_dir, log_every=log_every, log=say)
-        say(f"distilled in {run.runtime_s:.0f}s of training"
-            + (f", resumed from step {run.resumed_from}" if run.resumed_from is not None else "")
-            + (f", {len(run.skipped)} unreadable training images skipped" if run.skipped else "")
-            + f"; student: {run.checkpoint}")
+        say(run.describe())
         return run
     finally:
         cleanup()
@@ -83,10 +80,7 @@ class LaunchedRun:
     nproc: int = 1
 
     def describe(self) -> str:
-        return (f"distilled in {self.runtime_s:.0f}s in {self.nproc} processes, start-up included"
-                + (f", resumed from step {self.resumed_from}" if self.resumed_from is not None else "")
-                + (f", {len(self.skipped)} unreadable training images skipped" if self.skipped else "")
-                + f"; student: {self.checkpoint}")
+        return describe_run(f"distilled in {self.runtime_s:.0f}s in {self.nproc} processes, start-up included", self)
 
 
 def torchrun_command(config_path, nproc: int, out_dir=None, extra: list[str] | None = None) -> list[str]:

@@ -47,10 +47,15 @@ class DistillRun:
     resumed_from: int | None = None  # the step this call resumed from, None for a fresh start
 
     def describe(self) -> str:
-        return (f"distilled in {self.runtime_s:.0f}s of training"
-                + (f", resumed from step {self.resumed_from}" if self.resumed_from is not None else "")
-                + (f", {len(self.skipped)} unreadable training images skipped" if self.skipped else "")
-                + f"; student: {self.checkpoint}")
+        return describe_run(f"distilled in {self.runtime_s:.0f}s of training", self)
+
+
+def describe_run(head: str, run) -> str:
+    """One line about a finished run (a ``DistillRun`` or a ``LaunchedRun``): ``head``, then where it resumed,
+    what it skipped and where the student is."""
+    return (head + (f", resumed from step {run.resumed_from}" if run.resumed_from is not None else "")
+            + (f", {len(run.skipped)} unreadable training images skipped" if run.skipped else "")
+            + f"; student: {run.checkpoint}")
 
 
 def check_global_batch(batch_size: int, world: World) -> None:

@@ -1,7 +1,7 @@
 """Frozen features: a model encodes a split once; the features are cached on disk, keyed by weights and data.
 
-    train = split_features(encoder, data, "train", device)            # cached under $WORKBENCH_CACHE/features
-    test = split_features(encoder, data, "test", device, cache=False)  # or computed afresh
+    train, test = split_features(encoder, data, ("train", "test"), device)  # cached under $WORKBENCH_CACHE/features
+    train, test = split_features(encoder, data, cache=False)                # or computed afresh
 
 Unreadable images are skipped and listed (``FeatureSet.skipped``), never fatal.
 """
@@ -93,12 +93,14 @@ def cached_features(name: str, fingerprint: str, encode, data, split: str, devic
     return fs
 
 
-def split_features(encoder: Encoder, data, split: str, device, cache: bool = True, log=print) -> FeatureSet:
-    """The features of one split: from the cache (built when absent), or computed afresh with ``cache=False``."""
+def split_features(encoder: Encoder, data, splits=("train", "test"), device="cpu", cache: bool = True,
+                   log=print) -> list[FeatureSet]:
+    """The features of each split: from the cache (built when absent), or computed afresh with ``cache=False``."""
     if not cache:
-        return extract_features(encoder.encode, data, split, device)
-    return cached_features(encoder.cache_key or encoder.name, encoder.fingerprint, encoder.encode, data, split, device,
-                           log=log)
+        return [extract_features(encoder.encode, data, split, device) for split in splits]
+    fingerprint = encoder.fingerprint  # the weights, hashed once for every split
+    name = encoder.cache_key or encoder.name
+    return [cached_features(name, fingerprint, encoder.encode, data, split, device, log=log) for split in splits]
 
 
 @torch.no_grad()

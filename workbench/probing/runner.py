@@ -66,8 +66,7 @@ def probe(encoders: Sequence[Encoder], data, device, tasks: Sequence[ProbeTask] 
         raise ValueError(f"{data.name!r} has no label {missing}; its tasks: {', '.join(data.tasks)}")
     jobs = []
     for encoder in encoders:
-        train = split_features(encoder, data, "train", device, cache, log)
-        test = split_features(encoder, data, "test", device, cache, log)
+        train, test = split_features(encoder, data, ("train", "test"), device, cache, log)
         if train.skipped or test.skipped:
             log(f"  {encoder.name} on {data.name}: {len(train.skipped) + len(test.skipped)} unreadable images skipped")
         jobs += [(encoder.name, task, train, test) for task in tasks]
