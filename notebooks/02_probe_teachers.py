@@ -28,8 +28,11 @@
 # The defaults probe the two specialists of the built-in offline world: each should be strong on its own factor
 # and near chance on the other. Real teachers (`dino_vitb16`, `deit3_vitb16`, `dinov2_vitb14`, `clip_vitb16`, ...,
 # or any timm name) load from the local Hugging Face cache; iBOT and dBOT from their official checkpoint files
-# (`-p checkpoints ibot_vitb16=/path/checkpoint_teacher.pth`). `data` can be any ImageFolder, e.g. the synthetic
-# clone from notebook 01 for training and real ImageNet val (`train/` + `val/` folders).
+# (`-p checkpoints ibot_vitb16=/path/checkpoint_teacher.pth`), as do DeiT-III's, DINO's and the released UNIC
+# students (`-p checkpoints deit3_vitb16=deit_3_base_224_1k.pth`). Each teacher reads image files with its release's
+# evaluation transform (DINO, iBOT, dBOT: resize 256 bicubic + centre crop 224; DeiT-III: resize 224), which
+# `preprocessing` overrides (`-p preprocessing dino_vitb16=deit3`). `data` can be any ImageFolder, e.g. the
+# synthetic clone from notebook 01 for training and real ImageNet val (`train/` + `val/` folders).
 
 # %% tags=["parameters"]
 teachers = "world_colour,world_shape"  # registry names or timm names; comma-separated or a YAML list
@@ -37,7 +40,8 @@ data = "world"                         # "world", or an ImageFolder path (<class
 probe = "both"                         # "linear", "knn" or "both"
 shots = "1,5,25"                       # few-shot probes: images per class ("" for none)
 feature = "cls"                        # "cls", "patch_mean" or "cls+patch_mean"
-checkpoints = ""                       # optional checkpoint file per teacher (see above)
+checkpoints = ""                       # optional weight file per teacher, in its release's format (see above)
+preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: "name=recipe,..."
 image_size = 224                       # ImageFolder data: images are decoded at this size
 n_train = 6000                         # offline world only
 n_test = 2000
@@ -75,7 +79,8 @@ print(ds.describe())
 # %%
 encoders = []
 for name in cfg.teachers:
-    teacher = wb.create_teacher(name, checkpoint=cfg.checkpoints.get(name)).to(dev)
+    teacher = wb.create_teacher(name, checkpoint=cfg.checkpoints.get(name),
+                                preprocessing=cfg.preprocessing.get(name)).to(dev)
     encoders.append(wb.Encoder(name, lambda x, m=teacher: m(x).pooled(cfg.feature), teacher,
                                cache_key=f"{name}/{cfg.feature}"))
 rows = wb.probe(encoders, ds, dev, cfg.probe_tasks(ds.tasks))

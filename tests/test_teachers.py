@@ -32,10 +32,39 @@ def test_timm_teacher_features_and_checkpoint_round_trip(tmp_path):
     assert torch.allclose(feats.patch, expected[:, 1:], atol=1e-5)
 
 
-@pytest.mark.slow
-def test_missing_hub_weights_name_the_teacher():
-    with pytest.raises(FileNotFoundError, match="vit_tiny_patch16_224.*checkpoint"):
+def test_missing_hub_weights_fail_at_once_naming_the_teacher(tmp_path, monkeypatch):
+    """The local cache is looked up first: no network retries before the message (it used to take ~45 s)."""
+    import time
+
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    t0 = time.time()
+    with pytest.raises(FileNotFoundError, match=r"vit_tiny_patch16_224.*not in the local Hugging Face cache.*"
+                                                r"hf download timm/vit_tiny_patch16_224"):
         wb.create_teacher("vit_tiny_patch16_224", pretrained=True)
+    assert time.time() - t0 < 10
+
+
+def test_hub_weights_load_from_the_local_cache(tmp_path, monkeypatch):
+    """A Hugging Face cache laid out as huggingface_hub writes it (models--org--name/snapshots/<rev>, refs/main)."""
+    import huggingface_hub.constants
+
+    name = "vit_tiny_patch16_224"
+    reference = timm.create_model(name, pretrained=False, num_classes=0).eval()
+    hub_id = reference.pretrained_cfg["hf_hub_id"]
+    repo = tmp_path / "hub" / f"models--{hub_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123456789abcdef")
+    (repo / "snapshots" / "0123456789abcdef").mkdir(parents=True)
+    head = {"head.weight": torch.zeros(1000, 192), "head.bias": torch.zeros(1000)}  # hub files keep their head
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()} | head,
+              str(repo / "snapshots" / "0123456789abcdef" / "model.safetensors"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    teacher = wb.create_teacher(name, pretrained=True)
+    images = torch.rand(2, 3, 224, 224)
+    assert torch.equal(teacher(images).cls, reference.forward_features(teacher.preprocess(images))[:, 0])
+    assert teacher.preprocessing.mean == tuple(reference.pretrained_cfg["mean"])  # timm's config for timm names
 
 
 def test_missing_checkpoint_file_says_so(tmp_path):

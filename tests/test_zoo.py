@@ -8,6 +8,7 @@ from safetensors.torch import save_file
 
 import workbench as wb
 from workbench.models import list_teachers
+from workbench.models.preprocess import PREPROCESSING
 from workbench.models.weights import UnsafeCheckpoint
 from workbench.models.zoo import SPECS
 
@@ -27,7 +28,10 @@ def save_like_its_authors(teacher, name, folder):
     elif spec is not None and spec.checkpoint_format == "dbot":  # MAE-style fine-tune: fc_norm and a classifier
         path = folder / "dbot_base_finetune.pth"
         torch.save({"model": {**state, "head.weight": torch.zeros(1000, 768), "head.bias": torch.zeros(1000)}}, path)
-    else:
+    elif spec is not None and spec.checkpoint_format == "unic":  # UNIC(encoder, ladder) in DistributedDataParallel
+        path = folder / "unic.pth"
+        torch.save({"model": {f"module.encoder.{k}": v for k, v in state.items()}, "epoch": 200}, path)
+    else:  # timm's names (tests/test_release_formats.py writes each release's own)
         path = folder / f"{name}.safetensors"
         save_file(state, str(path))
     return path
@@ -47,9 +51,10 @@ def test_every_registry_entry_builds_offline_and_round_trips(name, tmp_path):
 
 def test_zoo_covers_the_teachers_of_the_field():
     expected = {"dino_vits16", "dino_vitb16", "deit3_vits16", "deit3_vitb16", "dinov2_vits14", "dinov2_vitb14",
-                "clip_vitb16", "mae_vitb16", "deit_vitb16", "ibot_vitb16", "dbot_vitb16"}
+                "clip_vitb16", "mae_vitb16", "deit_vitb16", "ibot_vitb16", "dbot_vitb16", "unic_vitb16"}
     assert expected <= set(list_teachers())
-    assert SPECS["dinov2_vitb14"].patch_size == 14 and SPECS["clip_vitb16"].mean[0] == pytest.approx(0.4815, abs=1e-3)
+    assert SPECS["dinov2_vitb14"].arch == "vit_base_patch14_dinov2"
+    assert PREPROCESSING[SPECS["clip_vitb16"].preprocessing].mean[0] == pytest.approx(0.4815, abs=1e-3)
 
 
 @pytest.mark.parametrize("name", ["dinov2_vits14", "deit3_vits16", "clip_vitb16"])

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..core.distributed import ShardSampler
+from ..core.files import config_hash
 
 
 class InMemorySplit(Dataset):
@@ -66,6 +67,17 @@ class Data:
     image_size: int
     fingerprint: str  # identifies the exact images and labels: keys the feature cache
     empty_classes: dict[str, list[str]] = field(default_factory=dict)  # split -> class folders without images
+
+    def with_transform(self, transform, key: str, splits: tuple[str, ...] = ("train", "test")) -> Data:
+        """The same data, the files of ``splits`` decoded by ``transform`` (PIL image -> tensor in [0, 1]), e.g. a
+        model's evaluation preprocessing; ``key`` (what the transform is) joins the fingerprint, so features of
+        one transform never stand for another's. Splits held in memory (the offline world) are unchanged."""
+        changed = {s: getattr(self, s).with_transform(transform) for s in splits
+                   if hasattr(getattr(self, s), "with_transform")}
+        if not changed:
+            return self
+        fingerprint = config_hash({"data": self.fingerprint, "transform": key, "splits": sorted(changed)})
+        return replace(self, fingerprint=fingerprint, **changed)
 
     def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, workers: int | None = None,
                epoch: int = 0, start: int = 0, rank: int = 0, world_size: int = 1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,17 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", "
 
 
 class ImageFolderSplit(Dataset):
-    """Files listed up front; decoded, resized (shorter side) and centre-cropped on access."""
+    """Files listed up front; decoded on access, then ``transform`` (PIL image -> tensor in [0, 1]), by default
+    the shorter side resized to ``image_size`` and the centre cropped."""
 
-    def __init__(self, samples: list[tuple[Path, int]], image_size: int, task: str):
+    def __init__(self, samples: list[tuple[Path, int]], image_size: int, task: str, transform: Callable | None = None):
         self.samples, self.image_size, self.task = samples, image_size, task
+        self.transform = transform or ResizeCrop(image_size)
         self.labels = {task: torch.tensor([y for _, y in samples])}
+
+    def with_transform(self, transform: Callable) -> ImageFolderSplit:
+        """The same files, decoded with another transform (a model's own evaluation preprocessing)."""
+        return ImageFolderSplit(self.samples, self.image_size, self.task, transform)
 
     def __len__(self):
         return len(self.samples)
@@ -38,11 +45,20 @@ class ImageFolderSplit(Dataset):
         path, y = self.samples[i]
         try:
             with Image.open(path) as img:
-                img = to_rgb(img)
-                img = TF.center_crop(TF.resize(img, self.image_size, antialias=True), self.image_size)
+                image = self.transform(to_rgb(img))
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
             return None, f"{path}: {type(err).__name__}: {err}"  # unreadable or truncated: skipped and reported
-        return TF.to_tensor(img), {self.task: torch.tensor(y)}
+        return image, {self.task: torch.tensor(y)}
+
+
+class ResizeCrop:
+    """The default decoding: the shorter side to ``size`` (bilinear, antialiased), the centre crop, [0, 1]."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, img) -> torch.Tensor:
+        return TF.to_tensor(TF.center_crop(TF.resize(img, self.size, antialias=True), self.size))
 
 
 def to_rgb(img):

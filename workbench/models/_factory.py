@@ -5,26 +5,37 @@ be a timm model, whose weights come from the local Hugging Face cache or a check
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import timm
 
 from ..core.params import ParameterError
 from ._registry import is_registered, list_teachers, teacher_builder
+from .preprocess import PREPROCESSING, Preprocessing, preprocessing_named
 from .teachers import Teacher, TimmTeacher
-from .weights import create_timm_model, load_timm_checkpoint
+from .weights import create_timm_model, load_checkpoint
 
 
-def create_teacher(name: str, pretrained: bool = True, checkpoint: str | None = None) -> Teacher:
-    """Build a teacher by registry name, or any timm model name; returns it frozen and in eval mode."""
+def create_teacher(name: str, pretrained: bool = True, checkpoint: str | None = None,
+                   preprocessing: str | Preprocessing | None = None) -> Teacher:
+    """Build a teacher by registry name, or any timm model name; returns it frozen and in eval mode.
+
+    ``checkpoint``: a weight file (a timm name reads it as a timm-family file; a zoo name in its release's own
+    format). ``preprocessing``: a recipe name (``workbench.models.preprocess.PREPROCESSING``) or a
+    ``Preprocessing``, instead of the release's (zoo) or the timm config's (timm names)."""
+    if isinstance(preprocessing, str):
+        preprocessing = preprocessing_named(preprocessing)
     if is_registered(name):
-        teacher = teacher_builder(name)(pretrained=pretrained, checkpoint=checkpoint)
+        options = {"preprocessing": preprocessing} if preprocessing is not None else {}
+        teacher = teacher_builder(name)(pretrained=pretrained, checkpoint=checkpoint, **options)
     else:
         check_teacher_names([name])
         if checkpoint is not None:
             model = timm.create_model(name, pretrained=False, num_classes=0)
-            load_timm_checkpoint(model, checkpoint, name)
+            load_checkpoint(model, checkpoint, "timm", name)
         else:
             model = create_timm_model(name, pretrained)
-        teacher = TimmTeacher(name, model)
+        teacher = TimmTeacher(name, model, preprocessing)
     teacher.requires_grad_(False)
     return teacher.eval()
 
@@ -39,3 +50,20 @@ def check_teacher_names(names: list[str]) -> list[str]:
     if len(set(names)) != len(names):
         raise ParameterError(f"teachers must be distinct, got {names}")
     return list(names)
+
+
+def check_teacher_options(teachers: list[str], checkpoints: dict[str, str], preprocessing: dict[str, str]) -> None:
+    """A config's per-teacher ``checkpoints`` (files that exist) and ``preprocessing`` (known recipes) name teachers
+    of the run."""
+    for field_name, mapping in (("checkpoints", checkpoints), ("preprocessing", preprocessing)):
+        unknown = sorted(set(mapping) - set(teachers))
+        if unknown:
+            raise ParameterError(f"{field_name} names {unknown}, which are not among the teachers {teachers}")
+    for name, path in checkpoints.items():
+        if not Path(path).is_file():
+            raise ParameterError(f"checkpoints: the file of {name!r}, {path!r}, does not exist; give the path of its "
+                                 "weights as its release ships them (e.g. checkpoint_teacher.pth)")
+    for name, recipe in preprocessing.items():
+        if recipe not in PREPROCESSING:
+            raise ParameterError(f"preprocessing of {name!r}: unknown recipe {recipe!r}; "
+                                 f"known: {sorted(PREPROCESSING)}")

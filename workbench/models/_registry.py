@@ -5,6 +5,8 @@ all); ``create_teacher`` (``workbench.models._factory``) looks them up here.
 
     @register_teacher("world_shape", "offline-world specialist ...")
     def world_shape(pretrained: bool = True, checkpoint: str | None = None) -> Teacher: ...
+
+A builder that takes ``preprocessing`` (a ``Preprocessing``) lets users override its evaluation transform.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ _descriptions: dict[str, str] = {}
 
 
 def register_teacher(name: str, description: str) -> Callable:
-    """Decorator: ``builder(pretrained: bool, checkpoint: str | None) -> Teacher`` is created by ``name``."""
+    """Decorator: ``builder(pretrained: bool, checkpoint: str | None[, preprocessing]) -> Teacher`` is created by
+    ``name``."""
 
     def wrap(builder: Callable) -> Callable:
         _builders[name] = builder

@@ -160,7 +160,9 @@ def load_or_train(name: str, cfg: SpecialistConfig, log=print) -> Teacher:
 
 
 def _register(name: str, cfg: SpecialistConfig):
-    def builder(pretrained: bool = True, checkpoint: str | None = None) -> Teacher:
+    def builder(pretrained: bool = True, checkpoint: str | None = None, preprocessing=None) -> Teacher:
+        if preprocessing is not None:
+            raise ValueError(f"{name!r} reads the offline world's images as they are: it takes no preprocessing")
         if checkpoint is not None:
             model = build_specialist(cfg)
             model.load_state_dict(unwrap_state_dict(load_weights(checkpoint)))

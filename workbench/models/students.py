@@ -16,8 +16,7 @@ from pathlib import Path
 import timm
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from timm.models import register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, save_for_hf
 from timm.models.vision_transformer import VisionTransformer
 
 from ..core.checkpoint import Checkpoints
@@ -25,23 +24,34 @@ from ..core.files import load_tensors
 from ..core.params import ParameterError
 from ..layers.attention import use_fused_attention
 from ..layers.conv_stem import ConvStemEmbed
+from .preprocess import Normalize, Preprocessing, preprocessing_named
+from .weights import CHECKPOINT_FORMATS, load_into, load_weights, unwrap_state_dict
 
 STUDENT_WEIGHTS = "student.safetensors"  # the encoder's weights in a student folder
 STUDENT_CONFIG = "config.json"  # {"config": {"student": ..., "image_size": ...}, ...}; written last
 
 
-def _small_vit(pretrained: bool, defaults: dict, kwargs: dict) -> VisionTransformer:
-    if pretrained:
-        raise ValueError("the offline-world students have no pretrained weights; they are trained by distillation")
-    kwargs = {k: v for k, v in kwargs.items() if not k.startswith("pretrained_cfg") and k != "cache_dir"}
-    return VisionTransformer(**{**defaults, **kwargs})
+def _cfg() -> dict:
+    """The timm config of the offline-world students: no hosted weights (they are distilled), mean = std = 0.5."""
+    return {"url": "", "num_classes": 0, "input_size": (3, 32, 32), "pool_size": None, "crop_pct": 1.0,
+            "interpolation": "bicubic", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+            "first_conv": "patch_embed.proj", "classifier": "head"}
+
+
+default_cfgs = generate_default_cfgs({name: _cfg() for name in (
+    "wb_vit_tiny_patch4_32", "wb_vitc_tiny_patch8_32", "wb_vitc_tiny_patch4_32", "wb_vit_tiny_patch8_32")})
+
+
+def _small_vit(variant: str, pretrained: bool, defaults: dict, kwargs: dict) -> VisionTransformer:
+    """Built as timm builds its own models, so an exported student loads back with ``pretrained=True`` and a file."""
+    return build_model_with_cfg(VisionTransformer, variant, pretrained, **{**defaults, **kwargs})
 
 
 @register_model
 def wb_vit_tiny_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
     """ViT for the 32x32 offline world: 64 patches of 4x4, width 128, 4 blocks."""
     defaults = dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4, mlp_ratio=3.0, num_classes=0)
-    return _small_vit(pretrained, defaults, kwargs)
+    return _small_vit("wb_vit_tiny_patch4_32", pretrained, defaults, kwargs)
 
 
 @register_model
@@ -49,7 +59,7 @@ def wb_vitc_tiny_patch8_32(pretrained: bool = False, **kwargs) -> VisionTransfor
     """Convolutional-stem ViT for the 32x32 offline world: 16 tokens from a 3-conv stem, width 128, 4 blocks."""
     defaults = dict(img_size=32, patch_size=8, embed_dim=128, depth=4, num_heads=4, mlp_ratio=3.0, num_classes=0,
                     embed_layer=ConvStemEmbed)
-    return _small_vit(pretrained, defaults, kwargs)
+    return _small_vit("wb_vitc_tiny_patch8_32", pretrained, defaults, kwargs)
 
 
 @register_model
@@ -57,25 +67,30 @@ def wb_vitc_tiny_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransfor
     """Convolutional-stem ViT for the 32x32 offline world: 64 tokens from a 2-conv stem, width 128, 4 blocks."""
     defaults = dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4, mlp_ratio=3.0, num_classes=0,
                     embed_layer=ConvStemEmbed)
-    return _small_vit(pretrained, defaults, kwargs)
+    return _small_vit("wb_vitc_tiny_patch4_32", pretrained, defaults, kwargs)
 
 
 @register_model
 def wb_vit_tiny_patch8_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
     """ViT for the 32x32 offline world: 16 patches of 8x8, width 128, 4 blocks."""
     defaults = dict(img_size=32, patch_size=8, embed_dim=128, depth=4, num_heads=4, mlp_ratio=3.0, num_classes=0)
-    return _small_vit(pretrained, defaults, kwargs)
+    return _small_vit("wb_vit_tiny_patch8_32", pretrained, defaults, kwargs)
 
 
 class Student(nn.Module):
-    """A timm ViT plus its own input normalisation; returns the CLS and patch tokens of every block.
+    """A timm ViT and its preprocessing; ``forward`` returns the tokens of every block, for the ladder.
 
-    The last block's tokens go through the ViT's final norm, so the feature that is probed after
-    training (``embed``) is exactly what the last projector of the ladder was trained on.
+    As in the official UNIC code, the ladder reads each block's raw output, the last one included; the
+    features kept downstream (``forward_features``, ``embed``) are the final norm's, as any ViT's.
+    ``preprocessing`` (``workbench.models.preprocess``) is how the student's inputs are normalised, and the
+    evaluation transform a student folder records, so that it is fed as it was trained; without one,
+    ``default_preprocessing`` (what student folders written before it was recorded used).
     """
 
-    def __init__(self, name: str, img_size: int | None = None, **kwargs):
+    def __init__(self, name: str, img_size: int | None = None, drop_path_rate: float = 0.0,
+                 preprocessing: Preprocessing | None = None):
         super().__init__()
+        kwargs = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
         if img_size is not None:
             kwargs["img_size"] = img_size
         try:
@@ -88,31 +103,32 @@ class Student(nn.Module):
                              "VisionTransformer")
         self.name = name
         use_fused_attention(self.vit)
-        cfg = getattr(self.vit, "pretrained_cfg", None) or {}
-        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.get("std", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
+        self.img_size = tuple(self.vit.patch_embed.img_size)
+        self.preprocessing = preprocessing or default_preprocessing(self.vit, self.img_size[0])
+        self.normalize = Normalize(self.preprocessing, self.img_size)
         self.embed_dim = self.vit.embed_dim
         self.depth = len(self.vit.blocks)
         self.grid = tuple(self.vit.patch_embed.grid_size)
-        self.img_size = tuple(self.vit.patch_embed.img_size)
         self.num_prefix_tokens = self.vit.num_prefix_tokens
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        if tuple(images.shape[-2:]) != self.img_size:
-            images = F.interpolate(images, size=self.img_size, mode="bicubic", align_corners=False, antialias=True)
-        return (images - self.mean) / self.std
+        return self.normalize(images)
 
     def forward(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(cls, patch) tokens after every block: [(B, D), (B, N, D)] * depth."""
+        """(cls, patch) tokens after every block, before the final norm: [(B, D), (B, N, D)] * depth."""
         vit = self.vit
         x = vit.patch_embed(self.preprocess(images))
         x = vit.norm_pre(vit.patch_drop(vit._pos_embed(x)))
         outputs = []
-        for i, block in enumerate(vit.blocks):
+        for block in vit.blocks:
             x = block(x)
-            tokens = vit.norm(x) if i == self.depth - 1 else x
-            outputs.append((self._pool(tokens), tokens[:, self.num_prefix_tokens :]))
+            outputs.append((self._pool(x), x[:, self.num_prefix_tokens :]))
         return outputs
+
+    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The features kept downstream: the final norm's pooled (CLS) feature and patch tokens."""
+        tokens = self.vit.forward_features(self.preprocess(images))
+        return self._pool(tokens), tokens[:, self.num_prefix_tokens :]
 
     def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.vit.cls_token is not None:
@@ -122,7 +138,28 @@ class Student(nn.Module):
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """The feature used downstream (probes, transfer): the final CLS token."""
-        return self.forward(images)[-1][0]
+        return self.forward_features(images)[0]
+
+    def export_timm(self, folder) -> Path:
+        """The student as timm shares models: ``model.safetensors`` and ``config.json`` (architecture, arguments,
+        preprocessing), loadable by ``timm.create_model("local-dir:<folder>", pretrained=True)``, or by
+        ``timm.create_model(<arch>, pretrained=True, pretrained_cfg_overlay=dict(file=<folder>/model.safetensors,
+        **<config.json>["pretrained_cfg"]))`` (the overlay brings the preprocessing; the arguments, e.g.
+        ``img_size``, are then given as usual)."""
+        p = self.preprocessing
+        data_config = {"input_size": (3, p.crop, p.crop), "interpolation": p.interpolation,
+                       "crop_pct": p.crop / p.resize, "crop_mode": "center", "mean": p.mean, "std": p.std}
+        save_for_hf(self.vit, folder, safe_serialization=True, data_config=data_config)
+        return Path(folder)
+
+
+def default_preprocessing(vit: VisionTransformer, size: int) -> Preprocessing:
+    """A student's preprocessing when none is given: the mean/std of its architecture's timm config (0.5 where it
+    has none), files resized and centre-cropped to its input size (bilinear, as image folders are decoded by
+    default). Distillation records its own with every student it writes."""
+    cfg = getattr(vit, "pretrained_cfg", None) or {}
+    return Preprocessing(resize=size, crop=size, interpolation="bilinear", mean=cfg.get("mean", (0.5, 0.5, 0.5)),
+                         std=cfg.get("std", (0.5, 0.5, 0.5)))
 
 
 def check_student_name(name: str) -> str:
@@ -163,10 +200,40 @@ def find_student_checkpoint(folder) -> Path:
                             "or an out_dir holding checkpoint/ or checkpoints/)")
 
 
-def load_student(folder, device: str | torch.device = "cpu") -> Student:
-    """Rebuild a distilled student encoder from its folder or a run's out_dir (projectors are not needed)."""
-    folder = find_student_checkpoint(folder)
-    cfg = json.loads((folder / STUDENT_CONFIG).read_text())["config"]
-    student = Student(cfg["student"], img_size=cfg.get("image_size"))
+def load_student(source, device: str | torch.device = "cpu") -> Student:
+    """A distilled student encoder (projectors are not needed): from its folder or a run's out_dir, or from a
+    released UNIC checkpoint file (``unic.pth``: its encoder, a ViT of timm's ``vit_<size>_patch<p>_224``)."""
+    if Path(source).is_file():
+        return load_unic_student(source).to(device).eval()
+    folder = find_student_checkpoint(source)
+    saved = json.loads((folder / STUDENT_CONFIG).read_text())
+    cfg = saved["config"]
+    preprocessing = Preprocessing.from_dict(saved["preprocessing"]) if "preprocessing" in saved else None
+    student = Student(cfg["student"], img_size=cfg.get("image_size"), preprocessing=preprocessing)
     student.load_state_dict(load_tensors(folder / STUDENT_WEIGHTS))
     return student.to(device).eval()
+
+
+UNIC_ARCHS = {"vit_small": 384, "vit_base": 768, "vit_large": 1024}  # the encoders UNIC trains, by width
+
+
+def load_unic_student(path) -> Student:
+    """The encoder of a released UNIC checkpoint as a student, fed as UNIC's evaluation feeds it. Its ``args``
+    (a Namespace: ``arch``, ``patch_size``, ``image_size``) give the architecture; without them, the width of the
+    weights does."""
+    checkpoint = load_weights(path)
+    args = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+    state = unwrap_state_dict(checkpoint, **CHECKPOINT_FORMATS["unic"])
+    if "cls_token" not in state:
+        raise ValueError(f"{str(path)!r} is not a UNIC checkpoint: no module.encoder.* weights under 'model'")
+    width = state["cls_token"].shape[-1]
+    arch = getattr(args, "arch", None) or next((a for a, w in UNIC_ARCHS.items() if w == width), None)
+    patch = getattr(args, "patch_size", None) or int(state["patch_embed.proj.weight"].shape[-1])
+    size = getattr(args, "image_size", None) or 224
+    name = f"{arch}_patch{patch}_224"
+    if arch not in UNIC_ARCHS or not timm.is_model(name):
+        raise ValueError(f"{str(path)!r} holds a UNIC {arch or f'width-{width}'} /{patch} encoder, which has no timm "
+                         f"architecture here ({name})")
+    student = Student(name, img_size=size, preprocessing=preprocessing_named("unic").at_size(size))
+    load_into(student.vit, checkpoint, "unic", name, path)
+    return student

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..layers.attention import use_fused_attention
+from .preprocess import Normalize, Preprocessing, timm_preprocessing
 
 
 @dataclass
@@ -43,10 +43,15 @@ FEATURE_KINDS = ("cls", "patch_mean", "cls+patch_mean")
 
 
 class Teacher(nn.Module):
-    """Base class: subclasses set ``embed_dim`` and implement ``encode`` on preprocessed input."""
+    """Base class: subclasses set ``embed_dim`` and implement ``encode`` on preprocessed input.
+
+    ``preprocessing`` (``workbench.models.preprocess``), when a teacher has one, is its release's evaluation
+    transform: the loader decodes files with its ``image_transform`` and ``preprocess`` normalises. The offline
+    specialists have none: they read the world's images as they are."""
 
     name: str = "teacher"
     embed_dim: int
+    preprocessing: Preprocessing | None = None
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         return images
@@ -61,30 +66,21 @@ class Teacher(nn.Module):
 class TimmTeacher(Teacher):
     """Any timm model: ViTs give CLS + patch tokens, CNNs give global pool + feature-map cells.
 
-    Preprocessing (input size, mean/std) comes from the model's pretrained config unless given.
+    ``preprocessing`` defaults to what the model's timm ``pretrained_cfg`` says; the zoo gives each release's own.
     """
 
-    def __init__(self, name: str, model: nn.Module, img_size: int | None = None,
-                 mean: tuple | None = None, std: tuple | None = None):
+    def __init__(self, name: str, model: nn.Module, preprocessing: Preprocessing | None = None):
         super().__init__()
         self.name = name
         self.model = model
         use_fused_attention(model)
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        self.img_size = (img_size, img_size) if img_size else tuple(cfg.get("input_size", (3, 224, 224))[1:])
-        self.interpolation = cfg.get("interpolation", "bicubic")
-        mean = mean or cfg.get("mean", (0.485, 0.456, 0.406))
-        std = std or cfg.get("std", (0.229, 0.224, 0.225))
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.preprocessing = preprocessing or timm_preprocessing(model)
+        self.normalize = Normalize(self.preprocessing)
         self.embed_dim = model.num_features
         self.num_prefix_tokens = getattr(model, "num_prefix_tokens", 0)
 
     def preprocess(self, images):
-        if tuple(images.shape[-2:]) != self.img_size:
-            mode = self.interpolation if self.interpolation in ("bilinear", "bicubic") else "bilinear"
-            images = F.interpolate(images, size=self.img_size, mode=mode, align_corners=False, antialias=True)
-        return (images - self.mean) / self.std
+        return self.normalize(images)
 
     def encode(self, x):
         out = self.model.forward_features(x)

@@ -1,37 +1,117 @@
 """Pretrained weights from outside the workbench: the local Hugging Face cache and checkpoint files.
 
-Nothing is downloaded. A timm model's weights come from the local Hugging Face cache, or fail at once
-with the command that fetches them. A checkpoint file is read safely (``load_weights``: tensors and
-plain containers only, never code), and its weights are found inside it by ``unwrap_state_dict``,
-whatever the training script wrapped them in (timm, DINO, iBOT, dBOT, ...).
+Nothing is downloaded. A timm model's weights come from the local Hugging Face cache (looked up there
+first: a missing file fails at once, with the command that fetches it, instead of waiting for network
+retries), or from a checkpoint file. A file is read safely (``load_weights``: tensors and plain
+containers only, never code), and its weights are taken out of it as its authors saved them:
+
+    dino    DINO (facebookresearch/dino): a backbone file, or a training checkpoint (``teacher`` /
+            ``student``, ``module.`` and ``backbone.`` prefixes, a projection head to leave out)
+    ibot    iBOT (bytedance/ibot): ``checkpoint_teacher.pth`` (``state_dict``) or the full checkpoint,
+            as DINO, with a ``masked_embed`` token to leave out
+    dbot    dBOT fine-tuned (liuxingbin/dbot): ``model``, global-pool ``fc_norm``, a classifier head
+    deit3   DeiT III (facebookresearch/deit): ``model``, layer scale as ``gamma_1``/``gamma_2``, a position
+            embedding without the class token: timm's own checkpoint filter maps them
+    unic    UNIC (naver/unic): ``model`` holds ``module.encoder.*`` (a DINOv2-style ViT, its blocks in one
+            chunk) and ``module.lp.*`` (the ladder), beside ``teacher_ft_stats`` and ``args`` (whose numpy
+            arrays are skipped, not loaded)
+    timm    any timm-family file: the usual wrappers (EMA first), then timm's checkpoint filter
+
+Every format ends in timm's checkpoint filter for Vision Transformers, which also resamples position
+embeddings to the model's grid.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
+import re
 from pathlib import Path
+from urllib.parse import urlparse
 
 import timm
 import torch
 import torch.nn as nn
+from huggingface_hub import try_to_load_from_cache
+from huggingface_hub.constants import HF_HUB_CACHE
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from timm.models import clean_state_dict
+from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer import checkpoint_filter_fn as vit_checkpoint_filter
 
 # Where training scripts keep the weights, in timm's order of preference (EMA weights first).
 STATE_DICT_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
+HEADS = ("head.", "fc.")  # classifier heads: never part of an encoder
+
+# How each release stores its weights: the keys that may hold them (first found wins), the prefixes to
+# strip, the entries to leave out, and (unic) the part of the model to keep.
+CHECKPOINT_FORMATS = {
+    "timm": {"keys": STATE_DICT_KEYS, "prefixes": ("module.",), "drop": HEADS},
+    "dino": {"keys": ("teacher", "state_dict", "model"), "prefixes": ("module.", "backbone."), "drop": HEADS},
+    "ibot": {"keys": ("state_dict", "teacher", "model"), "prefixes": ("module.", "backbone."),
+             "drop": HEADS + ("masked_embed",)},
+    "dbot": {"keys": ("model", "state_dict"), "prefixes": ("module.",), "drop": HEADS},
+    "deit3": {"keys": ("model", "state_dict"), "prefixes": ("module.",), "drop": HEADS},
+    "unic": {"keys": ("model",), "prefixes": ("module.",), "drop": ("mask_token",), "keep": "encoder."},
+}
+HF_WEIGHT_FILES = ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin",
+                   "open_clip_pytorch_model.bin")
 
 
 class UnsafeCheckpoint(ValueError):
     """A pickle-based checkpoint that needs more than tensors to load (it could run code): refused."""
 
 
+# ----------------------------------------------------------------------------- reading a file safely
+
+class SkippedValue:
+    """Stands in for a numpy array, scalar or dtype in a checkpoint's metadata (``args``): not loaded."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __repr__(self) -> str:
+        return "<numpy value skipped>"
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """torch.load's pickle with a closed list of what it may build: what ``weights_only`` allows, training
+    arguments (``argparse.Namespace``), and numpy values, which become ``SkippedValue``. Anything else (a
+    function, a class: how a malicious file runs code) is refused, so nothing of the file runs."""
+
+    def find_class(self, module: str, name: str):
+        allowed = torch._weights_only_unpickler._get_allowed_globals()
+        if f"{module}.{name}" in allowed:
+            return allowed[f"{module}.{name}"]
+        if (module, name) == ("argparse", "Namespace"):
+            return argparse.Namespace
+        if module == "numpy" or module.startswith("numpy."):
+            return SkippedValue
+        raise pickle.UnpicklingError(f"GLOBAL {module}.{name} is not allowed")
+
+
+class _MetadataPickle:
+    """A pickle module for ``torch.load`` whose unpickler is ``_MetadataUnpickler``."""
+
+    Unpickler = _MetadataUnpickler
+    UnpicklingError = pickle.UnpicklingError
+
+    @staticmethod
+    def load(file, **kwargs):
+        return _MetadataUnpickler(file, **kwargs).load()
+
+
 def load_weights(path, map_location: str | torch.device = "cpu"):
     """Weights from a file someone else made: safetensors, or a pickle-based file (.pth, .pt, .bin, .ckpt)
     read with ``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers.
 
-    A pickle that asks for anything else (a class, a function: the way a malicious file runs code on load)
-    is refused with ``UnsafeCheckpoint``; nothing of it is executed.
+    A training checkpoint's numpy values (UNIC's ``args`` hold its schedules as arrays) are skipped
+    (``SkippedValue``); a pickle that asks for anything else (a class, a function: the way a malicious file
+    runs code on load) is refused with ``UnsafeCheckpoint``, and nothing of it is executed.
     """
     path = Path(path)
     if not path.is_file():
@@ -50,6 +130,11 @@ def load_weights(path, map_location: str | torch.device = "cpu"):
     except pickle.UnpicklingError as err:
         if "weights only" not in str(err).lower():
             raise ValueError(f"{str(path)!r} is not a readable checkpoint ({err})") from None
+        if "numpy" in str(err):  # values of numpy in the metadata: read again, skipping them
+            try:
+                return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_MetadataPickle)
+            except pickle.UnpicklingError as again:
+                err = again
         reason = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
         raise UnsafeCheckpoint(
             f"refusing to load {str(path)!r}: it is a pickle that needs more than tensors to load, so loading it "
@@ -61,11 +146,14 @@ def load_weights(path, map_location: str | torch.device = "cpu"):
         raise ValueError(f"{str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err})") from None
 
 
+# ----------------------------------------------------------------------------- the weights inside a checkpoint
+
 def unwrap_state_dict(checkpoint, keys=STATE_DICT_KEYS, prefixes: tuple[str, ...] = (),
-                      drop: tuple[str, ...] = ()) -> dict:
+                      drop: tuple[str, ...] = (), keep: str = "") -> dict:
     """The weights inside a training checkpoint: the first of ``keys`` that holds a dict (else the checkpoint
-    itself), with ``prefixes`` stripped from every name in turn (``module.backbone.x`` -> ``x``) and the
-    entries whose name then starts with one of ``drop`` left out (heads, decoders, mask tokens)."""
+    itself), with ``prefixes`` stripped from every name in turn (``module.backbone.x`` -> ``x``), only the
+    entries under ``keep`` (a submodule, its prefix stripped too) and without those whose name starts with one
+    of ``drop`` (heads, decoders, mask tokens)."""
     if not isinstance(checkpoint, dict):
         raise ValueError(f"expected a state dict (name -> tensor) in the checkpoint, got a {type(checkpoint).__name__}")
     for key in keys:
@@ -74,41 +162,92 @@ def unwrap_state_dict(checkpoint, keys=STATE_DICT_KEYS, prefixes: tuple[str, ...
             break
     state = {}
     for name, value in checkpoint.items():
+        if not isinstance(value, torch.Tensor):
+            continue
         for prefix in prefixes:
             name = name[len(prefix):] if name.startswith(prefix) else name
+        if keep:
+            if not name.startswith(keep):
+                continue
+            name = name[len(keep):]
         if not (drop and name.startswith(drop)):
             state[name] = value
     return state
 
 
-def create_timm_model(timm_name: str, pretrained: bool, **kwargs) -> nn.Module:
-    """``timm.create_model`` without a head, weights from the local Hugging Face cache, and a clear error
-    (the command that fetches them) when they are not there."""
-    try:
-        return timm.create_model(timm_name, pretrained=pretrained, num_classes=0, **kwargs)
-    except (OSError, RuntimeError, ValueError) as err:
-        if pretrained and _looks_offline(err):
-            raise FileNotFoundError(
-                f"weights for {timm_name!r} are not in the local Hugging Face cache and cannot be downloaded "
-                f"here. On a machine with network run `python -c \"import timm; timm.create_model('{timm_name}', "
-                f"pretrained=True)\"` (or huggingface-cli download) and copy the cache (HF_HOME), or pass a "
-                f"checkpoint file. ({type(err).__name__}: {err})"
-            ) from err
-        raise
+def unchunk_blocks(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """DINOv2-style ViTs keep their blocks in chunks (``blocks.<chunk>.<i>.``); timm numbers them flat
+    (``blocks.<i>.``). The index inside a chunk is already the block's own, so the chunk number goes."""
+    if not any(re.match(r"blocks\.\d+\.\d+\.", k) for k in state):
+        return state
+    return {re.sub(r"^blocks\.\d+\.(\d+)\.", r"blocks.\1.", k): v for k, v in state.items()}
 
 
-def load_timm_checkpoint(model: nn.Module, path, name: str) -> None:
-    """Load a timm-format checkpoint (safetensors, or a pickle read safely) into ``model``; heads are ignored."""
+def timm_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """timm's own checkpoint filter for Vision Transformers: DeiT III's ``gamma_*`` to ``ls*.gamma``, DINOv2,
+    OpenAI CLIP and OpenCLIP layouts, patch and position embeddings resampled to the model's grid."""
+    state = clean_state_dict(state)
+    if isinstance(model, VisionTransformer):
+        state = vit_checkpoint_filter(state, model, adapt_layer_scale=True)
+    return state
+
+
+def load_checkpoint(model: nn.Module, path, fmt: str = "timm", name: str = "") -> dict:
+    """Load the weights of a checkpoint file of format ``fmt`` (``CHECKPOINT_FORMATS``) into ``model``;
+    returns the whole checkpoint (its other entries: UNIC's ladder and statistics, training arguments)."""
+    if fmt not in CHECKPOINT_FORMATS:
+        raise ValueError(f"unknown checkpoint format {fmt!r}; known: {list(CHECKPOINT_FORMATS)}")
     if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} for teacher {name!r} does not exist")
-    state = unwrap_state_dict(load_weights(path))
-    result = model.load_state_dict(clean_state_dict(state), strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith(("head", "fc."))]
-    if missing:
-        raise ValueError(f"checkpoint {str(path)!r} does not fit {name!r}: missing {missing[:5]}"
-                         f"{' ...' if len(missing) > 5 else ''}")
+        raise FileNotFoundError(f"checkpoint {str(path)!r} for {name or 'the model'!r} does not exist")
+    return load_into(model, load_weights(path), fmt, name, path)
 
 
-def _looks_offline(err: Exception) -> bool:
-    text = f"{type(err).__name__} {err}".lower()
-    return any(s in text for s in ("offline", "connect", "resolve", "not found", "no such file", "cache", "hub"))
+def load_into(model: nn.Module, checkpoint, fmt: str, name: str = "", path="") -> dict:
+    """``load_checkpoint`` for a checkpoint already read (``load_weights``)."""
+    state = timm_state_dict(unchunk_blocks(unwrap_state_dict(checkpoint, **CHECKPOINT_FORMATS[fmt])), model)
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(HEADS)]
+    unexpected = [k for k in result.unexpected_keys if not k.startswith(HEADS)]
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {str(path)!r} does not fit {name or type(model).__name__!r} ({fmt} format): "
+                         f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
+                         f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    return checkpoint if isinstance(checkpoint, dict) else {}
+
+
+# ----------------------------------------------------------------------------- timm weights from the local cache
+
+def cached_pretrained_file(model: nn.Module) -> Path | None:
+    """Where the local caches hold the pretrained weights of a timm model (its ``pretrained_cfg``): the Hugging
+    Face cache for a hub id, torch hub's for a URL; None when they are not there."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    hub_id = cfg.get("hf_hub_id")
+    if hub_id:
+        repo, _, revision = hub_id.partition("@")
+        for filename in [cfg.get("hf_hub_filename")] + list(HF_WEIGHT_FILES):
+            found = try_to_load_from_cache(repo, filename, revision=revision or None) if filename else None
+            if isinstance(found, str):
+                return Path(found)
+    if cfg.get("url"):
+        found = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg["url"]).path)
+        if found.is_file():
+            return found
+    return None
+
+
+def create_timm_model(timm_name: str, pretrained: bool, **kwargs) -> nn.Module:
+    """``timm.create_model`` without a head; with ``pretrained`` its weights come from the local cache, read
+    safely, and a model whose weights are not there fails at once, saying how to fetch them."""
+    model = timm.create_model(timm_name, pretrained=False, num_classes=0, **kwargs)
+    if not pretrained:
+        return model
+    path = cached_pretrained_file(model)
+    if path is None:
+        hub_id = (model.pretrained_cfg or {}).get("hf_hub_id")
+        where = f"the local Hugging Face cache ({HF_HUB_CACHE}, repo {hub_id})" if hub_id else "the local caches"
+        raise FileNotFoundError(
+            f"weights for {timm_name!r} are not in {where}, and nothing is downloaded here. On a machine with "
+            f"network run `python -c \"import timm; timm.create_model('{timm_name}', pretrained=True)\"` (or "
+            f"`hf download {hub_id or timm_name}`) and copy the cache (HF_HOME) here, or pass a checkpoint file.")
+    load_checkpoint(model, path, "timm", timm_name)
+    return model

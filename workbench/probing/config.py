@@ -7,7 +7,7 @@ from typing import ClassVar
 from ..core.config import Config, param
 from ..core.device import pick_device
 from ..core.params import ParameterError
-from ..models import FEATURE_KINDS, check_teacher_names
+from ..models import FEATURE_KINDS, check_teacher_names, check_teacher_options
 from .runner import ProbeTask
 
 
@@ -28,16 +28,17 @@ class ProbeConfig(Config):
     shots: list[int] = param(default_factory=lambda: [1, 5, 25], allow_empty=True, check=_positive,
                              help="few-shot linear probes: images per class (none: no few-shot probe)")
     feature: str = param("cls", choices=FEATURE_KINDS, help="which pooled feature of each teacher")
-    checkpoints: dict[str, str] = param(default_factory=dict, help="a weight file per teacher: name=path,...")
+    checkpoints: dict[str, str] = param(default_factory=dict,
+                                        help="a weight file per teacher, in its release's own format: name=path,...")
+    preprocessing: dict[str, str] = param(default_factory=dict,
+                                          help="a teacher's eval recipe instead of its release's: name=recipe,...")
     image_size: int = param(224, ge=8, help="ImageFolder data: images are decoded at this size")
     n_train: int = param(6000, ge=10, help="offline world only: training images")
     n_test: int = param(2000, ge=10, help="offline world only: test images")
     device: str = param("auto", execution=True, check=pick_device, help='"auto" picks CUDA when present')
 
     def check(self) -> None:
-        unknown = sorted(set(self.checkpoints) - set(self.teachers))
-        if unknown:
-            raise ParameterError(f"checkpoints names {unknown}, which are not among the teachers {self.teachers}")
+        check_teacher_options(self.teachers, self.checkpoints, self.preprocessing)
 
     def probe_tasks(self, labels) -> list[ProbeTask]:
         """For each label of the data: the linear probe and/or k-NN, and a few-shot probe per entry of ``shots``."""

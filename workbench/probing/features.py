@@ -19,12 +19,20 @@ from ..core.files import cache_dir, config_hash, load_tensors, save_tensors
 @dataclass
 class Encoder:
     """A model as the probes see it: a name, images in [0, 1] -> pooled features, and the module (its weights
-    key the feature cache). ``cache_key`` tells apart several features of one model (``name/patch_mean``)."""
+    key the feature cache). ``cache_key`` tells apart several features of one model (``name/patch_mean``).
+    Image files are decoded by the module's ``preprocessing`` (teachers and students have one), so each model
+    reads them as its authors' evaluation does."""
 
     name: str
     encode: Callable[[torch.Tensor], torch.Tensor]
     module: torch.nn.Module
     cache_key: str = ""
+    preprocessing: object = None  # how image files are decoded for it (a ``Preprocessing``); default: the module's
+
+    def decoded(self, data):
+        """``data`` with its image files decoded as this model's release evaluates (in-memory data unchanged)."""
+        p = self.preprocessing or getattr(self.module, "preprocessing", None)
+        return data if p is None else data.with_transform(p.image_transform(), key=f"eval-{p}")
 
     @property
     def fingerprint(self) -> str:
@@ -96,6 +104,7 @@ def cached_features(name: str, fingerprint: str, encode, data, split: str, devic
 def split_features(encoder: Encoder, data, splits=("train", "test"), device="cpu", cache: bool = True,
                    log=print) -> list[FeatureSet]:
     """The features of each split: from the cache (built when absent), or computed afresh with ``cache=False``."""
+    data = encoder.decoded(data)
     if not cache:
         return [extract_features(encoder.encode, data, split, device) for split in splits]
     fingerprint = encoder.fingerprint  # the weights, hashed once for every split

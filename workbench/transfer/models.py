@@ -46,7 +46,8 @@ def teacher_model(name: str, device, checkpoint: str | None = None) -> TransferM
 
 def student_model(name: str, folder: Path, device) -> TransferModel:
     s = load_student(folder, device)
-    return TransferModel(name, s.embed, s, role="student", patches=lambda x: (s(x)[-1][1], s.grid), source=str(folder))
+    return TransferModel(name, s.embed, s, role="student", patches=lambda x: (s.forward_features(x)[1], s.grid),
+                         source=str(folder))
 
 
 def parse_models(specs) -> list[tuple[str, str, str | None]]:
@@ -54,7 +55,8 @@ def parse_models(specs) -> list[tuple[str, str, str | None]]:
 
     ``student`` is 03's default student (source None); a folder is a distillation checkpoint (a run's
     ``out_dir``, its ``checkpoint/``, or a ``checkpoints/step_*`` of a run still training), named after the
-    run; ``name=folder`` names it; anything else is a teacher (registry or timm name).
+    run; a file is a released UNIC checkpoint (``unic.pth``), named after the file; ``name=path`` names
+    either; anything else is a teacher (registry or timm name).
     """
     parsed = []
     for item in as_list(specs, "models"):
@@ -62,9 +64,11 @@ def parse_models(specs) -> list[tuple[str, str, str | None]]:
         if item == DEFAULT_STUDENT:
             parsed.append((DEFAULT_STUDENT, "student", None))
         elif sep or os.sep in item or Path(item).exists():
-            folder = find_student_checkpoint(path.strip() if sep else item)
-            label = name.strip() if sep else run_label(folder)
-            parsed.append((label, "student", str(folder)))
+            source = Path(path.strip() if sep else item)
+            if not source.is_file():  # a file is a released UNIC checkpoint; a folder, one of ours
+                source = find_student_checkpoint(source)
+            label = name.strip() if sep else run_label(source)
+            parsed.append((label, "student", str(source)))
         else:
             check_teacher_names([item])
             parsed.append((item, "teacher", item))
@@ -76,7 +80,10 @@ def parse_models(specs) -> list[tuple[str, str, str | None]]:
 
 def run_label(folder: Path) -> str:
     """A student's name from its checkpoint folder: the run's folder (``runs/03_a/checkpoint`` -> ``03_a``),
-    with the step for a run still training (``runs/03_a/checkpoints/step_00000300`` -> ``03_a@step_00000300``)."""
+    with the step for a run still training (``runs/03_a/checkpoints/step_00000300`` -> ``03_a@step_00000300``);
+    a checkpoint file's name without its suffix (``unic_l.pth`` -> ``unic_l``)."""
+    if folder.is_file():
+        return folder.stem
     if folder.name == "checkpoint":
         return folder.parent.name
     if folder.parent.name == "checkpoints":
