@@ -48,6 +48,7 @@ sync-notebooks: $(READY)
 bench: $(READY)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/distill_step.py
+	$(BIN)/python benchmarks/augment.py
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/probe.py
 	$(BIN)/python benchmarks/task_students.py

@@ -22,13 +22,20 @@
 #
 # - **feature standardization** of every teacher's CLS and patch features (running mean/std, or PHI-S);
 # - a **ladder of expendable projectors**: one small MLP per student block and teacher, summed, dropped after training;
-# - **teacher dropping**: per image, keep the teacher the student matches worst, drop the others with probability `tdrop_p`.
+# - **teacher dropping**: per image, keep the teacher the student matches worst, drop the others with probability `tdrop_p`;
+# - the paper's **optimisation recipe**: one augmented view per image for student and teachers (`augment`), AdamW
+#   without weight decay on biases, norms, position embedding and tokens, the learning rate scaled with the batch
+#   (`base_lr` per 256 images), warm-up in epochs, cosine to `min_lr`, stochastic depth (`drop_path`).
 #
 # The defaults run on the **built-in offline world**: 32x32 images whose *shape* and *colour* vary independently,
 # and two specialist teachers, `world_shape` (sees only edges, so colour-blind) and `world_colour` (sees only
 # pixel colours, so shape-blind). A good student should match the shape specialist on shape *and* the colour
 # specialist on colour. Real teachers are timm models whose weights are in your local Hugging Face cache:
-# `papermill 03_distill.ipynb out.ipynb -p teachers vit_base_patch16_224.dino,deit3_base_patch16_224.fb_in1k -p student vit_base_patch16_224 -p data /path/to/imagenet`.
+# `papermill 03_distill.ipynb out.ipynb -p teachers dino_vitb16,deit3_vitb16 -p student vit_base_patch16_224 -p data /path/to/imagenet`.
+#
+# The paper's ImageNet-1K run (DINO, DeiT-III, iBOT and dBOT into a ViT-B/16) is the shipped run file
+# `recipes/unic_vitb16_in1k.yaml`: `torchrun --nproc_per_node 8 -m workbench distill --config recipes/unic_vitb16_in1k.yaml`
+# (set its `data`, `checkpoints` and `out_dir` first; see the README).
 #
 # On several GPUs set `nproc`: the notebook writes its parameters to `<out_dir>/run.yaml`, launches
 # `torchrun --nproc_per_node <nproc> -m workbench distill --config <out_dir>/run.yaml` and plots the run live
@@ -41,13 +48,20 @@ teachers = "world_colour,world_shape"  # comma-separated, or a YAML list with pa
 student = "wb_vitc_tiny_patch8_32"     # any timm ViT; this one is sized for the 32x32 offline world
 data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
 n_train = 6000                         # offline world only: training images
-n_test = 2000                          # offline world only: test images for the probes
+n_test = 2000                          # offline world only: test (validation) images
+checkpoints = ""                       # a teacher's weight file in its release's own format: "name=path,..."
+preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: "name=recipe,..."
+augment = "auto"                       # "unic" (the official pipeline), "light", "none"; "auto": unic for image folders
+normalize = "imagenet"                 # the student's input mean/std: "imagenet", "clip" or "inception"
+student_init = "random"                # "random", a distilled student folder, or a released UNIC checkpoint file
+drop_path = 0.0                        # the student's stochastic depth (the paper's ViT-B: 0.1)
 epochs = 8
 batch_size = 64                        # the global batch, whatever the number of processes
-lr = 0.002
+base_lr = 0.008                        # peak learning rate per 256 images (the run's: base_lr x batch_size / 256)
 min_lr = 0.0                           # the learning rate the cosine schedule ends at
-weight_decay = 0.05
-warmup_frac = 0.1                      # share of the steps spent warming the learning rate up
+warmup_epochs = 0.8                    # epochs of linear warm-up from 0
+betas = "0.9,0.999"                    # AdamW's beta1, beta2
+weight_decay = 0.05                    # on weight matrices only (not biases, norms, position embedding, tokens)
 grad_clip = 1.0                        # gradient norm clipping (0: none)
 tdrop_p = 0.5                          # teacher dropping probability (0 disables it)
 ladder = "all"                         # "all" blocks, "last" (plain projector baseline), or indices like "1,3"
@@ -96,7 +110,7 @@ wb.show(wb.core.figures.image_grid([x.numpy() for x, _ in sample], titles))
 # (default `~/.cache/workbench`); later runs load them. Real teachers load from the local Hugging Face cache.
 
 # %%
-teacher_models = {name: wb.create_teacher(name) for name in cfg.teachers}
+teacher_models = cfg.create_teachers()  # each from its checkpoints file, with its release's preprocessing
 for name, m in teacher_models.items():
     print(f"{name}: {sum(p.numel() for p in m.parameters()) / 1e6:.2f}M parameters, {m.embed_dim}-d features")
 
@@ -104,9 +118,12 @@ for name, m in teacher_models.items():
 # ## Distillation
 #
 # The left panel is the distillation loss against each teacher (standardized features, so the teachers
-# are comparable); the right one is alpha, each teacher's share of the loss after teacher dropping. With
-# dropping on, the teacher the student matches worst gets the larger share. With `nproc > 1` the training
-# runs in `nproc` torchrun processes and the plot follows their `metrics.jsonl`.
+# are comparable); the middle one is alpha, each teacher's share of the loss after teacher dropping. With
+# dropping on, the teacher the student matches worst gets the larger share. The right one is the validation
+# loss at the end of every epoch: the student against each teacher on the test split, no dropping, no
+# augmentation. With `nproc > 1` the training runs in `nproc` torchrun processes and the plot follows their
+# `metrics.jsonl`. The finished student is `out_dir/checkpoint` (for the workbench) and `out_dir/timm` (timm's
+# own format: `timm.create_model("local-dir:<out_dir>/timm", pretrained=True)`, its preprocessing included).
 #
 # **Nothing is lost when the run dies.** Every `ckpt_every` steps (default: every epoch) the whole training
 # state goes to `out_dir/checkpoints/` (weights, optimizer, standardization statistics, random generators,
@@ -148,7 +165,7 @@ summary = {
     "runtime_s": round(time.time() - t_start, 1),
     "distill_s": round(run.runtime_s, 1),
     "nproc": cfg.nproc,
-    "final_loss": run.history[-1]["loss"],
+    **wb.distillation.final_metrics(run.history),  # the last training loss, the last epoch's validation losses
     "resumed_from_step": run.resumed_from,
     "unreadable_train_images": len(run.skipped),
     "empty_classes": ds.empty_classes,

@@ -100,7 +100,7 @@ def test_every_stage_marks_how_it_runs_as_execution_only():
 
 def test_one_rule_for_the_out_dir_and_for_resuming(tmp_path):
     """An execution field flipped (torch_compile, how often to checkpoint) is the same run for the out_dir record
-    and for the checkpoint it resumes from; a result field (lr) is another run for both."""
+    and for the checkpoint it resumes from; a result field (base_lr) is another run for both."""
     data = wb.load_data("world", n_train=32, n_test=8)
     cfg = DistillConfig(student="wb_vit_tiny_patch8_32", epochs=1, batch_size=16, n_train=32, n_test=8)
     torch.manual_seed(0)
@@ -111,15 +111,15 @@ def test_one_rule_for_the_out_dir_and_for_resuming(tmp_path):
     compiled.claim_out_dir(out, log=lambda *_: None)  # the record: the same run
     model = UNIC(Student(cfg.student), {t: m.embed_dim for t, m in teachers.items()},
                  json.loads((run.checkpoint / "config.json").read_text())["teacher_grids"])
-    opt = configure_optimizer(model, cfg.lr, cfg.weight_decay)
+    opt = configure_optimizer(model, cfg.peak_lr, cfg.weight_decay, cfg.betas)
     ckpts = wb.core.checkpoint.Checkpoints(out / "checkpoints")
     state = resume(ckpts, model, opt, {"teacher_drop": torch.Generator()}, compiled, data.fingerprint, False,
                    log=lambda *_: None)
     assert state is not None and state.epoch == 1  # resumed: the same run for the checkpoint too
-    other = dataclasses.replace(cfg, lr=1e-3)
-    with pytest.raises(OutDirError, match=r"lr: folder 0.002, this run 0.001"):
+    other = dataclasses.replace(cfg, base_lr=1e-3)
+    with pytest.raises(OutDirError, match=r"base_lr: folder 0.008, this run 0.001"):
         other.claim_out_dir(out, log=lambda *_: None)
-    with pytest.raises(OutDirError, match=r"another run \(lr: checkpoint 0.002, this run 0.001\)"):
+    with pytest.raises(OutDirError, match=r"another run \(base_lr: checkpoint 0.008, this run 0.001\)"):
         resume(ckpts, model, opt, {"teacher_drop": torch.Generator()}, other, data.fingerprint, False)
     prepare_out_dir(tmp_path / "fresh", compiled.run_key(), kind=cfg.kind, log=lambda *_: None)
     assert json.loads((tmp_path / "fresh" / "run.json").read_text())["config"] == json.loads(

@@ -99,7 +99,8 @@ def final_weights(out_dir: Path) -> dict[str, torch.Tensor]:
 
 def losses(out_dir: Path) -> list[tuple]:
     records = [json.loads(line) for line in (out_dir / "history.jsonl").read_text().splitlines()]
-    return [(r["step"], r["loss"], r["loss/world_shape"], r["alpha/world_colour"]) for r in records]
+    return [(r["step"], r["loss"], r["loss/world_shape"], r["alpha/world_colour"]) if "loss" in r else
+            (r["step"], r["val_loss"], r["val_loss/world_shape"]) for r in records]
 
 
 def assert_identical(a: Path, reference: Reference) -> None:
@@ -121,7 +122,7 @@ class Reference:
         if not self.done:
             self.child.finish()
             self.done = True
-            assert len(losses(self.out)) == STEPS
+            assert len([r for r in losses(self.out) if len(r) == 4]) == STEPS  # training records, then the vals
         return self.out
 
 
@@ -406,12 +407,12 @@ def test_distill_refuses_checkpoints_of_another_configuration(tmp_path):
     teachers = {"world_shape": wb.create_teacher("world_shape", pretrained=False)}
     cfg = DistillConfig(teachers=["world_shape"], epochs=1, batch_size=16, student="wb_vit_tiny_patch8_32")
     distill(cfg, data, teachers, out_dir=tmp_path, log=lambda *_: None)
-    other = DistillConfig(**{**cfg.to_dict(), "lr": 1e-3})
-    with pytest.raises(OutDirError, match=r"another run \(lr: checkpoint 0.002, this run 0.001\).*overwrite=True"):
+    other = DistillConfig(**{**cfg.to_dict(), "base_lr": 1e-3})
+    with pytest.raises(OutDirError, match=r"another run \(base_lr: checkpoint 0.008, this run 0.001\).*overwrite=True"):
         distill(other, data, teachers, out_dir=tmp_path, log=lambda *_: None)
     run = distill(other, data, teachers, out_dir=tmp_path, overwrite=True, log=lambda *_: None)
     assert run.resumed_from is None
-    assert json.loads((tmp_path / "checkpoint" / "config.json").read_text())["config"]["lr"] == 1e-3
+    assert json.loads((tmp_path / "checkpoint" / "config.json").read_text())["config"]["base_lr"] == 1e-3
     again = distill(other, data, teachers, out_dir=tmp_path, log=lambda *_: None)  # finished: nothing to train
     assert again.resumed_from == 2 and again.history == run.history
 

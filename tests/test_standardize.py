@@ -1,15 +1,17 @@
+import numpy as np
 import pytest
 import torch
 
 from workbench.layers.standardize import PhiS, RunningStandardizer, batch_weight, hadamard, make_standardizer
 
 
-def test_batch_weight_follows_a_cosine_from_1_to_0_001():
-    total = 101
+def test_batch_weight_follows_the_official_cosine_from_1_to_0_001():
+    """UNIC's tnorm_ema_schedule: utils.cosine_scheduler(1.0, 0.001, epochs, iterations, warmup_epochs=0)."""
+    total = 100
     weights = [batch_weight(s, total) for s in range(total)]
-    assert weights[0] == pytest.approx(1.0)
-    assert weights[-1] == pytest.approx(1e-3)
-    assert weights[50] == pytest.approx((1 + 1e-3) / 2)
+    official = 1e-3 + 0.5 * (1.0 - 1e-3) * (1 + np.cos(np.pi * np.arange(total) / total))
+    np.testing.assert_allclose(weights, official, rtol=1e-12)
+    assert weights[0] == pytest.approx(1.0) and weights[50] == pytest.approx((1 + 1e-3) / 2)
     assert all(a >= b for a, b in zip(weights, weights[1:]))
 
 
@@ -23,14 +25,14 @@ def test_running_standardizer_converges_to_known_mean_and_std():
         x = mean + std * torch.randn(64, 16, 4, generator=gen)  # patch tokens: (B, N, D)
         s.update(x, batch_weight(step, total))
     assert torch.allclose(s.mean, mean, atol=0.05 * std.max())
-    assert torch.allclose(s.var.sqrt(), std, rtol=0.03)
+    assert torch.allclose(s.std, std, rtol=0.03)
     z = s(mean + std * torch.randn(20000, 4, generator=gen))
     assert torch.allclose(z.mean(0), torch.zeros(4), atol=0.05)
     assert torch.allclose(z.std(0), torch.ones(4), atol=0.05)
 
 
 def test_statistics_are_checkpoint_buffers():
-    assert set(RunningStandardizer(3).state_dict()) == {"mean", "var"}
+    assert set(RunningStandardizer(3).state_dict()) == {"mean", "std"}
     assert {"mean", "second_moment", "transform"} <= set(PhiS(4).state_dict())
 
 

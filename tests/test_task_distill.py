@@ -216,7 +216,7 @@ def test_augment_flips_and_shifts_within_the_image():
     ({"temperature": 0}, "temperature must be > 0"),
     ({"mix": 0, "students": "labels,probed_mix"}, "probed_mix student needs mix > 0"),
     ({"finetune_steps": 0}, "finetuned student needs finetune_steps"),
-    ({"student_init": "/no/such/checkpoint"}, "student_init must be 'random' or a checkpoint folder"),
+    ({"student_init": "/no/such/checkpoint"}, "student_init must be 'random', a checkpoint folder"),
     ({"teachers": "world_shape,nope_teacher"}, "Registered teachers"),
     ({"epochs": 3}, "unknown task-distillation parameter"),
     ({"workers": -1}, "workers must be"),

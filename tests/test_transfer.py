@@ -255,12 +255,14 @@ def test_default_student_is_distilled_once_then_reused(monkeypatch):
     default_run = importlib.import_module("workbench.distillation.default_run")
 
     @dataclasses.dataclass
-    class TinyConfig(DistillConfig):  # 03's recipe, one short epoch
+    class TinyConfig(DistillConfig):  # 03's recipe, one short epoch, pixel teachers
         epochs: int = 1
         batch_size: int = 32
 
+        def create_teachers(self, pretrained=True):
+            return {t: PixelTeacher() for t in self.teachers}
+
     monkeypatch.setattr(default_run, "DistillConfig", TinyConfig)
-    monkeypatch.setattr(default_run, "create_teacher", lambda name, **kw: PixelTeacher())
     logs = []
     first = default_student(n_train=64, n_test=16, search=None, log=logs.append)
     assert (first / "student.safetensors").is_file() and json.loads((first / "config.json").read_text())["epoch"] == 1

@@ -93,9 +93,10 @@ def _read_type(value: Any, name: str, kind: Any, meta: dict) -> Any:
         return as_float(value, name)
     if kind is str:
         return "" if value is None else str(value)
-    if origin is list and args in ((str,), (int,)):
+    if origin is list and args in ((str,), (int,), (float,)):
         items = as_list(value, name, allow_empty=meta.get("allow_empty", False))
-        return [as_int(v, name) for v in items] if args == (int,) else items
+        read = {(int,): as_int, (float,): as_float}.get(args)
+        return [read(v, name) for v in items] if read else items
     if origin is dict and args == (str, str):
         return as_pairs(value, name)
     raise TypeError(f"config field {name!r} has type {kind!r}, which needs a parse= function in its param()")

@@ -20,14 +20,16 @@ from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 from .figures import png
-from .files import append_jsonl, read_jsonl, save_jsonl
+from .files import append_jsonl, save_jsonl
 
 
 class LivePlot:
-    """Call with metric records (dicts with ``step`` and ``loss/<teacher>``, ``alpha/<teacher>`` keys)."""
+    """Call with metric records (dicts with ``step`` and ``loss/<teacher>``, ``alpha/<teacher>`` keys); ``panels``
+    maps a key prefix to a panel title, each key of that prefix a curve."""
 
     def __init__(self, panels: dict[str, str] | None = None, every_s: float = 2.0, title: str = ""):
-        self.panels = panels or {"loss/": "loss per teacher", "alpha/": "alpha per teacher (share of the loss)"}
+        self.panels = panels or {"loss/": "loss per teacher", "alpha/": "alpha per teacher (share of the loss)",
+                                 "val_loss/": "validation loss per teacher (every epoch)"}
         self.every_s, self.title = every_s, title
         self.records: list[dict] = []
         self._last = 0.0
@@ -44,8 +46,9 @@ class LivePlot:
         steps = [r["epoch"] if "epoch" in r else r["step"] for r in self.records]
         for ax, (prefix, label) in zip(axes, self.panels.items()):
             keys = sorted({k for r in self.records for k in r if k.startswith(prefix)})
-            for k in keys:
-                ax.plot(steps, [r.get(k, float("nan")) for r in self.records], label=k[len(prefix):])
+            for k in keys:  # each curve through the records that have it (validation: one per epoch)
+                xs, ys = zip(*[(x, r[k]) for x, r in zip(steps, self.records) if k in r])
+                ax.plot(xs, ys, label=k[len(prefix):], marker="o" if len(xs) < 30 else None, markersize=3)
             ax.set_title(label)
             ax.set_xlabel("epoch" if self.records and "epoch" in self.records[0] else "step")
             ax.grid(alpha=0.3)
@@ -73,13 +76,13 @@ class LivePlot:
 class MetricsLog:
     """Append-only JSONL of metric records, one line per record, flushed at once (``tail -f`` works).
 
-    Opening it drops the records of steps ``>= start_step`` left by an earlier run in the same folder
-    (all of them for a fresh run, ``start_step=0``; a resumed run keeps the steps it does not redo)."""
+    Opening it rewrites the file with ``history``, the records the run keeps: none for a fresh run, those
+    of its checkpoint for a resumed one (which redoes the steps after it)."""
 
-    def __init__(self, path, start_step: int = 0):
+    def __init__(self, path, history: list[dict] = ()):
         self.path = Path(path)
-        if self.path.is_file():
-            save_jsonl([r for r in read_jsonl(self.path)[0] if r.get("step", 0) < start_step], self.path)
+        if self.path.is_file() or history:
+            save_jsonl(list(history), self.path)
 
     def append(self, record: dict) -> None:
         append_jsonl(self.path, [record])

@@ -3,10 +3,12 @@
     <out_dir>/checkpoints/step_<n>/   every ``ckpt_every`` steps: the training state (``workbench.core.checkpoint``)
                                       beside the model files below; the newest ``keep_checkpoints`` are kept
     <out_dir>/checkpoint/             the finished student
+    <out_dir>/timm/                   the same encoder as timm shares models (``config.json``, ``model.safetensors``)
 
 A model folder holds ``student.safetensors`` (the encoder you keep: ``load_student`` reads it),
 ``projectors.safetensors`` (ladder and standardization statistics, dropped after training) and
-``config.json``, written last, so a folder with a config always holds complete weights.
+``config.json`` (the run's configuration and the student's preprocessing), written last, so a folder with a
+config always holds complete weights.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from .config import DistillConfig
 from .unic import UNIC
 
 PROJECTORS = "projectors.safetensors"
+TIMM_EXPORT = "timm"  # <out_dir>/timm: the finished student for timm.create_model("local-dir:<out_dir>/timm")
 
 
 def resume(ckpts: Checkpoints, model: UNIC, opt, generators: dict, cfg: DistillConfig, data_fingerprint: str,
@@ -35,13 +38,14 @@ def resume(ckpts: Checkpoints, model: UNIC, opt, generators: dict, cfg: DistillC
     deletes them; execution fields (device, compilation, checkpointing) may differ."""
     out_dir = ckpts.root.parent
     if overwrite:
-        for p in (ckpts.root, out_dir / "checkpoint"):
+        for p in (ckpts.root, out_dir / "checkpoint", out_dir / TIMM_EXPORT):
             shutil.rmtree(p, ignore_errors=True)
         (out_dir / "history.jsonl").unlink(missing_ok=True)
         return None
     for leftover in ckpts.remove_partial():
         log(f"removed {leftover.name}: a checkpoint whose writing was interrupted")
-    for leftover in [*out_dir.glob(".history.jsonl.*.tmp"), *out_dir.glob(".checkpoint.*.tmp")]:
+    for leftover in [*out_dir.glob(".history.jsonl.*.tmp"), *out_dir.glob(".checkpoint.*.tmp"),
+                     *out_dir.glob(f".{TIMM_EXPORT}.*.tmp")]:
         shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()  # other writes cut short
     found = ckpts.all()
     if not found:
@@ -95,7 +99,8 @@ def save_checkpoint(model: UNIC, cfg: DistillConfig, folder: Path, extra: dict |
     student = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
     save_tensors(student, folder / STUDENT_WEIGHTS)
     save_tensors({k: v for k, v in state.items() if not k.startswith("student.")}, folder / PROJECTORS)
-    save_json({"config": cfg.to_dict(), "teacher_grids": model.teacher_grids, **(extra or {})}, folder / STUDENT_CONFIG)
+    save_json({"config": cfg.to_dict(), "teacher_grids": model.teacher_grids,
+               "preprocessing": model.student.preprocessing.to_dict(), **(extra or {})}, folder / STUDENT_CONFIG)
     return folder
 
 
@@ -121,7 +126,7 @@ class RunOutput:
         resumed_from = state.step if state is not None else None
         state = state or TrainState()
         if self.writes:
-            self.metrics = MetricsLog(self.out_dir / "metrics.jsonl", start_step=state.step)
+            self.metrics = MetricsLog(self.out_dir / "metrics.jsonl", state.history)
         return state, resumed_from
 
     def record(self, record: dict) -> None:
@@ -152,5 +157,8 @@ class RunOutput:
                 with atomic_folder(final) as tmp:
                     save_checkpoint(model, self.cfg, tmp, extra={**self.meta, "step": state.step, "epoch": state.epoch,
                                                                  "unreadable_images": state.skipped})
+            if not (self.out_dir / TIMM_EXPORT / "model.safetensors").is_file():
+                with atomic_folder(self.out_dir / TIMM_EXPORT) as tmp:
+                    model.student.export_timm(tmp)
             save_jsonl(state.history, self.out_dir / "history.jsonl")
         return final

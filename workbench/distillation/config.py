@@ -6,7 +6,7 @@ number of processes that train it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,11 +17,42 @@ from ..core.device import pick_device
 from ..core.files import save_text
 from ..core.params import ParameterError, as_list
 from ..core.runs import prepare_out_dir
+from ..data.augment import AUGMENTATIONS
 from ..layers.ladder import select_blocks
 from ..layers.standardize import STANDARDIZERS
-from ..models import check_student_name, check_teacher_names, student_geometry
+from ..models import (
+    Teacher,
+    check_student_name,
+    check_teacher_names,
+    check_teacher_options,
+    create_teacher,
+    student_geometry,
+)
+from ..models.preprocess import NORMALIZATIONS, PREPROCESSING, Preprocessing
 
 RUN_FILE = "run.yaml"
+OFFLINE_AUGMENT = "light"  # augment "auto" on the offline world: measured in the README (03's augmentation table)
+
+
+def check_student_init(value: str) -> str:
+    if value != "random" and not Path(value).exists():
+        raise ParameterError(f"student_init {value!r} is neither 'random' nor an existing student folder or UNIC "
+                             "checkpoint file: give the path of a distilled student (its out_dir or checkpoint/) "
+                             "or of a released unic.pth")
+    return value
+
+
+def check_betas(betas: list[float]) -> list[float]:
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ParameterError(f"betas must be two numbers in [0, 1), AdamW's beta1 and beta2 (e.g. -p betas 0.9,0.99), "
+                             f"got {betas}")
+    return betas
+
+
+def check_drop_path(rate: float) -> float:
+    if not 0 <= rate < 1:
+        raise ParameterError(f"drop_path must be in [0, 1) (the paper's ViT-B: 0.1), got {rate}")
+    return rate
 
 
 def check_batch_size(batch_size: int, n_train: int, data_name: str) -> None:
@@ -53,12 +84,26 @@ class DistillConfig(Config):
     data: str = param("world", help='"world", or an ImageFolder path (<class>/<image>, or train/ + val/)')
     n_train: int = param(6000, ge=1, help="offline world only: training images")
     n_test: int = param(2000, ge=1, help="offline world only: test images for the probes")
+    checkpoints: dict[str, str] = param(default_factory=dict,
+                                        help="a weight file per teacher, in its release's own format: name=path,...")
+    preprocessing: dict[str, str] = param(default_factory=dict,
+                                          help="a teacher's eval recipe instead of its release's: name=recipe,...")
+    augment: str = param("auto", choices=("auto",) + AUGMENTATIONS,
+                         help="training views: unic (the official pipeline), light (crop and flip), none; auto: "
+                              "unic for image folders, OFFLINE_AUGMENT for the offline world")
+    normalize: str = param("imagenet", choices=NORMALIZATIONS, help="the student's input mean/std")
+    student_init: str = param("random", check=check_student_init,
+                              help="random, a student folder of the workbench or a released UNIC checkpoint (unic.pth)")
+    drop_path: float = param(0.0, check=check_drop_path,
+                             help="the student's stochastic depth rate (the paper's ViT-B: 0.1)")
     epochs: int = param(8, ge=1, help="passes over the training split")
     batch_size: int = param(64, ge=1, help="the global batch, whatever the number of processes")
-    lr: float = param(2e-3, gt=0, help="peak learning rate (AdamW)")
+    base_lr: float = param(8e-3, gt=0,
+                           help="peak learning rate per 256 images: the run's peak is base_lr x batch_size / 256")
     min_lr: float = param(0.0, ge=0, help="the learning rate the cosine schedule ends at")
+    warmup_epochs: float = param(0.8, ge=0, help="epochs of linear warm-up from 0 to the peak learning rate")
+    betas: list[float] = param(default_factory=lambda: [0.9, 0.999], check=check_betas, help="AdamW's beta1, beta2")
     weight_decay: float = param(0.05, ge=0, help="AdamW weight decay of the weight matrices")
-    warmup_frac: float = param(0.1, ge=0, le=1, help="share of the steps spent warming the learning rate up")
     grad_clip: float = param(1.0, ge=0, help="gradient norm clipping (0: none)")
     tdrop_p: float = param(0.5, ge=0, le=1, help="teacher dropping probability (0 disables it)")
     ladder: str | list[int] = param("all", parse=as_ladder,
@@ -89,6 +134,31 @@ class DistillConfig(Config):
             raise ParameterError(str(err)) from None
         if self.data == "world":  # an ImageFolder's size is known once it is read: distill checks it then
             check_batch_size(self.batch_size, self.n_train, self.data)
+        check_teacher_options(self.teachers, self.checkpoints, self.preprocessing)
+
+    def create_teachers(self, pretrained: bool = True) -> dict[str, Teacher]:
+        """The teachers, each from its ``checkpoints`` file if given, with its ``preprocessing`` recipe if given."""
+        return {t: create_teacher(t, pretrained=pretrained, checkpoint=self.checkpoints.get(t),
+                                  preprocessing=self.preprocessing.get(t)) for t in self.teachers}
+
+    @property
+    def peak_lr(self) -> float:
+        """The run's peak learning rate: ``base_lr`` scaled with the global batch (lr x batch / 256, as UNIC)."""
+        return self.base_lr * self.batch_size / 256
+
+    @property
+    def augmentation(self) -> str:
+        """The augmentation this run uses: ``augment``, where ``auto`` depends on the data."""
+        if self.augment != "auto":
+            return self.augment
+        return OFFLINE_AUGMENT if self.data == "world" else "unic"
+
+    @property
+    def student_preprocessing(self) -> Preprocessing:
+        """How the student is fed, recorded in its folder: UNIC's evaluation transform at its input size
+        (the shorter side to it, bicubic, the centre crop) and the ``normalize`` mean/std."""
+        mean, std = NORMALIZATIONS[self.normalize]
+        return replace(PREPROCESSING["unic"], mean=mean, std=std).at_size(self.input_size)
 
     @property
     def input_size(self) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..core.files import cache_dir, config_hash
 from ..core.runs import OutDirError, differences, read_record
 from ..data import load_data, world
-from ..models import create_teacher, student_geometry
+from ..models import student_geometry
 from ..models.students import STUDENT_CONFIG
 from .config import DistillConfig
 from .train import distill
@@ -57,7 +57,7 @@ def default_student(n_train: int = 6000, n_test: int = 2000, search: Path | None
         f"{cfg.epochs} epochs; cached in {folder})")
     data = load_data(cfg.data, n_train=n_train, n_test=n_test, image_size=student_geometry(cfg.student)[0],
                      seed=cfg.seed)
-    teachers = {t: create_teacher(t) for t in cfg.teachers}
+    teachers = cfg.create_teachers()
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -30,7 +30,7 @@ from ..core.distributed import cleanup, init_distributed
 from ..core.files import read_jsonl
 from ..core.live import follow
 from ..data import load_data
-from ..models import Teacher, create_teacher
+from ..models import Teacher
 from .config import RUN_FILE, DistillConfig, load_run_config
 from .train import DistillRun, describe_run, distill
 
@@ -59,7 +59,7 @@ def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_ev
         # (its $WORKBENCH_CACHE), and the machine's other ranks load it instead of training it again
         with world.main_first(per_node=True):
             torch.manual_seed(cfg.seed)  # the same random teachers on every rank (random_teachers)
-            teachers = {t: create_teacher(t, pretrained=not random_teachers) for t in cfg.teachers}
+            teachers = cfg.create_teachers(pretrained=not random_teachers)
         run = distill(cfg, data, teachers, out_dir=out_dir, log_every=log_every, log=say)
         say(run.describe())
         return run
@@ -111,13 +111,14 @@ def launch_distill(config_path, out_dir, nproc: int, callback: Callable[[dict], 
     cmd = torchrun_command(config_path, nproc, out_dir, extra)
     log_file = out_dir / "distill.log"
     log(f"launching {nproc} processes: {' '.join(cmd[1:])}  (output: {log_file})")
-    t0, last_step = time.time(), -1
+    t0, seen = time.time(), set()
     with open(log_file, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         try:
             for record in follow(metrics, lambda: proc.poll() is None, poll_s):
-                if record.get("step", last_step + 1) > last_step:  # a rewritten file is read again: skip seen steps
-                    last_step = record.get("step", last_step + 1)
+                key = (record.get("step"), "val_loss" in record)  # a step's training record, or its epoch's val
+                if key not in seen:  # a rewritten file (a resumed run) is read again: each record once
+                    seen.add(key)
                     if callback is not None:
                         callback(record)
         except BaseException:  # interrupted in the notebook: stop the processes too

@@ -30,11 +30,16 @@ from ..core.device import autocast_for, pick_device
 from ..core.distributed import World, current_world, wrap_ddp
 from ..core.params import ParameterError
 from ..core.training import NonFiniteLoss, configure_optimizer, get_lr, set_lr
+from ..data.augment import Augmentation
 from ..layers.standardize import batch_weight
-from ..models import Student, Teacher
+from ..models import Student, Teacher, load_student
+from ..models.preprocess import Preprocessing
 from .checkpoint import RunOutput
 from .config import DistillConfig, check_batch_size
+from .losses import teacher_losses
 from .unic import UNIC, distill_step, teacher_feature_shapes
+
+TRAIN_DECODE_SCALE = 1.5  # image folders: training files are decoded at 1.5x the input side, then cropped on device
 
 
 @dataclass
@@ -70,6 +75,7 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     """Train the student; with ``out_dir``, checkpoint and resume (``overwrite=True`` starts over instead)."""
     # Where and with whom: this rank's device, and a global batch that splits evenly over the ranks.
     device, world = pick_device(cfg.device), current_world()
+    data = decoded_for_training(cfg, data)
     usable = len(data.train) - len(data.train) % world.size  # every rank must make the same steps
     check_global_batch(cfg.batch_size, world)
     check_batch_size(cfg.batch_size, usable, data.name)
@@ -78,16 +84,19 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     # The model: the student, and a ladder and standardizers shaped by the teachers' features.
     torch.manual_seed(cfg.seed)
     teachers = {t: m.to(device) for t, m in teachers.items()}
-    dims, grids = teacher_feature_shapes(teachers, data.first_image("train").to(device))
-    model = UNIC(Student(cfg.student, img_size=cfg.image_size), dims, grids, cfg.ladder, cfg.standardize,
-                 cfg.fused_ladder).to(device)
+    dims, grids = teacher_feature_shapes(teachers, data.first_image("test").to(device))  # at the input size
+    model = UNIC(make_student(cfg), dims, grids, cfg.ladder, cfg.standardize, cfg.fused_ladder).to(device)
     if cfg.torch_compile:
         model.compile()  # in place: the state dict keeps its keys
     forward = wrap_ddp(model, device, world)
-    opt = configure_optimizer(model, cfg.lr, cfg.weight_decay)
-    amp, generators = autocast_for(device), {"teacher_drop": torch.Generator().manual_seed(cfg.seed)}
+
+    # The recipe: AdamW by parameter role, the peak lr scaled with the global batch, warm-up in epochs, then
+    # a cosine to min_lr; one augmented view of each image, drawn on the device, for student and teachers.
+    opt = configure_optimizer(model, cfg.peak_lr, cfg.weight_decay, cfg.betas)
     steps_per_epoch = math.ceil(usable / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
+    total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
+    augment = Augmentation(cfg.augmentation, cfg.input_size, cfg.seed)
+    amp, generators = autocast_for(device), {"teacher_drop": torch.Generator().manual_seed(cfg.seed)}
 
     # Resume last: loading restores every random generator, so nothing may draw from them after it.
     # Every rank loads the same checkpoint; rank 0 first, which alone removes leftovers (and the old run).
@@ -119,21 +128,22 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
                                      f"({'; '.join(batch.skipped[:3])}); "
                                      "a distributed run needs a readable image in every batch: remove the broken files")
                 continue
-            step, lr = state.step, get_lr(state.step, total, cfg.lr, cfg.warmup_frac, cfg.min_lr)
+            step, lr = state.step, get_lr(state.step, total, cfg.peak_lr, warmup, cfg.min_lr)
             set_lr(opt, lr)
 
             # Forward: standardized teacher targets, the ladder's predictions, teacher dropping (unic.py).
-            loss, losses, coeffs = distill_step(model, teachers, batch.images.to(device, non_blocking=True),
-                                                batch_weight(step, total), cfg.tdrop_p, generators["teacher_drop"],
-                                                amp, world, forward)
+            images = batch.images.to(device, non_blocking=True)
+            images = augment(images, step, positions=world.rank + world.size * torch.arange(len(images)))
+            loss, losses, coeffs = distill_step(model, teachers, images, batch_weight(step, total), cfg.tdrop_p,
+                                                generators["teacher_drop"], amp, world, forward)
             global_loss = world.all_sum(loss.detach().clone()) / world.size  # a NaN on any rank stops every rank
             if not torch.isfinite(global_loss):
                 bad = [t for t, row in zip(teachers, losses) if not torch.isfinite(row).all()]
                 raise NonFiniteLoss(
                     f"non-finite loss at step {step} (epoch {state.epoch + 1}), teacher(s) {bad or list(teachers)}; "
-                    f"last good checkpoint: {output.latest() or 'none yet'}. Lower lr or check the teachers' features "
-                    f"(a rerun in the same out_dir would resume from that checkpoint: change the configuration "
-                    f"with overwrite=True or another out_dir).")
+                    f"last good checkpoint: {output.latest() or 'none yet'}. Lower base_lr or check the teachers' "
+                    f"features (a rerun in the same out_dir would resume from that checkpoint: change the "
+                    f"configuration with overwrite=True or another out_dir).")
 
             # Backward and update.
             opt.zero_grad(set_to_none=True)
@@ -159,12 +169,85 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
                     callback(record)
             if cfg.ckpt_every and state.step % cfg.ckpt_every == 0:
                 checkpoint()
+
+        # The epoch's end: the validation loss (recorded with the epoch's last step), then its checkpoint.
         state.epoch, state.batch = state.epoch + 1, 0
+        record = {"step": state.step - 1, "epoch": state.epoch, "time_s": time.time() - t0,
+                  **validation_loss(model, teachers, data, cfg.batch_size // world.size, device, amp, world)}
+        state.history.append(record)
+        output.record(record)
+        if callback is not None and world.main:
+            callback(record)
         if not cfg.ckpt_every or state.epoch == cfg.epochs:
             checkpoint()
-        last_loss = f"loss {state.history[-1]['loss']:.4f}" if state.history else "no readable batch"
         unreadable = f"; {len(state.skipped)} unreadable image(s) skipped so far" if state.skipped else ""
-        log(f"epoch {state.epoch}/{cfg.epochs}: {last_loss} ({time.time() - t0:.0f}s){unreadable}")
+        log(f"epoch {state.epoch}/{cfg.epochs}: {last_loss(state.history)}, val loss {record['val_loss']:.4f} "
+            f"({time.time() - t0:.0f}s){unreadable}")
 
     model.eval()
     return DistillRun(model, state.history, output.finish(model, state), time.time() - t0, state.skipped, resumed_from)
+
+
+def last_loss(history: list[dict]) -> str:
+    losses = [r["loss"] for r in history if "loss" in r]
+    return f"loss {losses[-1]:.4f}" if losses else "no readable batch"
+
+
+def final_metrics(history: list[dict]) -> dict[str, float]:
+    """A run's closing figures: the last logged training loss and the last epoch's validation losses."""
+    train = [r for r in history if "loss" in r]
+    val = [r for r in history if "val_loss" in r]
+    return ({"final_loss": train[-1]["loss"]} if train else {}) | (
+        {k: v for k, v in val[-1].items() if k.startswith("val_loss")} if val else {})
+
+
+def make_student(cfg: DistillConfig) -> Student:
+    """The student to distill into: random, or the encoder of ``student_init`` (a student folder or a released
+    UNIC checkpoint), which must be the configured architecture at the configured input size."""
+    student = Student(cfg.student, img_size=cfg.image_size, drop_path_rate=cfg.drop_path,
+                      preprocessing=cfg.student_preprocessing)
+    if cfg.student_init != "random":
+        init = load_student(cfg.student_init)
+        if init.name != cfg.student or init.img_size != student.img_size:
+            raise ParameterError(f"student_init {cfg.student_init!r} is a {init.name} at {init.img_size[0]} px; set "
+                                 f"student {init.name} and image_size {init.img_size[0]} to continue distilling it")
+        student.vit.load_state_dict(init.vit.state_dict())
+    return student
+
+
+def decoded_for_training(cfg: DistillConfig, data):
+    """How image folders are decoded: the val split as the student is evaluated (its preprocessing); the train
+    split as that too without augmentation, else the central square at ``TRAIN_DECODE_SCALE`` times the input
+    side, from which the augmentation crops on the device. In-memory data (the offline world) is unchanged."""
+    p = cfg.student_preprocessing
+    if cfg.augmentation != "none":
+        side = round(p.crop * TRAIN_DECODE_SCALE)
+        train = Preprocessing(side, side, p.interpolation, p.mean, p.std)
+        data = data.with_transform(train.image_transform(), key=f"train-decode-{train}", splits=("train",))
+    else:
+        data = data.with_transform(p.image_transform(), key=f"eval-{p}", splits=("train",))
+    return data.with_transform(p.image_transform(), key=f"eval-{p}", splits=("test",))
+
+
+@torch.no_grad()
+def validation_loss(model: UNIC, teachers: dict[str, Teacher], data, batch_size: int, device, amp,
+                    world: World) -> dict[str, float]:
+    """The loss of the student against each teacher on the test (val) split, every teacher weighted alike (no
+    dropping), targets standardized by the running statistics as they are (not updated): the mean over
+    every rank's images."""
+    model.eval()
+    sums = torch.zeros(len(teachers) + 1, device=device)
+    for batch in data.loader("test", batch_size, rank=world.rank, world_size=world.size):
+        if batch.images is None:
+            continue
+        images = batch.images.to(device, non_blocking=True)
+        with amp:
+            feats = {t: m(images) for t, m in teachers.items()}
+            preds = model(images)
+        losses = teacher_losses(preds, model.targets(feats, update_weight=None)).float()
+        sums += torch.cat([losses.sum(1), losses.new_tensor([losses.shape[1]])])
+    model.train()
+    sums = world.all_sum(sums)
+    per_teacher = (sums[:-1] / sums[-1].clamp(min=1)).tolist()
+    return {"val_loss": sum(per_teacher) / len(per_teacher),
+            **{f"val_loss/{t}": v for t, v in zip(teachers, per_teacher)}}

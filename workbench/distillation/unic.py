@@ -36,14 +36,14 @@ class UNIC(nn.Module):
 
     @torch.no_grad()
     def targets(self, teacher_feats: dict, update_weight: float | None, all_sum: Callable | None = None):
-        """Standardize teacher features; update the running statistics first when training (over every
-        rank's batch with ``all_sum``, the sum over ranks)."""
+        """Standardize teacher features by the running statistics so far; when training (``update_weight``), the
+        batch then moves them (over every rank's batch with ``all_sum``, the sum over ranks)."""
         out = {}
         for t, f in teacher_feats.items():
+            out[t] = (self.std_cls[t](f.cls.float()), self.std_patch[t](f.patch.float()))
             if update_weight is not None:
                 self.std_cls[t].update(f.cls, update_weight, all_sum)
                 self.std_patch[t].update(f.patch, update_weight, all_sum)
-            out[t] = (self.std_cls[t](f.cls.float()), self.std_patch[t](f.patch.float()))
         return out
 
 

@@ -146,6 +146,10 @@ class FusedProjectors(nn.Module):
                                     for s, (d, ts) in enumerate(self.teacher_groups)})
         _init_(self.parameters())
 
+    def no_weight_decay(self) -> set[str]:
+        """The biases, stored as 3-D tensors here: by role, never decayed (``workbench.core.training``)."""
+        return {"b1", "b2"}
+
     def forward(self, per_block: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Tokens (..., D) of every student block -> {teacher: (..., D_t)}."""
         lead = per_block[self.blocks[0]].shape[:-1]

@@ -1,9 +1,11 @@
 """Teacher feature standardization (UNIC, Sec. 3.2) and its PHI-S alternative (AM-RADIO).
 
 Teachers disagree wildly in feature scale, so their targets are standardized before the loss.
-``RunningStandardizer`` keeps a per-dimension running mean and variance; the weight of the new
-batch follows a cosine schedule from 1.0 to 0.001 over training, so early statistics adapt fast and
-late ones are nearly frozen. ``PhiS`` keeps a running mean and covariance instead and maps features
+``RunningStandardizer`` keeps a per-dimension running mean and standard deviation; the weight of the
+new batch follows a cosine schedule from 1.0 to 0.001 over training, so early statistics adapt fast
+and late ones are nearly frozen. As in the official code, a batch is standardised by the statistics of
+the batches before it, then moves them (the first batch meets the initial mean 0 and std 1: it passes
+unchanged). ``PhiS`` keeps a running mean and covariance instead and maps features
 to ``H U^T (x - mu) / sqrt(mean eigenvalue)``: the eigenbasis rotation followed by a Hadamard
 rotation spreads the variance evenly, so every dimension ends with the same variance (the mean
 eigenvalue) without amplifying noise directions the way per-dimension scaling does.
@@ -23,8 +25,9 @@ import torch.nn as nn
 
 
 def batch_weight(step: int, total_steps: int, start: float = 1.0, end: float = 1e-3) -> float:
-    """Cosine schedule for the weight of the new batch in the running statistics."""
-    progress = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)
+    """Cosine schedule for the weight of the new batch in the running statistics: ``start`` at step 0, towards
+    ``end`` at the last step (the official UNIC schedule: progress step / total)."""
+    progress = min(max(step / max(total_steps, 1), 0.0), 1.0)
     return end + 0.5 * (start - end) * (1 + math.cos(math.pi * progress))
 
 
@@ -42,15 +45,16 @@ class Standardizer(nn.Module):
         return x
 
 
-def batch_moments(x: torch.Tensor, all_sum: Callable | None = None, outer: bool = False):
-    """Mean and biased variance per dimension (``outer``: the uncentred second-moment matrix) of every row
-    of (..., D), in float32. With ``all_sum`` (sums a tensor over the ranks, in place) the rows of every
-    rank count: each rank's moments, weighted by its row count, are combined in float64."""
+def batch_moments(x: torch.Tensor, all_sum: Callable | None = None, outer: bool = False, unbiased: bool = False):
+    """Mean and variance per dimension (biased, or ``unbiased``; ``outer``: the uncentred second-moment matrix)
+    of every row of (..., D), in float32. With ``all_sum`` (sums a tensor over the ranks, in place) the rows of
+    every rank count: each rank's moments, weighted by its row count, are combined in float64."""
     flat = x.reshape(-1, x.shape[-1]).float()
     mean = flat.mean(0)
     second = flat.t() @ flat / flat.shape[0] if outer else flat.var(0, unbiased=False)
     if all_sum is None:
-        return mean, second
+        n = flat.shape[0]
+        return mean, second * n / max(n - 1, 1) if unbiased and not outer else second
     n = flat.shape[0]
     raw = second if outer else second + mean.square()  # uncentred, so that ranks add up
     packed = torch.cat([mean.new_tensor([1.0]), mean, raw.flatten()]).double() * n
@@ -58,24 +62,29 @@ def batch_moments(x: torch.Tensor, all_sum: Callable | None = None, outer: bool 
     total, d = packed[0], mean.shape[0]
     mean_all, raw_all = packed[1:1 + d] / total, packed[1 + d:].view(raw.shape) / total
     second_all = raw_all if outer else (raw_all - mean_all.square()).clamp_min(0)
+    if unbiased and not outer:
+        second_all = second_all * total / (total - 1).clamp_min(1)
     return mean_all.float(), second_all.float()
 
 
 class RunningStandardizer(Standardizer):
+    """As the official UNIC code: a running mean and standard deviation (unbiased, plus ``eps``) per
+    dimension, moved towards each batch's by ``weight``; features are standardised by the statistics so far."""
+
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__(dim)
         self.eps = eps
         self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("std", torch.ones(dim))
 
     @torch.no_grad()
     def update(self, x, weight, all_sum=None):
-        mean, var = batch_moments(x, all_sum)
+        mean, var = batch_moments(x, all_sum, unbiased=True)
         self.mean.lerp_(mean, weight)
-        self.var.lerp_(var, weight)
+        self.std.lerp_(var.sqrt() + self.eps, weight)
 
     def forward(self, x):
-        return (x - self.mean) / (self.var + self.eps).sqrt()
+        return (x - self.mean) / (self.std + self.eps)
 
 
 def hadamard(n: int) -> torch.Tensor:

@@ -32,9 +32,10 @@ def _extra(source: str) -> None:
 
 
 def _student_init(init: str) -> None:
-    if init != "random" and not (Path(init) / STUDENT_CONFIG).is_file():
-        raise ParameterError(f"student_init must be 'random' or a checkpoint folder written by 03 (holding "
-                             f"{STUDENT_CONFIG} and student.safetensors); {init!r} is not one")
+    if init != "random" and not Path(init).is_file() and not (Path(init) / STUDENT_CONFIG).is_file():
+        raise ParameterError(f"student_init must be 'random', a checkpoint folder written by 03 (holding "
+                             f"{STUDENT_CONFIG} and student.safetensors) or a released UNIC checkpoint file "
+                             f"(unic.pth); {init!r} is none of these")
 
 
 @dataclass
@@ -47,7 +48,8 @@ class TaskDistillConfig(Config):
     task: str = param("shape", help='the task to distill: "shape" or "colour" (offline world), "classes" (ImageFolder)')
     student: str = param("wb_vitc_tiny_patch8_32", check=check_student_name, help="any timm ViT")
     student_init: str = param("random", check=_student_init,
-                              help='"random", or a student folder of 03, e.g. "runs/03_distill/checkpoint"')
+                              help='"random", a student folder of 03 (e.g. "runs/03_distill/checkpoint"), or a '
+                                   'UNIC .pth')
     data: str = param("world", help='"world", or an ImageFolder path (<class>/<image>, or train/ + val/)')
     n_train: int = param(6000, ge=1, help="offline world only: training images (most without labels)")
     n_test: int = param(2000, ge=1, help="offline world only: test images")

@@ -61,7 +61,7 @@ def finetune_teacher(teacher: Teacher, labelled: Labelled, n_classes: int, cfg: 
     gen, amp = torch.Generator().manual_seed(seed), autocast_for(device)
     batches = labelled.batches(cfg.labelled_batch, gen)
     for step in range(cfg.finetune_steps):
-        set_lr(opt, get_lr(step, cfg.finetune_steps, cfg.finetune_lr, cfg.warmup_frac))
+        set_lr(opt, get_lr(step, cfg.finetune_steps, cfg.finetune_lr, int(cfg.warmup_frac * cfg.finetune_steps)))
         x, y = next(batches)
         with amp:
             logits = model(augment(x, gen).to(device))

@@ -23,7 +23,6 @@ own, so a student is the same whether it trained here or in a worker process.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,18 +54,18 @@ class TaskStudent(nn.Module):
         self.student, self.head = student, nn.Linear(student.embed_dim, n_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.student(images)[-1][0])
+        return self.head(self.student.forward_features(images)[0])
 
 
 def make_student(cfg: TaskDistillConfig, n_classes: int) -> TaskStudent:
-    """Random initialisation, or the encoder of a 03 checkpoint (a fresh head either way)."""
+    """Random initialisation, or the encoder of a 03 checkpoint or a released UNIC file (a fresh head either way)."""
     if cfg.student_init == "random":
         return TaskStudent(Student(cfg.student), n_classes)
-    saved = json.loads((Path(cfg.student_init) / STUDENT_CONFIG).read_text())["config"]["student"]
-    if saved != cfg.student:
-        raise ValueError(f"student_init {cfg.student_init!r} holds a {saved!r} student but student={cfg.student!r}; "
-                         f"set student={saved!r}")
-    return TaskStudent(load_student(cfg.student_init).train(), n_classes)
+    student = load_student(cfg.student_init)
+    if student.name != cfg.student:
+        raise ValueError(f"student_init {cfg.student_init!r} holds a {student.name!r} student but "
+                         f"student={cfg.student!r}; set student={student.name!r}")
+    return TaskStudent(student.train(), n_classes)
 
 
 def train_student(cfg: TaskDistillConfig, name: str, teacher: TeacherClassifier | None, labelled: Labelled,
@@ -82,7 +81,7 @@ def train_student(cfg: TaskDistillConfig, name: str, teacher: TeacherClassifier 
     mixing = name == "probed_mix"
     model.train()
     for step in range(cfg.steps):
-        set_lr(opt, get_lr(step, cfg.steps, cfg.lr, cfg.warmup_frac))
+        set_lr(opt, get_lr(step, cfg.steps, cfg.lr, int(cfg.warmup_frac * cfg.steps)))
         x, y = next(batches)
         x = augment(x, gen)
         kd_images = x if (teacher is None or extra is None) else torch.cat([x, augment(next(extra), gen)])
@@ -242,6 +241,6 @@ def save_task_student(model: TaskStudent, cfg: TaskDistillConfig, name: str, cla
     """``student.safetensors`` + ``head.safetensors`` + ``config.json`` (last): ``load_student`` reads the encoder."""
     save_tensors(model.student.state_dict(), folder / STUDENT_WEIGHTS)
     save_tensors(model.head.state_dict(), folder / "head.safetensors")
-    save_json({"config": cfg.to_dict(), "objective": "task", "variant": name, "classes": list(classes)},
-              folder / STUDENT_CONFIG)
+    save_json({"config": cfg.to_dict(), "objective": "task", "variant": name, "classes": list(classes),
+               "preprocessing": model.student.preprocessing.to_dict()}, folder / STUDENT_CONFIG)
     return folder
