@@ -300,7 +300,7 @@ def test_default_student_is_distilled_once_then_reused(monkeypatch):
     ({"tasks": "shape,texture"}, ValueError, r"unknown task\(s\) \['texture'\]"),
     ({"tasks": "mycars=/no/such/folder"}, FileNotFoundError, r"task 'mycars': '/no/such/folder' is not a folder"),
     ({"tasks": "cars=/no/such/folder"}, FileNotFoundError, r"cars \(Stanford Cars\): nothing to read at /no/such"),
-    ({"tasks": "world,dtd", "data_root": "/no/root"}, FileNotFoundError, r"dtd .*/no/root/dtd .*Expected layout"),
+    ({"tasks": "world,dtd", "data_root": "/no/root"}, FileNotFoundError, r"(?s)dtd .*/no/root/dtd .*Expected layout"),
     ({"levels": "sometimes"}, ValueError, r"levels must be True or False"),
     ({"checkpoints": "student=/x.pth"}, ValueError, r"checkpoints names \['student'\]"),
     ({"n_train": "lots"}, ValueError, r"n_train must be an integer"),
