@@ -60,9 +60,9 @@ def cars(root: Path):
     fields = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), ("fname", "O")]
     for s, folder, annos in (("train", "cars_train", base / "devkit" / "cars_train_annos.mat"),
                              ("test", "cars_test", base / "cars_test_annos_withlabels.mat")):
-        items = [(k, i) for k, split, i in _per_class(classes) if split == s]
+        items = [k for k, split, _ in _per_class(classes) if split == s]
         records = np.zeros((1, len(items)), dtype=fields)
-        for n, (k, i) in enumerate(items):
+        for n, k in enumerate(items):
             fname = f"{n + 1:05d}.jpg"
             image(base / folder / fname, k, s)
             records[0, n] = (1, 1, 10, 8, k + 1, fname)  # classes count from 1 in the annotations
