@@ -87,7 +87,7 @@ def dense_figure(images, truth, predictions: dict[str, object], classes: tuple[s
     cols = 2 + len(preds)
     fig = Figure(figsize=(1.6 * cols, 1.55 * len(images) + 0.5), dpi=100)
     axes = fig.subplots(len(images), cols, squeeze=False)
-    palette = _class_palette(len(classes)) if classes is not None else None
+    palette = _class_palette(tuple(classes)) if classes is not None else None
     for i, row in enumerate(axes):
         row[0].imshow(np.clip(images[i].transpose(1, 2, 0), 0, 1), interpolation="nearest")
         maps = [truth[i], *(p[i] for p in preds.values())]
@@ -113,8 +113,11 @@ def dense_figure(images, truth, predictions: dict[str, object], classes: tuple[s
     return fig
 
 
-def _class_palette(n: int) -> np.ndarray:
-    """(n + 1, 3) colours: class k, and a last entry (white) that the ignored label 255 is clipped to; class 0 (the
-    background of most dense tasks) dark grey."""
-    base = [(0.25, 0.25, 0.25), *(matplotlib.colormaps["tab20"](k % 20)[:3] for k in range(max(n - 1, 0)))]
-    return np.array([*base[:n], (1.0, 1.0, 1.0)])
+def _class_palette(classes: tuple[str, ...]) -> np.ndarray:
+    """(n + 1, 3) colours: class k, and a last entry (white) that the ignored label 255 is clipped to. Class 0 (the
+    background of most dense tasks) is dark grey, a class named after a colour ("red") that colour, the others
+    tab20's."""
+    cycle, colors = matplotlib.colormaps["tab20"], matplotlib.colors
+    base = [(0.25, 0.25, 0.25)] + [colors.to_rgb(c) if colors.is_color_like(c) else cycle(k % 20)[:3]
+                                   for k, c in enumerate(classes[1:])]
+    return np.array([*base[: len(classes)], (1.0, 1.0, 1.0)])
