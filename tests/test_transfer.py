@@ -1,6 +1,7 @@
 """Transfer suite: aggregates on tables with known answers, tasks, world datasets, models, figures."""
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -322,3 +323,13 @@ def test_04_keeps_one_configuration_per_out_dir(tmp_path):
         run_validation_cell("04_transfer.ipynb", {**base, "tasks": "shape,colour,shape_x_colour"}, tmp_path)
     run_validation_cell("04_transfer.ipynb", {**base, "tasks": "shape,colour,shape_x_colour", "overwrite": True},
                         tmp_path)
+
+
+def test_a_progress_bar_prints_a_few_lines_when_its_output_is_not_a_terminal(capsys):
+    from workbench.core.progress import progress
+
+    for _ in progress(range(400), desc="many small steps"):
+        time.sleep(0.002)  # 0.8 s or more: a terminal's bar would redraw every 0.1 s
+    err = capsys.readouterr().err  # captured: not a terminal, as in a headless log
+    assert "many small steps" in err and "400/400" in err
+    assert err.count("\r") + err.count("\n") <= 4  # the bar drawn at its start and its end, not once per step
