@@ -37,7 +37,7 @@
 # %% tags=["parameters"]
 teachers = "world_colour,world_shape"  # registry names or timm names; comma-separated or a YAML list
 data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
-tasks = ""                             # datasets by name probed besides data (flowers, cars, ..., in1k, cog_l3, cog_l3_16shot, ade20k, nyud; flowers=/path reads one from elsewhere)
+tasks = ""                             # datasets by name probed besides data: flowers, cars, ..., in1k, cog_l3, cog_l3_16shot, ade20k, nyud (README: Benchmarks by name)
 data_root = "data"                     # datasets by name are read from <data_root>/<name> (CoG levels: <data_root>/imagenet21k)
 probe = "both"                         # "linear", "knn" or "both"
 shots = "1,5,25"                       # few-shot probes: images per class ("" for none)
