@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..core.progress import progress
+from .features import PROGRESS_MIN_IMAGES
+
 DENSE_KINDS = ("segmentation", "depth")
 IGNORE = 255  # segmentation label that is not scored
 DEPTH_BINS = 256
@@ -37,6 +40,7 @@ MIN_DEPTH = 1e-3
 SIGLOSS_LAMBDA = 0.15
 SIGLOSS_WARMUP = 100  # steps with the mean term only (DINOv2's SigLoss warm_up)
 DEPTH_UPSAMPLE = 4
+PROGRESS_MIN_STEPS = 5000  # a dense probe trained this long shows a progress bar (DINOv2's schedule: 40,000)
 
 
 @dataclass
@@ -97,7 +101,11 @@ def token_bytes(encoder, data, split: str, device) -> int:
 def dense_tokens(encoder, data, split: str, task: str, device, batch_size: int = 64) -> DenseTokens:
     """Every patch token of a split, in memory (float16), with its maps; unreadable images skipped and listed."""
     tokens, cls, targets, skipped = [], [], [], []
-    for t, c, y, bad in encode_batches(encoder, data, split, task, device, batch_size):
+    n = len(data.train if split == "train" else data.test)
+    batches = progress(encode_batches(encoder, data, split, task, device, batch_size), total=-(-n // batch_size),
+                       desc=f"patch tokens of {encoder.name} on {data.name}/{split}", unit="batch",
+                       disable=n < PROGRESS_MIN_IMAGES)
+    for t, c, y, bad in batches:
         skipped += bad
         if t is not None:
             tokens.append(t.half())
@@ -203,9 +211,9 @@ def _statistics(batches: _TrainBatches, kind: str, n: int = 32) -> tuple[torch.T
 
 
 def fit_dense_probe(train, kind: str, n_classes: int, protocol: DenseProtocol, encoder=None, data=None, task=None,
-                    device=None, progress_bar=None) -> DenseHead:
+                    device=None) -> DenseHead:
     """Train the linear head on ``train`` (``DenseTokens``; or, with ``train=None``, batches that ``encoder``
-    encodes from ``data`` on the fly)."""
+    encodes from ``data`` on the fly). A run of ``PROGRESS_MIN_STEPS`` steps or more shows a progress bar."""
     batches = _TrainBatches(train, protocol, encoder, data, task, device)
     mean, std, deepest = _statistics(batches, kind)
     n_out = DEPTH_BINS if kind == "depth" else n_classes
@@ -213,7 +221,9 @@ def fit_dense_probe(train, kind: str, n_classes: int, protocol: DenseProtocol, e
     torch.manual_seed(protocol.seed)  # the layer's initialisation
     head.linear.reset_parameters()
     opt = torch.optim.AdamW(head.linear.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay)
-    for step in range(protocol.steps):
+    name = f"{encoder.name}: " if encoder is not None else ""
+    for step in progress(range(protocol.steps), desc=f"{name}{kind} probe", unit="step",
+                         disable=protocol.steps < PROGRESS_MIN_STEPS):
         tokens, cls, targets = next(batches)
         for group in opt.param_groups:
             group["lr"] = protocol.lr * _schedule(step, protocol)
@@ -225,8 +235,6 @@ def fit_dense_probe(train, kind: str, n_classes: int, protocol: DenseProtocol, e
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if progress_bar is not None:
-            progress_bar.update(1)
     return head.eval()
 
 
@@ -280,8 +288,7 @@ def _test_batches(test, protocol, encoder, data, task, device):
             yield tokens, cls, targets
 
 
-def dense_probe(encoder, data, task: str, kind: str, device, protocol: DenseProtocol | None = None,
-                progress_bar=None) -> dict:
+def dense_probe(encoder, data, task: str, kind: str, device, protocol: DenseProtocol | None = None) -> dict:
     """Fit the dense probe of ``kind`` on ``data``'s training split (label ``task``) and score it on the test split.
 
     ``encoder.features(images)`` gives the ``Features`` (CLS, patch tokens, grid). Returns the scores
@@ -295,7 +302,7 @@ def dense_probe(encoder, data, task: str, kind: str, device, protocol: DenseProt
         fits = token_bytes(encoder, data, split, device) <= protocol.memory_gb * 2**30
         splits[split] = dense_tokens(encoder, data, split, task, device) if fits else None
     skipped = [s for part in splits.values() if part is not None for s in part.skipped]
-    head = fit_dense_probe(splits["train"], kind, n_classes, protocol, encoder, data, task, device, progress_bar)
+    head = fit_dense_probe(splits["train"], kind, n_classes, protocol, encoder, data, task, device)
     scores = evaluate_dense(head, _test_batches(splits["test"], protocol, encoder, data, task, device), n_classes,
                             protocol.examples)
     return {**scores, "skipped": skipped}
