@@ -90,9 +90,9 @@ for m in model_list:
 # **The CoG builder on ImageNet.** Seen: the 1,000 ImageNet-1K classes; candidates: the 21,843 ImageNet-21K
 # synsets (timm ships the list), less the seen ones and those that subsume a seen class (*dog* contains the
 # seen breeds). Each candidate's similarity to the seen set is its Lin similarity to the closest seen class;
-# the ranking is cut into five equal levels. These wnid lists (`cog_levels_imagenet.json`) are what a CoG
-# evaluation on real images uses: pass ImageFolders of each level as tasks named `L1` ... `L5` and they are
-# plotted per level below.
+# the ranking is cut into five equal levels (`cog_levels_imagenet.json`). The real benchmark, `cog_l1` ... `cog_l5` in
+# `tasks`, is drawn the same way from your ImageNet-21K copy (`<data_root>/imagenet21k`): the concepts with enough
+# images, 1,000 per level, 50 test images each (`cog_selection.json`); the levels are plotted below.
 #
 # **The offline world's levels (a stand-in).** The world's six shapes are WordNet nouns too (circle, square,
 # triangle, rhombus, plus sign, ring): they are the seen concepts. Fifteen shapes that no world model was trained

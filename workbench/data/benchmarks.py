@@ -307,10 +307,6 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
 )}
 
 
-def is_benchmark(name: str) -> bool:
-    return name in BENCHMARKS
-
-
 def benchmark_root(name: str, data_root: str | Path | None = None, override: str | Path | None = None,
                    folder: str | None = None) -> Path:
     """Where a named dataset is read from: ``override`` when given, else ``<data_root>/<folder or name>``.
@@ -386,6 +382,10 @@ def load_benchmark(name: str, root: str | Path, image_size: int = 224) -> Data:
     if spec.official is not None and (n_train, n_test) != spec.official:
         data.notes.append(f"{n_train} / {n_test} images where the official split has {spec.official[0]} / "
                           f"{spec.official[1]}: a partial copy")
+    if spec.kind == "classification":
+        labels = {int(y) for _, y in train} if isinstance(train, list) else set(train[1].tolist())
+        if len(labels) != spec.n_classes:
+            data.notes.append(f"{len(labels)} classes in its training images where the dataset has {spec.n_classes}")
     return data
 
 
