@@ -1,7 +1,7 @@
 """Dense probes on frozen patch tokens (UNIC's patch-level evaluation), after DINOv2's linear protocols.
 
     result = dense_probe(encoder, data, "segmentation", "segmentation", device)   # {"miou", "pixel_acc", ...}
-    result = dense_probe(encoder, data, "depth", "depth", device, steps=2000)     # {"rmse", "delta1", ...}
+    result = dense_probe(encoder, data, "depth", "depth", device, DenseProtocol(steps=2000))  # {"rmse", ...}
 
 **Segmentation**, DINOv2's *linear* protocol (Oquab et al. 2023; ``dinov2/eval/segmentation`` ``BNHead``): the last
 layer's patch tokens, normalised per channel, a linear layer to class logits on the patch grid, the logits
@@ -80,14 +80,14 @@ def _grid(features) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def encode_batches(encoder, data, split: str, task: str, device, batch_size: int, shuffle: bool = False,
                    epoch: int = 0):
-    """(tokens, cls, targets, skipped) per batch of a split, encoded by ``encoder.features``."""
+    """(tokens, cls, targets, skipped) per batch of a split, encoded by ``encoder.features``, on ``device``."""
     for images, labels, bad in data.loader(split, batch_size, shuffle=shuffle, seed=0, epoch=epoch):
         if images is None:
             yield None, None, None, bad
             continue
         with torch.inference_mode():
             tokens, cls = _grid(encoder.features(images.to(device)))
-        yield tokens.cpu(), cls.cpu(), labels[task], bad
+        yield tokens, cls, labels[task].to(device), bad
 
 
 def token_bytes(encoder, data, split: str, device) -> int:
@@ -108,9 +108,9 @@ def dense_tokens(encoder, data, split: str, task: str, device, batch_size: int =
     for t, c, y, bad in batches:
         skipped += bad
         if t is not None:
-            tokens.append(t.half())
-            cls.append(c.half())
-            targets.append(y)
+            tokens.append(t.half().cpu())
+            cls.append(c.half().cpu())
+            targets.append(y.cpu())
     if not tokens:
         raise ValueError(f"no readable image in the {split} split of {data.name!r}")
     return DenseTokens(torch.cat(tokens), torch.cat(cls), torch.cat(targets), skipped)
@@ -176,7 +176,7 @@ class _TrainBatches:
     def __next__(self):
         if isinstance(self.source, DenseTokens):
             idx = torch.randint(len(self.source), (self.protocol.batch_size,), generator=self.gen)
-            return self.source.tokens[idx], self.source.cls[idx], self.source.targets[idx]
+            return tuple(t[idx].to(self.device) for t in (self.source.tokens, self.source.cls, self.source.targets))
         while True:
             if self.stream is None:
                 self.stream = encode_batches(self.encoder, self.data, "train", self.task, self.device,
@@ -198,9 +198,9 @@ def _statistics(batches: _TrainBatches, kind: str, n: int = 32) -> tuple[torch.T
         chunks = (next(batches) for _ in range(n))
     total, sq, count, deepest = 0.0, 0.0, 0, 0.0
     for tokens, cls, targets in chunks:
-        x = tokens.double()
+        x = tokens.cpu().double()
         if kind == "depth":
-            x = torch.cat([x, cls.double()[:, :, None, None].expand_as(x)], dim=1)
+            x = torch.cat([x, cls.cpu().double()[:, :, None, None].expand_as(x)], dim=1)
             deepest = max(deepest, float(targets.max()))
         total = total + x.sum(dim=(0, 2, 3))
         sq = sq + x.pow(2).sum(dim=(0, 2, 3))
@@ -220,6 +220,7 @@ def fit_dense_probe(train, kind: str, n_classes: int, protocol: DenseProtocol, e
     head = DenseHead(kind, len(mean), n_out, mean, std, max_depth=max(deepest, 2 * MIN_DEPTH))
     torch.manual_seed(protocol.seed)  # the layer's initialisation
     head.linear.reset_parameters()
+    head.to(device or "cpu")
     opt = torch.optim.AdamW(head.linear.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay)
     name = f"{encoder.name}: " if encoder is not None else ""
     for step in progress(range(protocol.steps), desc=f"{name}{kind} probe", unit="step",
@@ -246,7 +247,8 @@ def evaluate_dense(head: DenseHead, batches, n_classes: int, examples: int = 0) 
     rmse, delta1, abs_rel, kept = [], [], [], []
     for tokens, cls, targets in batches:
         out = head(tokens, cls, tuple(targets.shape[-2:]))
-        pred = out.argmax(1) if head.kind == "segmentation" else out
+        pred = (out.argmax(1) if head.kind == "segmentation" else out).cpu()
+        targets = targets.cpu()
         if len(kept) < examples:
             kept += list(pred[: examples - len(kept)].to(torch.uint8 if head.kind == "segmentation" else torch.float32))
         if head.kind == "segmentation":
@@ -281,7 +283,7 @@ def evaluate_dense(head: DenseHead, batches, n_classes: int, examples: int = 0) 
 def _test_batches(test, protocol, encoder, data, task, device):
     if isinstance(test, DenseTokens):
         for i in range(0, len(test), 64):
-            yield test.tokens[i : i + 64], test.cls[i : i + 64], test.targets[i : i + 64]
+            yield tuple(t[i : i + 64].to(device or "cpu") for t in (test.tokens, test.cls, test.targets))
         return
     for tokens, cls, targets, _ in encode_batches(encoder, data, "test", task, device, protocol.batch_size):
         if tokens is not None:
