@@ -152,7 +152,8 @@ display(Markdown(wb.probing.report.markdown_table(probe)))
 # A linear layer on each model's frozen patch tokens, its per-pixel logits upsampled to the label map (DINOv2's
 # linear protocol; depth: its *lin. 1*). Per task: each model's scores and, for the student, the gap to the best
 # teacher in points; then a few test images with their ground truth and every model's predicted map (white: not
-# scored). The patch grid sets how fine a map can be: 8x8 tokens for the two specialists, 4x4 for the student.
+# scored). The patch grid sets how fine a map can be (in the offline world: 8x8 tokens for the two specialists, 4x4
+# for the student).
 
 # %%
 dense = tr.dense_summary(result_rows)
