@@ -110,6 +110,10 @@ def test_the_dense_probe_through_the_one_entry_point():
     assert [(r["model"], r["protocol"], r["metric"]) for r in rows] == [
         ("pooled", "linear segmentation", "mIoU"), ("pooled_too", "linear segmentation", "mIoU")]
     assert rows[0]["top1"] == round(rows[0]["miou"], 2) > 90 and rows[0]["top1"] == rows[1]["top1"]  # deterministic
+    # tokens too large to keep (memory_gb 0): every batch is encoded again, and the probe learns the same
+    streamed = wb.probe([encoder], data, "cpu", [wb.ProbeTask("seg", method="segmentation")],
+                        dense=DenseProtocol(steps=600, lr=0.05, memory_gb=0), log=lambda *a: None)
+    assert streamed[0]["top1"] > 90 and streamed[0]["examples"].shape == (6, 16, 16)
     with pytest.raises(ValueError, match="wrong protocol"):
         wb.probe([encoder], data, "cpu", [wb.ProbeTask("seg")], log=lambda *a: None)
     with pytest.raises(ValueError, match="patch tokens"):
