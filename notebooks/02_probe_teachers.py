@@ -32,11 +32,16 @@
 # students (`-p checkpoints deit3_vitb16=deit_3_base_224_1k.pth`). Each teacher reads image files with its release's
 # evaluation transform (DINO, iBOT, dBOT: resize 256 bicubic + centre crop 224; DeiT-III: resize 224), which
 # `preprocessing` overrides (`-p preprocessing dino_vitb16=deit3`). `data` can be any ImageFolder, e.g. the
-# synthetic clone from notebook 01 for training and real ImageNet val (`train/` + `val/` folders).
+# synthetic clone from notebook 01 for training and real ImageNet val (`train/` + `val/` folders). `tasks` adds the
+# field's benchmarks by name, each read from `<data_root>/<name>` in its own published layout with its official
+# split: `-p data_root /data -p tasks flowers,cars,dtd,in1k,cog_l1,cog_l1_16shot,ade20k` (a dense one, such as
+# ADE20K segmentation or NYU depth, takes a linear probe on patch tokens).
 
 # %% tags=["parameters"]
 teachers = "world_colour,world_shape"  # registry names or timm names; comma-separated or a YAML list
 data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
+tasks = ""                             # datasets by name probed besides data: flowers, cars, ..., in1k, cog_l3, cog_l3_16shot, ade20k, nyud (README: Benchmarks by name)
+data_root = "data"                     # datasets by name are read from <data_root>/<name> (CoG levels: <data_root>/imagenet21k)
 probe = "both"                         # "linear", "knn" or "both"
 shots = "1,5,25"                       # few-shot probes: images per class ("" for none)
 feature = "cls"                        # "cls", "patch_mean" or "cls+patch_mean"
@@ -45,6 +50,8 @@ preprocessing = ""                     # a teacher's evaluation recipe instead o
 image_size = 224                       # ImageFolder data: images are decoded at this size
 n_train = 6000                         # offline world only
 n_test = 2000
+dense_steps = 1500                     # training steps of each dense probe, 16 images a step (DINOv2: 40000)
+dense_lr = 0.01                        # peak AdamW learning rate of the dense probes (DINOv2: 0.001)
 device = "auto"
 overwrite = False                      # True: delete the results already in out_dir and start over
 out_dir = "runs/02_probe_teachers"
@@ -73,8 +80,8 @@ print(ds.describe())
 # ## Features and probes
 #
 # First run: each teacher encodes the train and test splits (offline teachers are trained first if they are
-# not cached). Later runs read the cached features. One tidy row per model, task, protocol and draw goes to
-# `probes.csv`.
+# not cached). Later runs read the cached features. Then the datasets of `tasks`, one after another. One tidy row per
+# model, task, protocol and draw goes to `probes.csv`.
 
 # %%
 encoders = []
@@ -82,20 +89,24 @@ for name in cfg.teachers:
     teacher = wb.create_teacher(name, checkpoint=cfg.checkpoints.get(name),
                                 preprocessing=cfg.preprocessing.get(name)).to(dev)
     encoders.append(wb.Encoder(name, lambda x, m=teacher: m(x).pooled(cfg.feature), teacher,
-                               cache_key=f"{name}/{cfg.feature}"))
-rows = wb.probe(encoders, ds, dev, cfg.probe_tasks(ds.tasks))
+                               cache_key=f"{name}/{cfg.feature}", features=teacher))
+rows = wb.probe(encoders, ds, dev, cfg.probe_tasks(ds.tasks, ds.dense), dense=cfg.dense_protocol)
+for ref in cfg.named_datasets():
+    named_data = ref.load(cfg.image_size)
+    print(named_data.describe())
+    rows += wb.probe(encoders, named_data, dev, cfg.named_probe_tasks(ref, named_data.dense), dense=cfg.dense_protocol)
 wb.probing.write_rows(rows, out / "probes.csv")
 
 # %% [markdown]
 # ## Teachers x tasks
 #
-# Top-1 (%) of the linear probe and of 20-NN, best per task in bold (`summary.json` has every k); then few-shot
-# top-1 against images per class.
+# Top-1 (%) of the linear probe and of 20-NN, best per task in bold (`summary.json` has every k); the dense tasks'
+# scores (mIoU, or delta < 1.25 for depth); then few-shot top-1 against images per class.
 
 # %%
 tables = {p: wb.probe_table(rows, p) for p in dict.fromkeys(r["protocol"] for r in rows if r.get("shots") is None)}
-for protocol in [p for p in ("linear", "20-NN") if p in tables]:
-    display(Markdown(f"**{protocol} top-1 (%)**\n\n" + wb.probing.report.markdown_table(tables[protocol])))
+for protocol in [p for p in tables if p in ("linear", "20-NN") or p.startswith("linear ")]:
+    display(Markdown(f"**{protocol} (%)**\n\n" + wb.probing.report.markdown_table(tables[protocol])))
 fig = wb.probing.report.accuracy_figure(tables[cfg.main_protocol],
                                         title=f"{cfg.feature} features: {cfg.main_protocol} top-1 (%)")
 fig.savefig(out / "probe.png")

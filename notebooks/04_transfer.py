@@ -27,21 +27,27 @@
 # - **concept-generalization levels** (CoG): unseen concepts ranked by their semantic similarity on WordNet
 #   (Lin similarity, information content computed from the WordNet hierarchy itself) to the seen ones, cut into
 #   five levels of equal size, L1 closest; accuracy per level tells how transfer falls off with semantic distance;
+# - **dense probes** on patch tokens (UNIC's patch-level evaluation, DINOv2's linear protocols): a linear layer per
+#   pixel for semantic segmentation (mIoU) or depth (RMSE, delta < 1.25), with each model's predicted maps;
 # - **PCA of patch features** as RGB, teachers beside the student: what dense knowledge the student inherited.
 #
 # The defaults run on the **offline world**: its two specialist teachers and the student that 03 distills with
-# its defaults (reused from `runs/03_distill` or the cache, distilled here on first use). Real models and data:
-# `papermill 04_transfer.ipynb out.ipynb -p models dino_vitb16,deit3_vitb16,unic=runs/03_real/checkpoint -p tasks flowers=/data/flowers,cars=/data/cars`.
+# its defaults (reused from `runs/03_distill` or the cache, distilled here on first use). Real models and the
+# papers' benchmarks, each read from `<data_root>/<name>` in its own published layout:
+# `papermill 04_transfer.ipynb out.ipynb -p models dino_vitb16,deit3_vitb16,unic=runs/03_real/checkpoint -p data_root /data -p tasks aircraft,cars,dtd,eurosat,flowers,food101,pets,sun397,cog_l1,cog_l5,ade20k,nyud`.
 
 # %% tags=["parameters"]
 models = "world_colour,world_shape,student"  # teachers (registry / timm names), "student" (03's default), checkpoint folders or name=folder
-tasks = "world"                        # "world" (the offline suite), world task names, and/or name=path ImageFolders
+tasks = "world"                        # "world" (the offline suite), world task names, datasets by name (flowers, cog_l3, cog_l3_16shot, ade20k, ...; flowers=/path reads one from elsewhere) and/or name=path ImageFolders
+data_root = "data"                     # datasets by name are read from <data_root>/<name> (CoG levels: <data_root>/imagenet21k)
 checkpoints = ""                       # optional weight file per teacher, e.g. "ibot_vitb16=/ckpt/ibot.pth"
 levels = True                          # concept-generalization levels (CoG) and the accuracy-per-level plot
 n_train = 3000                         # offline world only: training images per dataset
 n_test = 1000                          # offline world only: test images per dataset
 image_size = 224                       # ImageFolder tasks: images are decoded at this size
 pca_images = 6                         # images in the patch-feature PCA pictures
+dense_steps = 1500                     # training steps of each dense probe, 16 images a step (DINOv2: 40000)
+dense_lr = 0.01                        # peak AdamW learning rate of the dense probes (DINOv2: 0.001)
 device = "auto"                        # "auto" picks CUDA when present
 overwrite = False                      # True: delete the results already in out_dir and start over
 out_dir = "runs/04_transfer"
@@ -84,9 +90,9 @@ for m in model_list:
 # **The CoG builder on ImageNet.** Seen: the 1,000 ImageNet-1K classes; candidates: the 21,843 ImageNet-21K
 # synsets (timm ships the list), less the seen ones and those that subsume a seen class (*dog* contains the
 # seen breeds). Each candidate's similarity to the seen set is its Lin similarity to the closest seen class;
-# the ranking is cut into five equal levels. These wnid lists (`cog_levels_imagenet.json`) are what a CoG
-# evaluation on real images uses: pass ImageFolders of each level as tasks named `L1` ... `L5` and they are
-# plotted per level below.
+# the ranking is cut into five equal levels (`cog_levels_imagenet.json`). The real benchmark, `cog_l1` ... `cog_l5` in
+# `tasks`, is drawn the same way from your ImageNet-21K copy (`<data_root>/imagenet21k`): the concepts with enough
+# images, 1,000 per level, 50 test images each (`cog_selection.json`); the levels are plotted below.
 #
 # **The offline world's levels (a stand-in).** The world's six shapes are WordNet nouns too (circle, square,
 # triangle, rhombus, plus sign, ring): they are the seen concepts. Fifteen shapes that no world model was trained
@@ -96,25 +102,28 @@ for m in model_list:
 # work, not as a finding.
 
 # %%
-task_list = tr.parse_tasks(cfg.tasks)
+task_list = cfg.task_list()  # every dataset given by name is where data_root (or name=path) says: checked already
 concepts = tr.concept_levels(task_list, enabled=cfg.levels)  # nothing with levels = False
 for table in concepts.tables():
     display(Markdown(table))
 concepts.save(out)
-task_list = [t for t in task_list if t not in concepts.tasks]
+suite = task_list + [t for t in concepts.tasks if t not in task_list]  # the world's levels are plotted, not in the radar
 
 # %% [markdown]
 # ## The tasks
 #
 # Each task is a train/test pair with labels. The offline suite: shape and colour in-domain (the images 03
 # distills on), the joint 36-way shape x colour task (only a feature that keeps *both* factors solves it), both
-# factors on the two held-out background styles, few-shot shape on those backgrounds, and 15 novel shapes.
+# factors on the two held-out background styles, few-shot shape on those backgrounds, 15 novel shapes, and two
+# dense tasks on the in-domain images, labelled per pixel from the renderer's own object masks: background or the
+# object's shape (`shape_seg`, 7 classes), background or its colour (`colour_seg`, 7 classes); pixels on the
+# object's anti-aliased edge are not scored.
 
 # %%
-datasets = tr.load_task_data(task_list + concepts.tasks, n_train=cfg.n_train, n_test=cfg.n_test,
-                             image_size=cfg.image_size, level_shapes=concepts.world_shapes)
+datasets = tr.load_task_data(suite, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.image_size,
+                             level_shapes=concepts.world_shapes)
 rows = ["| task | data | protocol | classes | what |", "|---|---|---|---:|---|"]
-for t in task_list + concepts.tasks:
+for t in suite:
     ds = datasets[t.dataset]
     rows.append(f"| {t.name} | {ds.name} ({len(ds.train)} / {len(ds.test)}) | {t.protocol} | {len(ds.tasks[t.label])} | {t.description} |")
 display(Markdown("\n".join(rows)))
@@ -126,20 +135,39 @@ for name in [n for n in datasets if n in tr.WORLD_DATASETS]:
 # %% [markdown]
 # ## Probes
 #
-# One tidy table (model, task, top-1, protocol, seed), written to `probes.csv`; few-shot tasks have one row per
-# draw. Below, top-1 per model and task (best in bold).
+# One tidy table (model, task, score, protocol, seed, metric), written to `probes.csv`; few-shot tasks have one row
+# per draw. Below, per model and task (best in bold), the score in %: top-1, or for a dense task mIoU (segmentation)
+# or delta < 1.25 (depth).
 
 # %%
-result_rows = tr.evaluate(model_list, task_list + concepts.tasks, datasets, dev)
+result_rows = tr.evaluate(model_list, suite, datasets, dev, dense=cfg.dense_protocol)
 wb.probing.write_rows(result_rows, out / "probes.csv")
 full = wb.probe_table(result_rows)
 probe = {m: {t.name: row[t.name] for t in task_list} for m, row in full.items()}
 display(Markdown(wb.probing.report.markdown_table(probe)))
 
 # %% [markdown]
+# ## Dense probes
+#
+# A linear layer on each model's frozen patch tokens, its per-pixel logits upsampled to the label map (DINOv2's
+# linear protocol; depth: its *lin. 1*). Per task: each model's scores and, for the student, the gap to the best
+# teacher in points; then a few test images with their ground truth and every model's predicted map (white: not
+# scored). The patch grid sets how fine a map can be (in the offline world: 8x8 tokens for the two specialists, 4x4
+# for the student).
+
+# %%
+dense = tr.dense_summary(result_rows)
+display(Markdown(tr.dense_table(dense, teachers)))
+for t in [t for t in task_list if t.dense]:
+    fig = tr.figures.dense_maps_figure(t, result_rows, datasets[t.dataset])
+    fig.savefig(out / f"dense_{t.name}.png")
+    wb.show(fig)
+
+# %% [markdown]
 # ## Aggregates
 #
-# Relative gain over the best teacher per task (%), then mean top-1 and t-ReX's mean log-odds over the tasks.
+# Relative gain over the best teacher per task (%), then mean score (top-1, or mIoU for a dense task) and t-ReX's
+# mean log-odds over the tasks.
 
 # %%
 display(Markdown(tr.aggregate_table(probe, teachers)))
@@ -186,7 +214,7 @@ else:
 # objects apart like the colour teacher.
 
 # %%
-first = datasets[(task_list or concepts.tasks)[0].dataset]
+first = datasets[suite[0].dataset]
 images = [x for x, _ in (first.test[i] for i in range(len(first.test))) if x is not None][: cfg.pca_images]  # x None: unreadable
 images = torch.stack(images)
 pictures = tr.figures.patch_pictures(model_list, images, dev)
@@ -199,9 +227,10 @@ wb.show(fig)
 summary = {
     "models": {m.name: {"role": m.role, "source": m.source} for m in model_list},
     "tasks": {t.name: {"data": datasets[t.dataset].name, "label": t.label, "protocol": t.protocol,
-                       "description": t.description} for t in task_list + concepts.tasks},
+                       "description": t.description} for t in suite},
     "config": cfg.to_dict(),
     "probe": probe,
+    "dense": dense,
     "relative_gain": gains,
     "best_teacher": {t: {"model": n, "top1": v} for t, (n, v) in (tr.best_teacher(probe, teachers) if teachers else {}).items()},
     "mean_top1": tr.mean_top1(probe),

@@ -139,3 +139,82 @@ def test_ancestors_of_seen_concepts_are_not_candidates(in1k_levels):
 def test_unknown_wnids_are_refused():
     with pytest.raises(ValueError, match="not in the hierarchy"):
         cog_levels(["n02084071"], ["n99999999", "n02085620"])
+
+
+# ----------------------------------------------------------------------------- the benchmark from an IN-21K folder
+
+
+def _fake_imagenet21k(root, n_concepts=300, images=6, few=3):
+    """A few hundred wnid folders of real ImageNet-21K synsets (not IN-1K classes nor their subsumers), each with a
+    few tiny images; every 10th folder has too few; plus a folder that is no WordNet noun and a stray file."""
+    from PIL import Image
+
+    wn = wordnet()
+    seen = set(imagenet1k_wnids())
+    subsumers = {a for s in seen for a in wn.ancestors(s)}
+    pool = [w for w in imagenet21k_wnids() if w not in seen and w not in subsumers and w in wn.index]
+    picks = [pool[i] for i in np.linspace(0, len(pool) - 1, n_concepts).round().astype(int)]
+    for k, w in enumerate(picks):
+        (root / w).mkdir(parents=True)
+        for i in range(few if k % 10 == 0 else images):
+            Image.new("RGB", (6, 5), (k % 256, i * 30, 90)).save(root / w / f"{w}_{i}.JPEG", format="JPEG")
+    (root / "n99999999").mkdir()  # a folder name that is no WordNet noun
+    Image.new("RGB", (6, 5)).save(root / "n99999999" / "x.JPEG")
+    (root / "README.txt").write_text("not a concept")
+    return picks
+
+
+def test_cog_levels_from_an_imagenet21k_folder_follow_the_selection_rules(tmp_path):
+    from workbench import transfer as tr
+    from workbench.data.cog import CogRules, cog_selection, load_cog_level
+
+    picks = _fake_imagenet21k(tmp_path / "in21k")
+    rules = CogRules(min_images=5, test_images=2, max_train_images=3, per_level=20)
+    logs = []
+    selection = cog_selection(tmp_path / "in21k", rules, log=logs.append)
+    levels = selection["levels"]
+    assert [len(level) for level in levels] == [20] * 5
+    chosen = [w for level in levels for w in level]
+    assert len(set(chosen)) == 100 and set(chosen) <= set(picks)
+    few = {w for k, w in enumerate(picks) if k % 10 == 0}
+    assert not few & set(chosen) and set(selection["dropped"]["fewer_images"]) == few  # concepts with enough images
+    assert selection["dropped"]["not_a_wordnet_noun"] == ["n99999999"]
+    means = selection["mean_similarity"]
+    assert all(a > b for a, b in zip(means, means[1:]))  # L1 closest to ImageNet-1K
+    for w in chosen:  # the per-concept split: disjoint, test first, training capped
+        c = selection["concepts"][w]
+        assert len(c["test"]) == 2 and len(c["train"]) == 3 and not set(c["test"]) & set(c["train"])
+    # written once, then reused without listing the folder again
+    assert any("listing" in m for m in logs) and list((tmp_path / "cache" / "cog").glob("selection-*.json.gz"))
+    logs.clear()
+    assert cog_selection(tmp_path / "in21k", rules, log=logs.append) == selection and not logs
+    assert cog_selection(tmp_path / "in21k", CogRules(min_images=5, test_images=2, max_train_images=3,
+                                                      per_level=10), log=logs.append)["levels"][0] != levels[0]
+    data = load_cog_level(selection, 3, image_size=8)
+    assert (len(data.train), len(data.test), len(data.tasks["classes"])) == (60, 40, 20)
+    # read as tasks, by name: every level, and a few-shot variant
+    tasks = tr.parse_tasks("cog_l1,cog_l2,cog_l3,cog_l4,cog_l5,cog_l2_1shot", data_root=tmp_path / "x")
+    assert str(tasks[0].named.root) == str(tmp_path / "x" / "imagenet21k")
+    tasks = tr.parse_tasks(",".join(f"{n}={tmp_path / 'in21k'}" for n in (
+        "cog_l1", "cog_l2", "cog_l3", "cog_l4", "cog_l5", "cog_l2_1shot")))
+    tr.check_roots(tasks)
+    datasets = tr.load_task_data(tasks, image_size=8, cog_rules=rules)
+    assert sorted(datasets) == [f"cog_l{k}" for k in range(1, 6)]  # the few-shot task shares its level's images
+    assert [t.shots for t in tasks] == [None] * 5 + [1] and tasks[-1].dataset == "cog_l2"
+    first = datasets["cog_l1"].test[0]
+    assert first[0].shape == (3, 8, 8) and int(first[1]["classes"]) == 0
+    concepts = tr.concept_levels(tasks, cog_rules=rules, log=lambda *a: None)
+    assert concepts.cog["levels"] == levels and [t.name for t in concepts.tasks][-5:] == [
+        f"cog_l{k}" for k in range(1, 6)]
+
+
+def test_cog_tasks_check_their_names_and_root(tmp_path):
+    from workbench.data import DatasetNotFound, named_dataset
+
+    with pytest.raises(ValueError, match="levels cog_l1 to cog_l5"):
+        named_dataset("cog_l6")
+    with pytest.raises(ValueError, match="1 to 128 images per concept"):
+        named_dataset("cog_l2_256shot", data_root=tmp_path)
+    (tmp_path / "imagenet21k").mkdir()
+    with pytest.raises(DatasetNotFound, match="no ImageNet-21K copy at .*imagenet21k"):
+        named_dataset("cog_l2", data_root=tmp_path).check()

@@ -1,7 +1,7 @@
 """Transfer suite: aggregates on tables with known answers, tasks, world datasets, models, figures."""
-import base64
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -65,7 +65,7 @@ def test_probe_task_rows_and_out_of_task_images():
     train, test = FeatureSet(xtr, {"l": ytr_part}), FeatureSet(xte, {"l": yte_part})
     (row,) = probe_task("m", task, train, test)
     assert {k: row[k] for k in ROW_FIELDS} == {"model": "m", "task": "two", "top1": 100.0, "protocol": "linear",
-                                               "seed": 0}
+                                               "seed": 0, "metric": "top-1"}
     whole = FeatureSet(xtr, {"l": ytr}), FeatureSet(xte, {"l": yte})
     few = probe_task("m", tr.TransferTask("few", "x", "l", shots=2).probe_task, *whole)
     assert [r["seed"] for r in few] == list(FEW_SHOT_SEEDS) and all(r["protocol"] == "linear 2-shot" for r in few)
@@ -79,10 +79,15 @@ def test_probe_task_rows_and_out_of_task_images():
 def test_parse_tasks():
     assert [t.name for t in tr.parse_tasks("world")] == [t.name for t in tr.WORLD_TASKS]
     assert [t.name for t in tr.parse_tasks(["shape", "colour_new_bg"])] == ["shape", "colour_new_bg"]
-    with pytest.raises(ValueError, match="unknown world task"):
+    with pytest.raises(ValueError, match="unknown task"):
         tr.parse_tasks("shape,tigers")
     with pytest.raises(FileNotFoundError, match="not a folder"):
-        tr.parse_tasks("flowers=/no/such/folder")
+        tr.parse_tasks("myflowers=/no/such/folder")
+    named = tr.parse_tasks("flowers=/no/such/folder,cog_l2_8shot", data_root="/data")  # datasets by name
+    assert [(t.dataset, t.shots, str(t.named.root)) for t in named] == [("flowers", None, "/no/such/folder"),
+                                                                         ("cog_l2", 8, "/data/imagenet21k")]
+    with pytest.raises(FileNotFoundError, match="flowers.*nothing to read at /no/such/folder"):
+        tr.check_roots(named)
     with pytest.raises(ValueError, match="distinct"):
         tr.parse_tasks("shape,shape")
 
@@ -172,7 +177,7 @@ def test_evaluate_teachers_and_a_student_checkpoint(tmp_path):
     one_thread = tr.evaluate(models[:1], tasks, data, "cpu", workers=1, log=lambda *a: None)
     assert one_thread == [r for r in rows if r["model"] == "test_pixels"]  # threads do not change results
     write_rows(rows, tmp_path / "probes.csv")
-    assert (tmp_path / "probes.csv").read_text().splitlines()[0] == "model,task,top1,protocol,seed"
+    assert (tmp_path / "probes.csv").read_text().splitlines()[0] == "model,task,top1,protocol,seed,metric"
     pictures = tf.patch_pictures(models[:2], data["world"].test.images[:3].float() / 255, "cpu")
     assert pictures["test_pixels"].shape == (3, 4, 4, 3) and pictures["run"].shape == (3, 4, 4, 3)
     with pytest.raises(FileNotFoundError, match="no distillation checkpoint"):
@@ -215,19 +220,36 @@ def test_default_student_reuses_03s_finished_default_run_then_the_cache(tmp_path
 # ----------------------------------------------------------------------------- figures
 
 
-def test_figures_and_the_interactive_bundle(monkeypatch):
+def test_the_static_and_the_interactive_radar_are_one_chart(monkeypatch):
     gains = tr.relative_gains(TABLE, ["A", "B"])
     roles = {"A": "teacher", "B": "teacher", "S": "student"}
     static = tf.radar_figure(gains, roles)
     interactive = tf.radar_plotly(gains, roles)
+    ax = static.axes[0]
+    layout = interactive.layout
+    # the same start (first task at the top) and direction (clockwise)
+    assert ax.get_theta_offset() == pytest.approx(np.pi / 2) and ax.get_theta_direction() == -1
+    assert layout.polar.angularaxis.rotation == 90 and layout.polar.angularaxis.direction == "clockwise"
+    # the same axes, radial range and ticks, legend entries and title
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(interactive.data[1].theta[:-1]) == ["t1", "t2"]
+    assert ax.get_ylim() == pytest.approx(tuple(layout.polar.radialaxis.range))
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(layout.polar.radialaxis.ticktext)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [t.name for t in interactive.data]
+    assert ax.get_title() == layout.title.text
+    # the same value labels: the student's gains, printed on both
+    printed = [a.get_text() for a in ax.texts]
+    assert printed == ["+10.0%", "+10.0%"] == list(interactive.data[3].text[:-1])
+    assert all(t.text is None or not t.text for t in interactive.data[:3])  # teachers and the ring carry none
+    # one output: plotly JSON and an SVG of the static chart, and no PNG, so that JupyterLab's renderer draws the
+    # chart at once instead of swapping a picture for it when the mouse enters (and saving whichever was shown)
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append((obj, raw)))
     tf.show_interactive(interactive, static)
     (bundle, raw), = shown
-    assert raw and set(bundle) == {"application/vnd.plotly.v1+json", "image/png", "text/plain"}
-    assert base64.b64decode(bundle["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert raw and set(bundle) == {"application/vnd.plotly.v1+json", "image/svg+xml", "text/plain"}
+    assert bundle["image/svg+xml"].lstrip().startswith("<?xml") and "<svg" in bundle["image/svg+xml"]
     traces = bundle["application/vnd.plotly.v1+json"]["data"]
-    assert [t["name"] for t in traces] == ["best teacher", "A", "B", "S"]
+    assert [t["name"] for t in traces] == ["best teacher (0%)", "A", "B", "S"]
     assert traces[3]["customdata"][:2] == [10.0, 10.0]  # hover shows the true gains
     assert tf.signed_log(0) == 0 and tf.signed_log(-9) == -1 and tf.signed_log(99) == pytest.approx(2)
     tf.task_bars_figure(TABLE, roles)
@@ -278,8 +300,10 @@ def test_default_student_is_distilled_once_then_reused(monkeypatch):
     ({"models": "world_shape,dino_vitb16x"}, ValueError, r"unknown teacher\(s\) \['dino_vitb16x'\]"),
     ({"models": "runs/no_such_run"}, FileNotFoundError, r"no distillation checkpoint in runs/no_such_run"),
     ({"models": "world_shape,world_shape"}, ValueError, r"model names must be distinct"),
-    ({"tasks": "shape,texture"}, ValueError, r"unknown world task\(s\) \['texture'\]"),
-    ({"tasks": "cars=/no/such/folder"}, FileNotFoundError, r"task 'cars': '/no/such/folder' is not a folder"),
+    ({"tasks": "shape,texture"}, ValueError, r"unknown task\(s\) \['texture'\]"),
+    ({"tasks": "mycars=/no/such/folder"}, FileNotFoundError, r"task 'mycars': '/no/such/folder' is not a folder"),
+    ({"tasks": "cars=/no/such/folder"}, FileNotFoundError, r"cars \(Stanford Cars\): nothing to read at /no/such"),
+    ({"tasks": "world,dtd", "data_root": "/no/root"}, FileNotFoundError, r"(?s)dtd .*/no/root/dtd .*Expected layout"),
     ({"levels": "sometimes"}, ValueError, r"levels must be True or False"),
     ({"checkpoints": "student=/x.pth"}, ValueError, r"checkpoints names \['student'\]"),
     ({"n_train": "lots"}, ValueError, r"n_train must be an integer"),
@@ -301,3 +325,13 @@ def test_04_keeps_one_configuration_per_out_dir(tmp_path):
         run_validation_cell("04_transfer.ipynb", {**base, "tasks": "shape,colour,shape_x_colour"}, tmp_path)
     run_validation_cell("04_transfer.ipynb", {**base, "tasks": "shape,colour,shape_x_colour", "overwrite": True},
                         tmp_path)
+
+
+def test_a_progress_bar_prints_a_few_lines_when_its_output_is_not_a_terminal(capsys):
+    from workbench.core.progress import progress
+
+    for _ in progress(range(400), desc="many small steps"):
+        time.sleep(0.002)  # 0.8 s or more: a terminal's bar would redraw every 0.1 s
+    err = capsys.readouterr().err  # captured: not a terminal, as in a headless log
+    assert "many small steps" in err and "400/400" in err
+    assert err.count("\r") + err.count("\n") <= 4  # the bar drawn at its start and its end, not once per step

@@ -13,15 +13,33 @@ no text corpus is needed. As in CoG, candidates that subsume a seen concept are 
 contain the seen dog breeds), and so are the seen concepts themselves. The ranking is sorted by
 similarity, ties broken by wnid, so levels are reproducible; when the candidates do not divide evenly
 the least similar remainder (fewer than ``n_levels``) is left out.
+
+**The benchmark itself** comes from a user's ImageNet-21K folder (``cog_selection``): the concepts with enough
+images, 1,000 per level, 50 test and at most 1,300 training images each (``CogRules``), written to the cache once
+and reused; ``load_cog_level`` reads a level as a ``Data``.
+
+    selection = cog_selection("/data/imagenet21k")   # lists the folder once, then reads the cached selection
+    data = load_cog_level(selection, 3)              # ImageNet-CoG L3: 1,000 concepts
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import gzip
+import json
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from ..core.files import atomic_write, cache_dir, config_hash
+from ..core.progress import progress
+from .datasets import Data
+from .folders import IMAGE_EXTENSIONS, ImageFolderSplit
 from .imagenet import imagenet1k_wnids, imagenet21k_wnids
 from .wordnet import Hierarchy, wordnet
+
+WNID = re.compile(r"n\d{8}")
 
 
 @dataclass
@@ -105,3 +123,101 @@ def level_table(levels: CogLevels, examples: int = 4, hierarchy: Hierarchy | Non
         text = ", ".join(f"{wn.name(w)} ({wn.name(levels.nearest_seen[w])})" for w in picks)
         rows.append(f"| L{k} | {len(level)} | {np.mean(sims):.3f} | {min(sims):.3f} - {max(sims):.3f} | {text} |")
     return "\n".join(rows)
+
+
+# ----------------------------------------------------------------------------- the benchmark from an IN-21K folder
+
+@dataclass(frozen=True)
+class CogRules:
+    """How CoG turns ImageNet-21K into its five levels (the numbers of the CoG paper and its code, naver/cog)."""
+
+    min_images: int = 782  # a concept needs 732 training images (the fewest of an IN-1K class) + its 50 test ones
+    test_images: int = 50  # per concept
+    max_train_images: int = 1300  # per concept, the most of an IN-1K class
+    per_level: int = 1000  # concepts kept in each level
+    n_levels: int = 5
+    seed: int = 0  # draws the test images of each concept and the training images kept
+
+
+COG_SELECTION_VERSION = 1
+
+
+def _wnid_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and WNID.fullmatch(p.name))
+
+
+def cog_selection(root, rules: CogRules = CogRules(), log=print) -> dict:
+    """The CoG benchmark of an ImageNet-21K folder (``<root>/<wnid>/<image>``), built once and then reused.
+
+    Concepts are the wnid folders that are WordNet nouns, not ImageNet-1K classes nor subsumers of one, with at least
+    ``min_images`` images; ``cog_levels`` ranks them by Lin similarity to ImageNet-1K, cuts five equal levels and
+    keeps ``per_level`` concepts of each, evenly along its stretch of the ranking. Per concept, ``test_images`` images
+    (a seeded draw) are its test set and at most ``max_train_images`` of the others its training set.
+
+    The selection (levels, and per concept its test and training files) is written, gzipped JSON, to
+    ``$WORKBENCH_CACHE/cog/``, keyed by the folder, its concept folders (names and modification times) and the rules;
+    the next call with the same folder and rules reads it instead of listing 21K folders again.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"ImageNet-21K: no folder {root}; CoG reads an ImageNet-21K copy with one folder per "
+                                "synset (<root>/n01440764/*.JPEG, as image-net.org's full release unpacks)")
+    folders = _wnid_folders(root)
+    if not folders:
+        raise FileNotFoundError(f"ImageNet-21K: {root} holds no wnid folder (n01440764/, ...); CoG reads an "
+                                "ImageNet-21K copy with one folder per synset")
+    key = {"version": COG_SELECTION_VERSION, "root": str(root.resolve()), "rules": asdict(rules),
+           "folders": config_hash({"f": [(p.name, p.stat().st_mtime_ns) for p in folders]})}
+    path = cache_dir("cog") / f"selection-{config_hash(key)}.json.gz"
+    if path.is_file():
+        try:
+            selection = json.loads(gzip.decompress(path.read_bytes()))
+            if selection.get("key") == key:
+                return selection
+        except (OSError, ValueError):  # unreadable or cut: rebuilt below
+            pass
+    log(f"CoG: listing {len(folders)} concept folders of {root} (once; the selection is cached in {path.parent})")
+    files = {p.name: [f.name for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_EXTENSIONS
+                      and not f.name.startswith(".")] for p in progress(folders, desc="CoG: concept folders")}
+    wn = wordnet()
+    enough = [w for w, fs in files.items() if len(fs) >= rules.min_images and w in wn.index]
+    dropped = {"not_a_wordnet_noun": sorted(w for w in files if w not in wn.index),
+               "fewer_images": sorted(w for w, fs in files.items() if len(fs) < rules.min_images and w in wn.index)}
+    try:  # cog_levels drops the ImageNet-1K classes themselves and the concepts that subsume one
+        levels = cog_levels(imagenet1k_wnids(), enough, n_levels=rules.n_levels, per_level=rules.per_level,
+                            hierarchy=wn)
+    except ValueError as err:
+        raise ValueError(f"CoG: {root} has {len(enough)} concepts with at least {rules.min_images} images; "
+                         f"{rules.n_levels} levels of {rules.per_level} need more: {err}") from None
+    concepts = {}
+    for level in levels.levels:
+        for w in level:
+            order = sorted(files[w])
+            random.Random(f"cog/{rules.seed}/{w}").shuffle(order)
+            test = order[: rules.test_images]
+            train = order[rules.test_images : rules.test_images + rules.max_train_images]
+            concepts[w] = {"test": sorted(test), "train": sorted(train), "images": len(order)}
+    dropped.update({k: sorted(v) for k, v in levels.dropped.items()})
+    selection = {"key": key, "root": str(root), "rules": asdict(rules), "levels": levels.levels,
+                 "mean_similarity": levels.mean_similarity, "similarity": levels.similarity,
+                 "nearest_seen": levels.nearest_seen, "dropped": dropped, "concepts": concepts}
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(gzip.compress(json.dumps(selection).encode())))
+    return selection
+
+
+def load_cog_level(selection: dict, level: int, image_size: int = 224, root=None) -> Data:
+    """Level ``level`` (1-based) of a ``cog_selection`` as a ``Data``: its concepts are the classes (label
+    ``classes``), their training and test images the two splits; ``root`` (default: the one it was built from)
+    where the images are."""
+    if not 1 <= level <= len(selection["levels"]):
+        raise ValueError(f"CoG has levels 1 to {len(selection['levels'])}, not {level}")
+    root = Path(root or selection["root"])
+    wnids = sorted(selection["levels"][level - 1])
+    splits = {s: [(root / w / f, k) for k, w in enumerate(wnids) for f in selection["concepts"][w][s]]
+              for s in ("train", "test")}
+    names = tuple(f"{w} {wordnet().name(w)}" for w in wnids)
+    fingerprint = config_hash({"cog": selection["key"], "level": level, "root": str(root.resolve()),
+                               "size": image_size})
+    return Data(f"cog_l{level}", ImageFolderSplit(splits["train"], image_size, "classes"),
+                ImageFolderSplit(splits["test"], image_size, "classes"), {"classes": names}, image_size,
+                fingerprint)

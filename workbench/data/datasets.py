@@ -60,13 +60,18 @@ class EpochSampler(Sampler[int]):
 
 @dataclass
 class Data:
+    """Two splits and their tasks. A task's labels are one class index per image (-1: outside the task), or for a
+    ``dense`` task a map per image: class indices (255: ignored) for segmentation, metres (0: no value) for depth."""
+
     name: str
     train: Dataset
     test: Dataset
-    tasks: dict[str, tuple[str, ...]]  # task -> class names
+    tasks: dict[str, tuple[str, ...]]  # task -> class names (a depth task: ("depth",))
     image_size: int
     fingerprint: str  # identifies the exact images and labels: keys the feature cache
     empty_classes: dict[str, list[str]] = field(default_factory=dict)  # split -> class folders without images
+    dense: dict[str, str] = field(default_factory=dict)  # dense tasks: task -> "segmentation" or "depth"
+    notes: list[str] = field(default_factory=list)  # what a reader should know (a partial copy of a benchmark)
 
     def with_transform(self, transform, key: str, splits: tuple[str, ...] = ("train", "test")) -> Data:
         """The same data, the files of ``splits`` decoded by ``transform`` (PIL image -> tensor in [0, 1]), e.g. a
@@ -108,7 +113,7 @@ class Data:
             if classes:
                 text += f"; {len(classes)} class folder(s) without {split} images: {', '.join(classes[:10])}" + (
                     " ..." if len(classes) > 10 else "")
-        return text
+        return "; ".join([text, *self.notes])
 
     def first_image(self, split: str = "train") -> torch.Tensor:
         """The first readable image of a split, (1, 3, H, W), read without touching any random generator."""

@@ -173,6 +173,14 @@ def render(cfg: WorldConfig, n: int, seed: int,
 
     ``shapes`` are the object classes (label ``shape`` indexes it); the default is the training world.
     """
+    images, labels, _ = render_with_coverage(cfg, n, seed, shapes)
+    return images, labels
+
+
+def render_with_coverage(cfg: WorldConfig, n: int, seed: int, shapes: tuple[str, ...] = SHAPES
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """``render``, plus the object's coverage of each pixel (N, S, S) uint8: 0 background, 255 object, in between
+    on the anti-aliased edge. It is the alpha the images were composited with, so no random draw changes."""
     unknown = [sh for sh in shapes if sh not in SHAPES + NOVEL_SHAPES]
     if unknown or not shapes:
         raise ValueError(f"unknown shape(s) {unknown}; known: {list(SHAPES + NOVEL_SHAPES)}")
@@ -212,7 +220,8 @@ def render(cfg: WorldConfig, n: int, seed: int,
         "colour": torch.from_numpy(colour),
         "background": torch.from_numpy(background),
     }
-    return images, labels
+    coverage = torch.from_numpy((alpha[..., 0] * 255 + 0.5).astype(np.uint8))
+    return images, labels, coverage
 
 
 @dataclass
@@ -222,15 +231,16 @@ class WorldSplit:
     images: torch.Tensor
     labels: dict[str, torch.Tensor]
     classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    coverage: torch.Tensor | None = None  # (N, S, S) uint8: how much of each pixel the object covers (0-255)
 
     def __len__(self) -> int:
         return len(self.images)
 
 
 def make_split(cfg: WorldConfig, n: int, seed: int, shapes: tuple[str, ...] = SHAPES) -> WorldSplit:
-    images, labels = render(cfg, n, seed, shapes)
+    images, labels, coverage = render_with_coverage(cfg, n, seed, shapes)
     classes = {"shape": tuple(shapes), "colour": COLOURS, "background": cfg.backgrounds}
-    return WorldSplit(images, labels, classes)
+    return WorldSplit(images, labels, classes, coverage)
 
 
 def config_dict(cfg: WorldConfig) -> dict:

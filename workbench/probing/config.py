@@ -7,8 +7,15 @@ from typing import ClassVar
 from ..core.config import Config, param
 from ..core.device import pick_device
 from ..core.params import ParameterError
+from ..data import NamedDataset, named_dataset
 from ..models import FEATURE_KINDS, check_teacher_names, check_teacher_options
+from .dense import DenseProtocol
 from .runner import ProbeTask
+
+
+def _names(items: list[str]) -> None:
+    for item in items:
+        named_dataset(item, data_root=".")  # the name and its form (cog_l3_16shot); the root is for check()
 
 
 def _positive(values: list[int]) -> None:
@@ -24,6 +31,11 @@ class ProbeConfig(Config):
     teachers: list[str] = param(default_factory=lambda: ["world_colour", "world_shape"], check=check_teacher_names,
                                 help="registry or timm names")
     data: str = param("world", help='"world", or an ImageFolder path (<class>/<image>, or train/ + val/)')
+    tasks: list[str] = param(default_factory=list, allow_empty=True, check=_names,
+                             help="datasets by name probed besides data: flowers, cars, ..., in1k, cog_l3, "
+                                  "cog_l3_16shot, ade20k, nyud (flowers=/path reads one from elsewhere)")
+    data_root: str = param("data", help="datasets by name are read from <data_root>/<name> (CoG levels: "
+                                        "<data_root>/imagenet21k), in their own published layout")
     probe: str = param("both", choices=("linear", "knn", "both"), help="which probes")
     shots: list[int] = param(default_factory=lambda: [1, 5, 25], allow_empty=True, check=_positive,
                              help="few-shot linear probes: images per class (none: no few-shot probe)")
@@ -35,21 +47,44 @@ class ProbeConfig(Config):
     image_size: int = param(224, ge=8, help="ImageFolder data: images are decoded at this size")
     n_train: int = param(6000, ge=10, help="offline world only: training images")
     n_test: int = param(2000, ge=10, help="offline world only: test images")
+    dense_steps: int = param(1500, ge=1, help="training steps of each dense probe, 16 images a step (DINOv2: 40000)")
+    dense_lr: float = param(0.01, gt=0, help="peak AdamW learning rate of the dense probes (DINOv2: 0.001)")
     device: str = param("auto", execution=True, check=pick_device, help='"auto" picks CUDA when present')
 
     def check(self) -> None:
         check_teacher_options(self.teachers, self.checkpoints, self.preprocessing)
+        for ref in self.named_datasets():  # each one where data_root (or name=path) says, in its layout: now
+            ref.check()
 
-    def probe_tasks(self, labels) -> list[ProbeTask]:
-        """For each label of the data: the linear probe and/or k-NN, and a few-shot probe per entry of ``shots``."""
+    def named_datasets(self) -> list[NamedDataset]:
+        return [named_dataset(item, self.data_root) for item in self.tasks]
+
+    def probe_tasks(self, labels, dense: dict[str, str] | None = None, name: str = "") -> list[ProbeTask]:
+        """For each label of the data: the linear probe and/or k-NN, and a few-shot probe per entry of ``shots``; a
+        dense label (``dense``: label -> kind) its dense probe. ``name`` names the tasks (default: the label)."""
         tasks = []
         for label in labels:
+            task = name or label
+            if (dense or {}).get(label):
+                tasks.append(ProbeTask(task, label, method=dense[label]))
+                continue
             if self.probe in ("linear", "both"):
-                tasks.append(ProbeTask(label))
+                tasks.append(ProbeTask(task, label))
             if self.probe in ("knn", "both"):
-                tasks.append(ProbeTask(label, method="knn"))
-            tasks += [ProbeTask(label, shots=n) for n in self.shots]
+                tasks.append(ProbeTask(task, label, method="knn"))
+            tasks += [ProbeTask(task, label, shots=n) for n in self.shots]
         return tasks
+
+    def named_probe_tasks(self, ref: NamedDataset, dense: dict[str, str]) -> list[ProbeTask]:
+        """The probes of a dataset given by name: a CoG few-shot level (``cog_l3_16shot``) its few-shot probe, any
+        other the probes of ``probe_tasks``."""
+        if ref.shots is not None:
+            return [ProbeTask(ref.task, ref.label, shots=ref.shots)]
+        return self.probe_tasks([ref.label], dense, name=ref.task)
+
+    @property
+    def dense_protocol(self) -> DenseProtocol:
+        return DenseProtocol(steps=self.dense_steps, lr=self.dense_lr)
 
     @property
     def main_protocol(self) -> str:

@@ -14,12 +14,15 @@ import torch
 from safetensors import safe_open
 
 from ..core.files import cache_dir, config_hash, load_tensors, save_tensors
+from ..core.progress import progress
+from ..models import Features
 
 
 @dataclass
 class Encoder:
     """A model as the probes see it: a name, images in [0, 1] -> pooled features, and the module (its weights
-    key the feature cache). ``cache_key`` tells apart several features of one model (``name/patch_mean``).
+    key the feature cache). ``cache_key`` tells apart several features of one model (``name/patch_mean``);
+    ``features``, images -> ``Features`` (CLS and patch tokens on their grid), is what the dense probes read.
     Image files are decoded by the module's ``preprocessing`` (teachers and students have one), so each model
     reads them as its authors' evaluation does."""
 
@@ -27,6 +30,7 @@ class Encoder:
     encode: Callable[[torch.Tensor], torch.Tensor]
     module: torch.nn.Module
     cache_key: str = ""
+    features: Callable[[torch.Tensor], Features] | None = None
     preprocessing: object = None  # how image files are decoded for it (a ``Preprocessing``); default: the module's
 
     def decoded(self, data):
@@ -46,19 +50,27 @@ class FeatureSet:
     skipped: list[str] = field(default_factory=list)  # unreadable images (path: reason)
 
 
+PROGRESS_MIN_IMAGES = 10_000  # a split this large gets a progress bar while it is encoded
+
+
 @torch.no_grad()
 def extract_features(encode: Callable[[torch.Tensor], torch.Tensor], data, split: str, device,
                      batch_size: int = 256) -> FeatureSet:
-    """Run ``encode`` over a split. Unreadable images are skipped and listed, never fatal."""
+    """Run ``encode`` over a split (the labels of its image-level tasks kept beside). Unreadable images are skipped
+    and listed, never fatal."""
     feats, labels, skipped = [], {}, []
-    for images, ys, bad in data.loader(split, batch_size):
+    loader = data.loader(split, batch_size)
+    bar = progress(loader, desc=f"features of {data.name}/{split}", unit="batch",
+                   disable=len(loader.dataset) < PROGRESS_MIN_IMAGES)
+    for images, ys, bad in bar:
         skipped += bad
         if images is None:
             continue
         with torch.inference_mode():
             feats.append(encode(images.to(device)).float().cpu())
         for t, y in ys.items():
-            labels.setdefault(t, []).append(y)
+            if t not in data.dense:  # maps are for the dense probes, which read patch tokens
+                labels.setdefault(t, []).append(y)
     if not feats:
         raise ValueError(f"no readable image in the {split} split of {data.name!r}")
     return FeatureSet(torch.cat(feats), {t: torch.cat(v) for t, v in labels.items()}, skipped)

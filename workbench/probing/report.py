@@ -1,8 +1,11 @@
-"""Probe results as the notebooks show them: a models x tasks table, the gain over the best teacher, bars."""
+"""Probe results as the notebooks show them: a models x tasks table, the gain over the best teacher, bars, and the
+maps of the dense probes."""
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 
 def gain_over_best_teacher(probe: dict[str, dict[str, float]], teachers: list[str],
@@ -70,3 +73,51 @@ def few_shot_figure(few_shot: dict[str, dict[str, dict[int, dict]]]) -> Figure:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def dense_figure(images, truth, predictions: dict[str, object], classes: tuple[str, ...] | None = None,
+                 title: str = "") -> Figure:
+    """One row per test image: the image, its ground truth, then each model's predicted map, side by side.
+
+    ``images`` (N, 3, H, W) in [0, 1]; ``truth`` and each prediction (N, H, W): class indices (``classes`` given;
+    255, the ignored label, drawn white) or depths (one colour scale for the row, white where the truth has none).
+    """
+    images, truth = np.asarray(images), np.asarray(truth)
+    preds = {m: np.asarray(p) for m, p in predictions.items()}
+    cols = 2 + len(preds)
+    fig = Figure(figsize=(1.6 * cols, 1.55 * len(images) + 0.5), dpi=100)
+    axes = fig.subplots(len(images), cols, squeeze=False)
+    palette = _class_palette(tuple(classes)) if classes is not None else None
+    for i, row in enumerate(axes):
+        row[0].imshow(np.clip(images[i].transpose(1, 2, 0), 0, 1), interpolation="nearest")
+        maps = [truth[i], *(p[i] for p in preds.values())]
+        if palette is not None:
+            for ax, m in zip(row[1:], maps):
+                ax.imshow(palette[np.minimum(m.astype(np.int64), len(palette) - 1)], interpolation="nearest")
+        else:
+            valid = truth[i] > 0
+            low, high = (truth[i][valid].min(), truth[i][valid].max()) if valid.any() else (0.0, 1.0)
+            for ax, m in zip(row[1:], maps):
+                ax.imshow(np.where(valid, m, np.nan), cmap="viridis", vmin=low, vmax=high, interpolation="nearest")
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    for ax, name in zip(axes[0], ["image", "ground truth", *preds]):
+        ax.set_title(name, fontsize=8)
+    if classes is not None:
+        handles = [Patch(color=palette[k], label=c) for k, c in enumerate(classes[: len(palette) - 1])]
+        fig.legend(handles=handles[:20], loc="lower center", ncol=min(7, len(handles)), fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 if classes is not None else 0, 1, 1))
+    return fig
+
+
+def _class_palette(classes: tuple[str, ...]) -> np.ndarray:
+    """(n + 1, 3) colours: class k, and a last entry (white) that the ignored label 255 is clipped to. Class 0 (the
+    background of most dense tasks) is dark grey, a class named after a colour ("red") that colour, the others
+    tab20's."""
+    cycle, colors = matplotlib.colormaps["tab20"], matplotlib.colors
+    base = [(0.25, 0.25, 0.25)] + [colors.to_rgb(c) if colors.is_color_like(c) else cycle(k % 20)[:3]
+                                   for k, c in enumerate(classes[1:])]
+    return np.array([*base[: len(classes)], (1.0, 1.0, 1.0)])

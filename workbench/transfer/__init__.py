@@ -6,7 +6,16 @@
     relative_gains(probe_table(rows), teachers=["world_colour", "world_shape"])
 """
 from . import figures
-from .aggregates import aggregate_table, best_teacher, log_odds, mean_log_odds, mean_top1, relative_gains
+from .aggregates import (
+                         aggregate_table,
+                         best_teacher,
+                         dense_summary,
+                         dense_table,
+                         log_odds,
+                         mean_log_odds,
+                         mean_top1,
+                         relative_gains,
+)
 from .config import TransferConfig
 from .datasets import load_task_data, world_dataset
 from .levels import ConceptLevels, concept_levels
@@ -18,6 +27,7 @@ from .tasks import (
                     WORLD_SHAPE_WNIDS,
                     WORLD_TASKS,
                     TransferTask,
+                    check_roots,
                     level_tasks,
                     parse_tasks,
                     world_levels,
@@ -25,7 +35,8 @@ from .tasks import (
 )
 
 __all__ = ["DEFAULT_STUDENT", "NOVEL_SHAPE_WNIDS", "WORLD_DATASETS", "WORLD_SHAPE_WNIDS", "WORLD_TASKS",
-           "aggregate_table", "best_teacher", "concept_levels", "ConceptLevels", "evaluate", "figures", "level_tasks",
+           "aggregate_table", "best_teacher", "check_roots", "concept_levels", "ConceptLevels", "dense_summary",
+           "dense_table", "evaluate", "figures", "level_tasks",
            "load_models", "load_task_data", "log_odds", "mean_log_odds", "mean_top1", "parse_models", "parse_tasks",
            "relative_gains", "run_label", "TransferConfig", "TransferModel", "TransferTask", "world_dataset",
            "world_levels", "world_suite"]

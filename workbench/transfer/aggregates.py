@@ -63,3 +63,31 @@ def aggregate_table(table: dict[str, dict[str, float]], teachers: list[str]) -> 
         best = best_teacher(table, teachers)
         rows.append("| *best teacher* | " + " | ".join(f"{best[t][0]} ({best[t][1]:.1f})" for t in tasks) + " | | |")
     return "\n".join(rows)
+
+
+DENSE_SCORES = {"segmentation": ("miou", "pixel_acc"), "depth": ("delta1", "rmse", "abs_rel")}
+
+
+def dense_summary(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """{task: {model: scores}} of the dense rows: mIoU and pixel accuracy (%), or delta < 1.25 (%), RMSE (m) and
+    absolute relative error."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in rows:
+        kind = r["protocol"].removeprefix("linear ")
+        if kind in DENSE_SCORES:
+            out.setdefault(r["task"], {})[r["model"]] = {k: r[k] for k in DENSE_SCORES[kind]}
+    return out
+
+
+def dense_table(summary: dict[str, dict[str, dict[str, float]]], teachers: list[str]) -> str:
+    """Markdown: per dense task and model its scores; with teachers, the gap of each other model to the best teacher
+    in points of the task's score (mIoU, or delta < 1.25)."""
+    rows = ["| task | model | scores | vs best teacher |", "|---|---|---|---:|"]
+    for task, by_model in summary.items():
+        main = next(iter(next(iter(by_model.values()))))  # miou or delta1: the score the task is ranked by
+        best = max((by_model[t][main] for t in teachers if t in by_model), default=None)
+        for model, scores in by_model.items():
+            text = ", ".join(f"{k} {v:.3f}" if k in ("rmse", "abs_rel") else f"{k} {v:.1f}" for k, v in scores.items())
+            gap = "" if best is None or model in teachers else f"{scores[main] - best:+.1f}"
+            rows.append(f"| {task} | {model} | {text} | {gap} |")
+    return "\n".join(rows)

@@ -1,11 +1,26 @@
-"""The images of the transfer tasks: the offline world's datasets (rendered here) and ImageFolders."""
+"""The images of the transfer tasks: the offline world's datasets (rendered here), datasets by name, ImageFolders."""
 from __future__ import annotations
 
 import torch
 
 from ..core.files import config_hash
 from ..data import Data, InMemorySplit, load_data, world
+from ..data.cog import CogRules
+from ..data.dense import IGNORE
 from .tasks import WORLD_DATASETS, TransferTask
+
+
+def object_maps(split: world.WorldSplit) -> dict[str, torch.Tensor]:
+    """The world's dense labels, from the renderer's coverage: per pixel 0 for background, 1 + the object's shape
+    (``shape_seg``) or colour (``colour_seg``) where the object covers the whole pixel, ``IGNORE`` on its
+    anti-aliased edge (partly object, partly background: no single answer)."""
+    full, empty = split.coverage == 255, split.coverage == 0
+    maps = {}
+    for factor in ("shape", "colour"):
+        classes = (split.labels[factor] + 1).to(torch.uint8)[:, None, None].expand_as(split.coverage)
+        edge = torch.full_like(split.coverage, IGNORE)
+        maps[f"{factor}_seg"] = torch.where(full, classes, torch.where(empty, torch.zeros_like(edge), edge))
+    return maps
 
 
 def world_dataset(name: str, n_train: int = 6000, n_test: int = 2000, seed: int = 0,
@@ -29,9 +44,15 @@ def world_dataset(name: str, n_train: int = 6000, n_test: int = 2000, seed: int 
               for n, s in ((n_train, seeds[0]), (n_test, seeds[1]))]
     tasks = {"shape": tuple(shapes), "colour": world.COLOURS,
              "shape_x_colour": tuple(f"{c} {s}" for s in shapes for c in world.COLOURS)}
+    dense = {}
+    if name == "world":  # the in-domain images also carry the dense tasks
+        tasks.update({"shape_seg": ("background", *shapes), "colour_seg": ("background", *world.COLOURS)})
+        dense = {"shape_seg": "segmentation", "colour_seg": "segmentation"}
     for split in splits:
         split.labels["shape_x_colour"] = split.labels["shape"] * len(world.COLOURS) + split.labels["colour"]
         split.labels.pop("background")
+        if dense:
+            split.labels.update(object_maps(split))
     if level_shapes and name == "world_novel_shapes":
         for k, members in enumerate(level_shapes, 1):
             tasks[f"L{k}"] = tuple(members)
@@ -44,18 +65,23 @@ def world_dataset(name: str, n_train: int = 6000, n_test: int = 2000, seed: int 
                                "n": [n_train, n_test], "seeds": [s + seed for s in seeds], "labels": tasks})
     tr, te = splits
     return Data(name, InMemorySplit(tr.images, tr.labels), InMemorySplit(te.images, te.labels), tasks,
-                cfg.image_size, fingerprint)
+                cfg.image_size, fingerprint, dense=dense)
 
 
 def load_task_data(tasks: list[TransferTask], n_train: int = 6000, n_test: int = 2000, image_size: int = 224,
-                   level_shapes: list[list[str]] | None = None) -> dict[str, Data]:
-    """Every dataset the tasks need, each loaded once (tasks on the same images share features)."""
+                   level_shapes: list[list[str]] | None = None, cog_rules: CogRules | None = None,
+                   log=print) -> dict[str, Data]:
+    """Every dataset the tasks need, each loaded once (tasks on the same images share features): the world's,
+    datasets by name (``cog_rules``: how CoG levels are drawn from ImageNet-21K, CoG's own by default) and
+    ImageFolders."""
     out = {}
     for task in tasks:
         if task.dataset in out:
             continue
         if task.dataset in WORLD_DATASETS:
             out[task.dataset] = world_dataset(task.dataset, n_train, n_test, level_shapes=level_shapes)
+        elif task.named is not None:
+            out[task.dataset] = task.named.load(image_size, cog_rules, log=log)
         else:
             out[task.dataset] = load_data(task.dataset, image_size=image_size)
     return out

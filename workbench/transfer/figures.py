@@ -2,22 +2,23 @@
 accuracy per concept-generalization level, and PCA pictures of patch features.
 
 Every figure is a matplotlib ``Figure`` built off-screen (no pyplot state), shown as a PNG by
-``workbench.core.figures.show``. The interactive radar is a plotly figure displayed with ``show_interactive``:
-one output that carries both the plotly JSON (JupyterLab's plotly renderer, bundled with the ``plotly``
-package, draws it interactively) and a PNG of the same chart drawn by matplotlib (what papermill, nbval,
-GitHub and any viewer without the renderer show). No kaleido, no browser, no network.
+``workbench.core.figures.show``. The radar is one chart (``RadarSpec``) drawn by matplotlib and by plotly alike;
+``show_interactive`` displays one output that carries the plotly JSON (JupyterLab's plotly renderer, bundled with the
+``plotly`` package, draws it interactively) and an SVG of the matplotlib drawing (what viewers without the renderer
+show). No kaleido, no browser, no network.
 """
 from __future__ import annotations
 
-import base64
+import io
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from IPython import display as ipython_display
 from matplotlib.figure import Figure
 
-from ..core.figures import png
+from ..probing.report import dense_figure
 
 TEACHER_STYLE = {"linestyle": "--", "linewidth": 1.2, "alpha": 0.8}
 STUDENT_STYLE = {"linestyle": "-", "linewidth": 2.2}
@@ -51,6 +52,48 @@ def _tick_label(t: float) -> str:
     return "0" if t == 0 else f"{t:+g}%"
 
 
+@dataclass
+class RadarSpec:
+    """One radar, drawn alike by matplotlib (``radar_figure``) and plotly (``radar_plotly``): the same axes in the
+    same order (the first at the top, then clockwise), radial scale and ticks, lines, fills, value labels (the
+    students' gains), legend entries (the best teacher's ring, then each model) and title."""
+
+    tasks: list[str]  # axis labels
+    values: dict[str, list[float]]  # model -> gain per task (%)
+    radii: dict[str, list[float]]  # model -> signed-log radius per task (a missing value at the centre)
+    students: list[str]
+    colours: dict[str, str]
+    low: float
+    high: float
+    ticks: list[float]
+    title: str
+
+    @property
+    def angles_deg(self) -> list[float]:
+        """Each axis's angle clockwise from the top, in degrees."""
+        return [360.0 * k / len(self.tasks) for k in range(len(self.tasks))]
+
+    def labels(self, model: str) -> list[str]:
+        """The value printed at each point of a model's line (students only)."""
+        return [f"{v:+.1f}%" for v in self.values[model]] if model in self.students else []
+
+
+RING_LABEL = "best teacher (0%)"
+RADAR_SIZE = (740, 560)  # pixels, both renderers
+
+
+def radar_spec(gains: dict[str, dict[str, float]], roles: dict[str, str],
+               title: str = "Relative gain over the best teacher (%)") -> RadarSpec:
+    models = list(gains)
+    keys = list(gains[models[0]])
+    low, high, ticks = _radar_scale(gains)
+    values = {m: [float(gains[m][k]) for k in keys] for m in models}
+    radii = {m: [float(signed_log(v)) if np.isfinite(v) else low for v in vs] for m, vs in values.items()}
+    return RadarSpec([k.replace("_", " ") for k in keys], values, radii,
+                     [m for m in models if roles.get(m) == "student"], _colours(models), low, high, ticks,
+                     f"{title} (signed log scale)")
+
+
 def radar_figure(gains: dict[str, dict[str, float]], roles: dict[str, str],
                  title: str = "Relative gain over the best teacher (%)") -> Figure:
     """UNIC's radar: one axis per task, one closed line per model; the black ring is the best teacher (0).
@@ -58,35 +101,30 @@ def radar_figure(gains: dict[str, dict[str, float]], roles: dict[str, str],
     The radial scale is signed-logarithmic (``signed_log``) so that a student's +1% over its best
     teacher and a teacher's -80% on the task it is blind to fit on one chart. Students' gains are printed.
     """
-    models = list(gains)
-    tasks = list(gains[models[0]])
-    colours = _colours(models)
-    angles = np.linspace(0, 2 * np.pi, len(tasks), endpoint=False)
-    low, high, ticks = _radar_scale(gains)
-    fig = Figure(figsize=(7.4, 5.6), dpi=100)
+    spec = radar_spec(gains, roles, title)
+    angles = np.deg2rad(spec.angles_deg)
+    fig = Figure(figsize=(RADAR_SIZE[0] / 100, RADAR_SIZE[1] / 100), dpi=100)
     ax = fig.add_subplot(projection="polar")
-    ax.set_theta_offset(np.pi / 2)
+    ax.set_theta_offset(np.pi / 2)  # the first axis at the top, the others clockwise (as plotly's rotation=90)
     ax.set_theta_direction(-1)
     ring = np.linspace(0, 2 * np.pi, 200)
-    ax.plot(ring, np.zeros_like(ring), color="black", linewidth=1.6, zorder=1)
-    for m in models:
-        values = np.array([gains[m][t] for t in tasks], dtype=float)
-        r = np.where(np.isfinite(values), signed_log(np.nan_to_num(values)), low)
-        student = roles.get(m) == "student"
+    ax.plot(ring, np.zeros_like(ring), color="black", linewidth=1.6, zorder=1, label=RING_LABEL)
+    for m, r in spec.radii.items():
+        student = m in spec.students
         style = STUDENT_STYLE if student else TEACHER_STYLE
-        ax.plot(np.r_[angles, angles[:1]], np.r_[r, r[:1]], color=colours[m], label=m, marker="o", markersize=3,
+        ax.plot(np.r_[angles, angles[:1]], np.r_[r, r[:1]], color=spec.colours[m], label=m, marker="o", markersize=3,
                 **style)
         if student:
-            ax.fill(np.r_[angles, angles[:1]], np.r_[r, r[:1]], color=colours[m], alpha=0.08)
-            for a, rv, v in zip(angles, r, values):
-                ax.annotate(f"{v:+.1f}%", (a, rv), xytext=(5, 5), textcoords="offset points", fontsize=7,
-                            color=colours[m], fontweight="bold", zorder=5,
-                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
-    ax.set_ylim(low, high)
-    ax.set_yticks([float(signed_log(t)) for t in ticks], [_tick_label(t) for t in ticks], fontsize=7)
-    ax.set_xticks(angles, [t.replace("_", " ") for t in tasks], fontsize=8)
+            ax.fill(np.r_[angles, angles[:1]], np.r_[r, r[:1]], color=spec.colours[m], alpha=0.08)
+        for a, rv, text in zip(angles, r, spec.labels(m)):
+            ax.annotate(text, (a, rv), xytext=(5, 5), textcoords="offset points", fontsize=7,
+                        color=spec.colours[m], fontweight="bold", zorder=5,
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
+    ax.set_ylim(spec.low, spec.high)
+    ax.set_yticks([float(signed_log(t)) for t in spec.ticks], [_tick_label(t) for t in spec.ticks], fontsize=7)
+    ax.set_xticks(angles, spec.tasks, fontsize=8)
     ax.tick_params(axis="x", pad=10)
-    ax.set_title(title + "\n(signed log scale; black ring: best teacher)", fontsize=10)
+    ax.set_title(spec.title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.1, 1.05))
     fig.tight_layout()
     return fig
@@ -94,44 +132,59 @@ def radar_figure(gains: dict[str, dict[str, float]], roles: dict[str, str],
 
 def radar_plotly(gains: dict[str, dict[str, float]], roles: dict[str, str],
                  title: str = "Relative gain over the best teacher (%)"):
-    """The same radar as a plotly figure: hover shows each model's exact gain per task."""
+    """The same radar as a plotly figure (``RadarSpec``): hover shows each model's exact gain per task."""
     import plotly.graph_objects as go
 
-    models = list(gains)
-    tasks = [t.replace("_", " ") for t in gains[models[0]]]
-    keys = list(gains[models[0]])
-    colours = _colours(models)
-    low, high, ticks = _radar_scale(gains)
+    spec = radar_spec(gains, roles, title)
+    theta = spec.tasks + spec.tasks[:1]
     fig = go.Figure()
-    fig.add_trace(go.Scatterpolar(r=[0.0] * (len(tasks) + 1), theta=tasks + tasks[:1], mode="lines",
-                                  line={"color": "black", "width": 2}, name="best teacher", hoverinfo="skip"))
-    for m in models:
-        true = [float(gains[m][k]) for k in keys]
-        r = [float(signed_log(v)) if np.isfinite(v) else low for v in true]
-        student = roles.get(m) == "student"
+    fig.add_trace(go.Scatterpolar(r=[0.0] * len(theta), theta=theta, mode="lines", line={"color": "black", "width": 2},
+                                  name=RING_LABEL, hoverinfo="skip"))
+    for m, r in spec.radii.items():
+        student = m in spec.students
+        colour = spec.colours[m]
         fig.add_trace(go.Scatterpolar(
-            r=r + r[:1], theta=tasks + tasks[:1], name=m, mode="lines+markers",
-            customdata=true + true[:1], hovertemplate="%{theta}: %{customdata:+.2f}%<extra>" + m + "</extra>",
-            line={"color": colours[m], "width": 3 if student else 1.5, "dash": "solid" if student else "dash"},
-            fill="toself" if student else None, opacity=1.0 if student else 0.8))
-    fig.update_layout(title=title + " (signed log scale)", width=760, height=560, legend={"x": 1.08},
-                      polar={"radialaxis": {"range": [low, high], "tickvals": [float(signed_log(t)) for t in ticks],
-                                            "ticktext": [_tick_label(t) for t in ticks]}})
+            r=r + r[:1], theta=theta, name=m, mode="lines+markers+text" if student else "lines+markers",
+            text=spec.labels(m) + spec.labels(m)[:1], textposition="top right",
+            textfont={"color": colour, "size": 10}, customdata=spec.values[m] + spec.values[m][:1],
+            hovertemplate="%{theta}: %{customdata:+.2f}%<extra>" + m + "</extra>", marker={"size": 5},
+            line={"color": colour, "width": 2.2 if student else 1.2, "dash": "solid" if student else "dash"},
+            fill="toself" if student else None, fillcolor=_rgba(colour, 0.08) if student else None,
+            opacity=1.0 if student else 0.8))
+    fig.update_layout(
+        title={"text": spec.title, "font": {"size": 14}}, width=RADAR_SIZE[0], height=RADAR_SIZE[1],
+        legend={"x": 1.08, "y": 1.0}, showlegend=True,
+        polar={"angularaxis": {"rotation": 90, "direction": "clockwise"},
+               "radialaxis": {"range": [spec.low, spec.high], "tickvals": [float(signed_log(t)) for t in spec.ticks],
+                              "ticktext": [_tick_label(t) for t in spec.ticks]}})
     return fig
 
 
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
 def show_interactive(plotly_fig, static: Figure) -> None:
-    """Display a plotly figure with a static PNG of ``static`` in the same output (see the module doc)."""
+    """Display a plotly figure, with ``static`` (the same chart by matplotlib) as SVG for viewers without plotly.
+
+    The output carries no ``image/png``: JupyterLab's plotly renderer shows an output's PNG, when it has one, until
+    the mouse enters it, then draws the interactive chart and writes its own PNG snapshot into the output, so what
+    a saved notebook held would depend on where the mouse went. Without one it draws the chart at once and stores
+    its snapshot then, hovered or not. Viewers without that renderer (GitHub, nbviewer, executed copies) show the
+    SVG of the same chart."""
+    buf = io.StringIO()
+    static.savefig(buf, format="svg")
     bundle = {
         "application/vnd.plotly.v1+json": {**json.loads(plotly_fig.to_json()), "config": {"displaylogo": False}},
-        "image/png": base64.b64encode(png(static)).decode("ascii"),
+        "image/svg+xml": buf.getvalue(),
         "text/plain": f"<interactive plotly figure: {plotly_fig.layout.title.text}>",
     }
     ipython_display.display(bundle, raw=True)
 
 
 def task_bars_figure(table: dict[str, dict[str, float]], roles: dict[str, str],
-                     title: str = "Linear-probe top-1 (%) per task") -> Figure:
+                     title: str = "Score per task (%): linear-probe top-1, mIoU of a dense task") -> Figure:
     """Grouped bars per task (teachers hatched), the best teacher's level marked by a black tick."""
     models = list(table)
     tasks = list(table[models[0]])
@@ -235,10 +288,27 @@ def pca_figure(images: torch.Tensor, pictures: dict[str, np.ndarray], titles: di
 
 @torch.no_grad()
 def patch_pictures(models, images: torch.Tensor, device) -> dict[str, np.ndarray]:
-    """{model name: (B, H, W, 3) PCA picture} for models with a ``patches(images) -> (tokens, grid)`` method."""
+    """{model name: (B, H, W, 3) PCA picture} of models whose ``features(images)`` give patch tokens on a grid."""
     out = {}
     for m in models:
         with torch.inference_mode():
-            tokens, grid = m.patches(images.to(device))
-        out[m.name] = patch_pca_rgb(tokens.float().cpu(), tuple(grid))
+            f = m.features(images.to(device))
+        out[m.name] = patch_pca_rgb(f.patch.float().cpu(), tuple(f.grid))
     return out
+
+
+def dense_maps_figure(task, rows: list[dict], data, examples: int | None = None) -> Figure:
+    """A dense task's test images: the image, its ground truth and each model's predicted map, side by side (the
+    maps the probe kept, ``examples`` in its rows)."""
+    preds = {r["model"]: r["examples"] for r in rows if r["task"] == task.name and r.get("examples") is not None}
+    n = min(len(p) for p in preds.values())
+    n = n if examples is None else min(n, examples)
+    items = [data.test[i] for i in range(len(data.test))]
+    items = [(x, y[task.label]) for x, y in items if x is not None][:n]  # the readable ones, as the probe saw them
+    images = torch.stack([x for x, _ in items]).numpy()
+    truth = torch.stack([y for _, y in items]).numpy()
+    classes = data.tasks[task.label] if task.method == "segmentation" else None
+    metric = "mIoU" if task.method == "segmentation" else "delta<1.25"
+    scores = {r["model"]: r["top1"] for r in rows if r["task"] == task.name}
+    named = {f"{m}\n{metric} {scores[m]:.1f}": p[:n].numpy() for m, p in preds.items()}
+    return dense_figure(images, truth, named, classes, title=f"{task.name}: {task.description}")

@@ -1,12 +1,13 @@
 """The concept-generalization levels of a transfer run (CoG: Sariyildiz et al., ICCV 2021).
 
     concepts = concept_levels(tasks)          # CoG on ImageNet, the world's levels, and the level tasks
-    concepts.tasks                            # L1 ... L5: the world's novel shapes, or ImageFolders named L1 ...
+    concepts.tasks                            # the world's novel shapes per level, and cog_l1 ... (or L1 ...) tasks
     concepts.figure(table, roles, datasets)   # top-1 per level, one line per model
 
 **On ImageNet**, the CoG builder (``workbench.data.cog``) ranks the ImageNet-21K concepts by their Lin
-similarity to ImageNet-1K and cuts them into five levels: the wnid lists a real CoG evaluation uses
-(given as ImageFolder tasks named ``L1`` ... ``L5``). **In the offline world**, the same builder ranks
+similarity to ImageNet-1K and cuts them into five levels; the suite's ``cog_l1`` ... ``cog_l5`` tasks are the real
+benchmark, drawn from an ImageNet-21K copy (``workbench.data.cog.cog_selection``; ImageFolders named ``L1`` ...
+``L5`` count as levels too). **In the offline world**, the same builder ranks
 the 15 novel shapes against the six seen ones: five 3-way tasks on freshly rendered images.
 """
 from __future__ import annotations
@@ -19,11 +20,11 @@ from matplotlib.figure import Figure
 
 from ..core.files import save_json
 from ..data import Data
-from ..data.cog import CogLevels, imagenet_levels, level_table
+from ..data.cog import CogLevels, CogRules, cog_selection, imagenet_levels, level_table
 from .figures import levels_figure
 from .tasks import WORLD_DATASETS, TransferTask, level_tasks, world_levels
 
-LEVEL_TASK = re.compile(r"L\d+")  # an ImageFolder task named L1, L2, ...: a real CoG level
+LEVEL_TASK = re.compile(r"L\d+|cog_l\d")  # ImageNet-CoG level tasks: by name (cog_l3), or ImageFolders named L3
 
 
 @dataclass
@@ -31,6 +32,7 @@ class ConceptLevels:
     imagenet: CogLevels | None = None
     world: CogLevels | None = None
     world_shapes: list[list[str]] | None = None  # the world's novel shapes, per level
+    cog: dict | None = None  # the ImageNet-CoG selection of the suite's cog_l* tasks (levels, similarity, counts)
     tasks: list[TransferTask] = field(default_factory=list)  # one per level
 
     def tables(self) -> list[str]:
@@ -39,10 +41,13 @@ class ConceptLevels:
             [level_table(self.world, examples=3)] if self.world else [])
 
     def save(self, out_dir) -> None:
-        """``cog_levels_imagenet.json``: the wnid lists of the five ImageNet levels, for a real CoG evaluation."""
+        """``cog_levels_imagenet.json``: the wnid lists of the five ImageNet levels (the builder on timm's list of
+        ImageNet-21K synsets); ``cog_selection.json``: the levels the suite's cog_l* tasks use (concepts, images)."""
         if self.imagenet is not None:
             save_json({"levels": self.imagenet.levels, "mean_similarity": self.imagenet.mean_similarity},
                       Path(out_dir) / "cog_levels_imagenet.json")
+        if self.cog is not None:
+            save_json(self.cog, Path(out_dir) / "cog_selection.json")
 
     def summary(self) -> dict:
         out = {}
@@ -51,6 +56,9 @@ class ConceptLevels:
                                "mean_similarity": self.imagenet.mean_similarity}
         if self.world is not None:
             out["world"] = {"levels": self.world_shapes, "mean_similarity": self.world.mean_similarity}
+        if self.cog is not None:
+            out["cog"] = {"root": self.cog["root"], "mean_similarity": self.cog["mean_similarity"],
+                          "concepts": [len(level) for level in self.cog["levels"]], "dropped": self.cog["dropped"]}
         return out
 
     def per_level(self, table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -59,22 +67,29 @@ class ConceptLevels:
 
     def figure(self, table: dict[str, dict[str, float]], roles: dict[str, str],
                datasets: dict[str, Data]) -> Figure | None:
-        """Top-1 per level, one line per model (None without level tasks)."""
+        """Top-1 per level, one line per model (None without level tasks): the real CoG levels of the suite when it
+        has some, else the world's."""
         if not self.tasks:
             return None
-        levels = self.world or self.imagenet
-        names = [", ".join(shapes) for shapes in self.world_shapes] if self.world is not None else None
-        first = self.tasks[0]
-        chance = 100 / len(datasets[first.dataset].tasks[first.label])
-        title = ("Top-1 per level (offline world: novel shapes by WordNet similarity to the seen ones)"
-                 if self.world is not None else "Top-1 per CoG level")
-        return levels_figure(self.per_level(table), roles, levels.mean_similarity[: len(self.tasks)], names,
-                             chance=chance, title=title)
+        real = [t for t in self.tasks if LEVEL_TASK.fullmatch(t.name)]
+        tasks = real or self.tasks
+        if real:
+            similarity = (self.cog or {}).get("mean_similarity") or self.imagenet.mean_similarity
+            names, title = None, "Top-1 per ImageNet-CoG level"
+        else:
+            similarity = self.world.mean_similarity
+            names = [", ".join(shapes) for shapes in self.world_shapes]
+            title = "Top-1 per level (offline world: novel shapes by WordNet similarity to the seen ones)"
+        chance = 100 / len(datasets[tasks[0].dataset].tasks[tasks[0].label])
+        per_level = {m: {t.name: row[t.name] for t in tasks} for m, row in table.items()}
+        return levels_figure(per_level, roles, similarity[: len(tasks)], names, chance=chance, title=title)
 
 
-def concept_levels(tasks: list[TransferTask], enabled: bool = True, log=print) -> ConceptLevels:
+def concept_levels(tasks: list[TransferTask], enabled: bool = True, cog_rules: CogRules | None = None,
+                   log=print) -> ConceptLevels:
     """The levels: CoG's on ImageNet; the world's, with their tasks, when the suite has world data; and the
-    suite's own tasks named L1, L2, ... (ImageFolders of real CoG levels). Nothing when not ``enabled``."""
+    suite's own level tasks: ImageNet-CoG levels by name (``cog_l1`` ..., their selection from ImageNet-21K) or
+    ImageFolders named L1, L2, ... Nothing when not ``enabled``."""
     if not enabled:
         return ConceptLevels()
     concepts = ConceptLevels(imagenet=imagenet_levels())
@@ -84,5 +99,16 @@ def concept_levels(tasks: list[TransferTask], enabled: bool = True, log=print) -
     if any(t.dataset in WORLD_DATASETS for t in tasks):
         concepts.world, concepts.world_shapes = world_levels()
         concepts.tasks = level_tasks(concepts.world_shapes)
-    concepts.tasks += [t for t in tasks if LEVEL_TASK.fullmatch(t.name)]
+    real = [t for t in tasks if LEVEL_TASK.fullmatch(t.name)]
+    cog = next((t.named for t in real if t.named is not None), None)
+    if cog is not None:
+        selection = cog_selection(cog.root, cog_rules or CogRules(), log=log)
+        concepts.cog = {"root": selection["root"], "rules": selection["rules"],
+                        "levels": selection["levels"], "mean_similarity": selection["mean_similarity"],
+                        "images": {w: {s: len(c[s]) for s in ("train", "test")}
+                                   for w, c in selection["concepts"].items()},
+                        "dropped": {k: len(v) for k, v in selection["dropped"].items()}}
+        log(f"ImageNet-CoG from {cog.root}: {len(selection['levels'])} levels of {len(selection['levels'][0])} "
+            "concepts, mean Lin similarity " + ", ".join(f"{s:.2f}" for s in selection["mean_similarity"]))
+    concepts.tasks += real
     return concepts

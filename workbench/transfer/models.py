@@ -12,10 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..core.params import as_list
-from ..models import check_teacher_names, create_teacher, find_student_checkpoint, load_student
+from ..models import Features, check_teacher_names, create_teacher, find_student_checkpoint, load_student
 from ..probing import Encoder
 
 DEFAULT_STUDENT = "student"  # the models entry that stands for 03's default student
@@ -23,31 +21,26 @@ DEFAULT_STUDENT = "student"  # the models entry that stands for 03's default stu
 
 @dataclass
 class TransferModel(Encoder):
-    """A model as the transfer notebook uses it: an ``Encoder`` for the probes, with its role, its patch tokens
-    (for the PCA pictures) and where it came from."""
+    """A model as the transfer notebook uses it: an ``Encoder`` for the probes (its ``features`` give the patch
+    tokens of the dense probes and PCA pictures), with its role and where it came from."""
 
     role: str = "teacher"  # "teacher" or "student"
-    patches: Callable[[torch.Tensor], tuple[torch.Tensor, tuple[int, int]]] | None = None  # -> (B, N, D), grid
     source: str = ""
 
 
 def teacher_model(name: str, device, checkpoint: str | None = None) -> TransferModel:
     m = create_teacher(name, checkpoint=checkpoint).to(device)
-
-    def encode(x):
-        return m(x).cls
-
-    def patches(x):
-        f = m(x)
-        return f.patch, f.grid
-
-    return TransferModel(name, encode, m, role="teacher", patches=patches, source=name)
+    return TransferModel(name, lambda x: m(x).cls, m, features=m, role="teacher", source=name)
 
 
 def student_model(name: str, folder: Path, device) -> TransferModel:
     s = load_student(folder, device)
-    return TransferModel(name, s.embed, s, role="student", patches=lambda x: (s.forward_features(x)[1], s.grid),
-                         source=str(folder))
+
+    def features(x):
+        cls, patch = s.forward_features(x)  # the final norm's: what the student is used for downstream
+        return Features(cls, patch, s.grid)
+
+    return TransferModel(name, s.embed, s, features=features, role="student", source=str(folder))
 
 
 def parse_models(specs) -> list[tuple[str, str, str | None]]:
