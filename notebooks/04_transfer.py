@@ -41,6 +41,7 @@ models = "world_colour,world_shape,student"  # teachers (registry / timm names),
 tasks = "world"                        # "world" (the offline suite), world task names, datasets by name (flowers, cog_l3, cog_l3_16shot, ade20k, ...; flowers=/path reads one from elsewhere) and/or name=path ImageFolders
 data_root = "data"                     # datasets by name are read from <data_root>/<name> (CoG levels: <data_root>/imagenet21k)
 checkpoints = ""                       # optional weight file per teacher, e.g. "ibot_vitb16=/ckpt/ibot.pth"
+preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: "name=recipe,..."
 levels = True                          # concept-generalization levels (CoG) and the accuracy-per-level plot
 n_train = 3000                         # offline world only: training images per dataset
 n_test = 1000                          # offline world only: test images per dataset
@@ -62,7 +63,8 @@ cfg
 # ## The models
 #
 # Teachers come from the registry (offline specialists, the zoo, any timm name); students are distillation
-# checkpoints (`<out_dir>/checkpoint` of 03). `student` is the one 03 trains with its defaults: taken from
+# checkpoints (`<out_dir>/checkpoint` of 03) or released UNIC files (`unic_b=/ckpt/unic_b.pth`). Each model reads
+# image files with its own evaluation transform (a teacher its release's; a student the one it was trained with). `student` is the one 03 trains with its defaults: taken from
 # `runs/03_distill` when that run finished with every default, else from `$WORKBENCH_CACHE/students`, else
 # distilled now (a few minutes on 2 CPU cores, once).
 
@@ -76,7 +78,8 @@ tr = wb.transfer
 t_start = time.time()
 dev = wb.pick_device(cfg.device)
 print(f"device {dev}; writing to {out.resolve()}")
-model_list = tr.load_models(cfg.models, dev, checkpoints=cfg.checkpoints, default_student=wb.default_student)
+model_list = tr.load_models(cfg.models, dev, checkpoints=cfg.checkpoints, default_student=wb.default_student,
+                            preprocessing=cfg.preprocessing)
 roles = {m.name: m.role for m in model_list}
 teachers = [m.name for m in model_list if m.role == "teacher"]
 for m in model_list:

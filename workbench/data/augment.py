@@ -62,8 +62,8 @@ class Augmentation:
         positions = range(len(images)) if positions is None else positions
         views = []
         for image, position in zip(images, positions):
-            with torch.random.fork_rng(devices=[]):  # the transforms draw from torch's CPU generator
-                torch.manual_seed(view_seed(self.seed, step, int(position)))
+            with torch.random.fork_rng(devices=[]):  # the transforms draw from torch's CPU generator alone
+                torch.default_generator.manual_seed(view_seed(self.seed, step, int(position)))
                 views.append(self.pipeline(image))
         return torch.stack(views).clamp_(0, 1)
 

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from ..core.config import Config, param
 from ..core.device import pick_device
-from ..core.params import ParameterError
+from ..models import check_teacher_options
 from ..probing import DenseProtocol
 from .models import parse_models
 from .tasks import check_roots, parse_tasks
@@ -19,15 +19,18 @@ class TransferConfig(Config):
 
     models: list[str] = param(default_factory=lambda: ["world_colour", "world_shape", "student"],
                               check=parse_models,
-                              help='teachers (registry / timm names), "student" (03\'s default), checkpoint folders '
-                                   'or name=folder')
+                              help='teachers (registry / timm names), "student" (03\'s default), student folders, '
+                                   'released UNIC files (unic.pth), or name=path')
     tasks: list[str] = param(default_factory=lambda: ["world"], check=parse_tasks,
                              help='"world" (the offline suite), world task names, datasets by name (flowers, cog_l3, '
                                   'cog_l3_16shot, ade20k, ...; flowers=/path reads one from elsewhere) and/or '
                                   'name=path ImageFolders')
     data_root: str = param("data", help="datasets by name are read from <data_root>/<name> (CoG levels: "
                                         "<data_root>/imagenet21k), in their own published layout")
-    checkpoints: dict[str, str] = param(default_factory=dict, help="a weight file per teacher: name=path,...")
+    checkpoints: dict[str, str] = param(default_factory=dict,
+                                        help="a weight file per teacher, in its release's own format: name=path,...")
+    preprocessing: dict[str, str] = param(default_factory=dict,
+                                          help="a teacher's eval recipe instead of its release's: name=recipe,...")
     levels: bool = param(True, help="concept-generalization levels (CoG) and the accuracy-per-level plot")
     n_train: int = param(3000, ge=20, help="offline world only: training images per dataset")
     n_test: int = param(1000, ge=20, help="offline world only: test images per dataset")
@@ -39,9 +42,7 @@ class TransferConfig(Config):
 
     def check(self) -> None:
         teachers = [name for name, role, _ in parse_models(self.models) if role == "teacher"]
-        unknown = sorted(set(self.checkpoints) - set(teachers))
-        if unknown:
-            raise ParameterError(f"checkpoints names {unknown}, which are not among the teachers {teachers}")
+        check_teacher_options(teachers, self.checkpoints, self.preprocessing)
         check_roots(self.task_list())
 
     def task_list(self):

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.params import as_list
-from ..models import Features, check_teacher_names, create_teacher, find_student_checkpoint, load_student
+from ..models import (
+    Features,
+    check_teacher_names,
+    check_teacher_options,
+    create_teacher,
+    find_student_checkpoint,
+    load_student,
+)
 from ..probing import Encoder
 
 DEFAULT_STUDENT = "student"  # the models entry that stands for 03's default student
@@ -28,8 +35,8 @@ class TransferModel(Encoder):
     source: str = ""
 
 
-def teacher_model(name: str, device, checkpoint: str | None = None) -> TransferModel:
-    m = create_teacher(name, checkpoint=checkpoint).to(device)
+def teacher_model(name: str, device, checkpoint: str | None = None, preprocessing: str | None = None) -> TransferModel:
+    m = create_teacher(name, checkpoint=checkpoint, preprocessing=preprocessing).to(device)
     return TransferModel(name, lambda x: m(x).cls, m, features=m, role="teacher", source=name)
 
 
@@ -85,21 +92,21 @@ def run_label(folder: Path) -> str:
 
 
 def load_models(specs, device, checkpoints: dict[str, str] | None = None,
-                default_student: Path | Callable[[], Path] | None = None) -> list[TransferModel]:
+                default_student: Path | Callable[[], Path] | None = None,
+                preprocessing: dict[str, str] | None = None) -> list[TransferModel]:
     """The models of ``parse_models(specs)``, loaded.
 
-    ``checkpoints`` maps teacher names to weight files (iBOT, dBOT, or any timm-format file), as in 02;
+    ``checkpoints`` maps teacher names to weight files in their release's format, as in 02; ``preprocessing``
+    a teacher's evaluation recipe instead of its release's (students bring the one they were trained with);
     ``default_student`` is the folder of the model named ``student``, or a function that returns it (called
     only when that name is asked for: it may have to train the student).
     """
     parsed = parse_models(specs)
-    unknown = sorted(set(checkpoints or {}) - {n for n, role, _ in parsed if role == "teacher"})
-    if unknown:
-        raise ValueError(f"checkpoints name {unknown}, which are not teachers among the models")
+    check_teacher_options([n for n, role, _ in parsed if role == "teacher"], checkpoints or {}, preprocessing or {})
     models = []
     for name, role, source in parsed:
         if role == "teacher":
-            models.append(teacher_model(name, device, (checkpoints or {}).get(name)))
+            models.append(teacher_model(name, device, (checkpoints or {}).get(name), (preprocessing or {}).get(name)))
             continue
         if source is None:
             if default_student is None:
