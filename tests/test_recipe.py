@@ -13,7 +13,7 @@ from torchvision.transforms import v2
 
 import workbench as wb
 from workbench.core.training import configure_optimizer, get_lr, param_groups
-from workbench.data.augment import Augmentation, augmentation_pipeline
+from workbench.data.augment import Augmentation, ClampToUnit, augmentation_pipeline
 from workbench.distillation import UNIC, DistillConfig, distill
 from workbench.layers.ladder import FusedLadder, Ladder
 from workbench.models import Features, Student, Teacher
@@ -21,7 +21,8 @@ from workbench.models import Features, Student, Teacher
 
 def test_unic_augmentation_is_the_official_pipeline():
     """naver/unic main_unic.py, get_dataloaders: the transforms, their order and their parameters."""
-    crop, flip, jitter, gray, blur, solarize = augmentation_pipeline("unic", 224).transforms
+    crop, clamp, flip, jitter, gray, blur, solarize = augmentation_pipeline("unic", 224).transforms
+    assert isinstance(clamp, ClampToUnit)  # bicubic overshoot saturates, as the official pipeline's uint8 images
     assert isinstance(crop, v2.RandomResizedCrop) and crop.size == (224, 224) and crop.scale == (0.08, 1.0)
     assert crop.ratio == pytest.approx((3 / 4, 4 / 3)) and crop.interpolation == v2.InterpolationMode.BICUBIC
     assert crop.antialias
@@ -39,7 +40,7 @@ def test_unic_augmentation_is_the_official_pipeline():
     assert isinstance(solarize, v2.RandomSolarize) and solarize.threshold == 0.5 and solarize.p == 0.2
 
     light = augmentation_pipeline("light", 32).transforms
-    assert [type(t) for t in light] == [v2.RandomResizedCrop, v2.RandomHorizontalFlip]
+    assert [type(t) for t in light] == [v2.RandomResizedCrop, ClampToUnit, v2.RandomHorizontalFlip]
     with pytest.raises(ValueError, match="augment must be one of"):
         augmentation_pipeline("heavy", 32)
 
@@ -58,6 +59,15 @@ def test_views_depend_on_the_image_place_not_on_the_process():
     assert not torch.equal(augment(images, step=6), whole)  # another step, other views
     assert whole.shape == (8, 3, 32, 32) and whole.min() >= 0 and whole.max() <= 1
     assert len({tuple(v.flatten()[:5].tolist()) for v in whole}) == 8  # each image its own draw
+
+
+@pytest.mark.parametrize("kind", ["unic", "light", "none"])
+def test_views_stay_finite_and_in_range_on_hard_edges(kind):
+    """Bicubic resizing of 0/1 edges overshoots [0, 1]; colour jitter's HSV conversion of a negative value gave NaN
+    (a real run stopped with a non-finite loss after 8 steps) before the clamp that follows the crop."""
+    images = (torch.rand(128, 3, 32, 32, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    views = Augmentation(kind, 24)(images, step=0)
+    assert torch.isfinite(views).all() and views.min() >= 0 and views.max() <= 1
 
 
 class RecordingTeacher(Teacher):

@@ -33,6 +33,7 @@ def augmentation_pipeline(kind: str, size: int) -> v2.Compose:
     if kind == "unic":
         return v2.Compose([
             v2.RandomResizedCrop(size, scale=(0.08, 1.0), interpolation=bicubic, antialias=True),
+            ClampToUnit(),
             v2.RandomHorizontalFlip(p=0.5),
             v2.RandomApply([v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)], p=0.8),
             v2.RandomApply([v2.Grayscale(num_output_channels=3)], p=0.2),
@@ -41,10 +42,18 @@ def augmentation_pipeline(kind: str, size: int) -> v2.Compose:
         ])
     if kind == "light":
         return v2.Compose([v2.RandomResizedCrop(size, scale=(0.35, 1.0), interpolation=bicubic, antialias=True),
-                           v2.RandomHorizontalFlip(p=0.5)])
+                           ClampToUnit(), v2.RandomHorizontalFlip(p=0.5)])
     if kind == "none":
-        return v2.Compose([v2.Resize((size, size), interpolation=bicubic, antialias=True)])
+        return v2.Compose([v2.Resize((size, size), interpolation=bicubic, antialias=True), ClampToUnit()])
     raise ValueError(f"augment must be one of {list(AUGMENTATIONS)}, got {kind!r}")
+
+
+class ClampToUnit(torch.nn.Module):
+    """Bicubic resizing overshoots [0, 1] near edges, and colour jitter's HSV conversion turns a negative value
+    into NaN; the official pipeline resizes uint8 images, which saturate instead. So do these."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image.clamp(0, 1)
 
 
 class Augmentation:
@@ -65,7 +74,7 @@ class Augmentation:
             with torch.random.fork_rng(devices=[]):  # the transforms draw from torch's CPU generator alone
                 torch.default_generator.manual_seed(view_seed(self.seed, step, int(position)))
                 views.append(self.pipeline(image))
-        return torch.stack(views).clamp_(0, 1)
+        return torch.stack(views)
 
 
 def view_seed(seed: int, step: int, position: int) -> int:
