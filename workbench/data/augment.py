@@ -69,11 +69,17 @@ class Augmentation:
         if self.kind == "none" and tuple(images.shape[-2:]) == (self.size, self.size):
             return images
         positions = range(len(images)) if positions is None else positions
-        views = []
-        for image, position in zip(images, positions):
-            with torch.random.fork_rng(devices=[]):  # the transforms draw from torch's CPU generator alone
-                torch.default_generator.manual_seed(view_seed(self.seed, step, int(position)))
-                views.append(self.pipeline(image))
+        threads = torch.get_num_threads()
+        if images.device.type == "cpu":  # one small image at a time: more threads only add their overhead (20x)
+            torch.set_num_threads(1)
+        try:
+            views = []
+            for image, position in zip(images, positions):
+                with torch.random.fork_rng(devices=[]):  # the transforms draw from torch's CPU generator alone
+                    torch.default_generator.manual_seed(view_seed(self.seed, step, int(position)))
+                    views.append(self.pipeline(image))
+        finally:
+            torch.set_num_threads(threads)
         return torch.stack(views)
 
 
