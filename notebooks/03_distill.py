@@ -51,7 +51,8 @@ n_train = 6000                         # offline world only: training images
 n_test = 2000                          # offline world only: test (validation) images
 checkpoints = ""                       # a teacher's weight file in its release's own format: "name=path,..."
 preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: "name=recipe,..."
-augment = "auto"                       # "unic" (the official pipeline), "light", "none"; "auto": unic for image folders
+augment = "auto"                       # "unic" (the official pipeline), "light", "none"; auto: unic on image folders,
+                                       # none on the offline world (the best measured there)
 normalize = "imagenet"                 # the student's input mean/std: "imagenet", "clip" or "inception"
 student_init = "random"                # "random", a distilled student folder, or a released UNIC checkpoint file
 drop_path = 0.0                        # the student's stochastic depth (the paper's ViT-B: 0.1)
