@@ -186,7 +186,7 @@ def test_evaluate_teachers_and_a_student_checkpoint(tmp_path):
     assert tr.parse_models(str(tmp_path / "live"))[0][0] == "live@step_00000300"
     with pytest.raises(ValueError, match="unknown teacher"):
         tr.load_models("no_such_teacher_anywhere", "cpu")
-    with pytest.raises(ValueError, match="not teachers among the models"):
+    with pytest.raises(ValueError, match=r"checkpoints names \[.dino_vitb16.\], which are not among the teachers"):
         tr.load_models("test_pixels", "cpu", checkpoints={"dino_vitb16": "x.pth"})
     with pytest.raises(ValueError, match="no default_student was given"):
         tr.load_models("student", "cpu")
