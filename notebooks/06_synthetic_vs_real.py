@@ -35,12 +35,12 @@
 # %% tags=["parameters"]
 prompts = "name,name_hypernym,name_definition,name_hypernym_background"  # prompt strategies (or templates): one clone each, per guidance scale
 guidance_scales = "2.0,7.5"            # low (ImageNet-SD) and high guidance
-images_per_class = 10                  # images per class of every clone, and of the real set
-steps = 20                             # denoising steps
+images_per_class = 8                   # images per class of every clone, and of the real set
+steps = 10                             # denoising steps
 model = "world-offline"                # the text-to-image model (a world model)
 student = "wb_vitc_tiny_patch8_32"
 student_init = "student"               # "student": 03's default student; "random"; or a student folder
-student_steps = 150
+student_steps = 100
 student_batch = 32                     # images per student step
 lr = 0.001
 seed = 0

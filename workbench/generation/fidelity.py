@@ -94,7 +94,7 @@ class WorldJudges:
     def load(cls, n_train: int = 6000, n_test: int = 2000, device="auto", log=print) -> WorldJudges:
         """The specialists (trained on first use and cached) and linear probes fitted on real world images
         (fitted once, then cached under ``$WORKBENCH_CACHE/judges``, keyed by the specialist's weights and the data)."""
-        device, t0 = pick_device(device), time.time()
+        device, t0 = pick_device(device) if isinstance(device, str) else torch.device(device), time.time()
         data = load_data("world", n_train=n_train, n_test=n_test)
         encoders, heads, real = {}, {}, {}
         for factor, name in JUDGES.items():
