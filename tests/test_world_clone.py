@@ -26,7 +26,7 @@ from workbench.generation.prompts import (
     resolve_classes,
     world_factors,
 )
-from workbench.generation.study import accuracy, gaps, study_table, summarise, real_test_sets, train_students
+from workbench.generation.study import accuracy, gaps, real_test_sets, study_table, summarise, train_students
 
 
 def test_world_classes_are_colour_shape_pairs_named_by_wordnet():

@@ -181,7 +181,8 @@ SATURATION = 0.35  # object pixels are at least 0.7 * 0.55 saturated-ish; backgr
 
 
 def object_statistics(images: torch.Tensor) -> dict[str, np.ndarray]:
-    """Per image: object area (pixels), centroid (x, y), background brightness and texture (std of brightness)."""
+    """Per image: object area (pixels), centroid (x, y), object brightness (its mean largest channel), background
+    brightness and texture (std of brightness)."""
     x = images.float().numpy() / 255  # (N, 3, H, W)
     hi, lo = x.max(1), x.min(1)
     sat = (hi - lo) / np.maximum(hi, 1e-6)
@@ -196,12 +197,16 @@ def object_statistics(images: torch.Tensor) -> dict[str, np.ndarray]:
     bg_n = np.maximum(bg.sum((1, 2)), 1)
     bg_mean = (luma * bg).sum((1, 2)) / bg_n
     bg_std = np.sqrt(np.maximum(((luma - bg_mean[:, None, None]) ** 2 * bg).sum((1, 2)) / bg_n, 0))
-    return {"area": area, "x": cx, "y": cy, "bg_level": bg_mean, "bg_texture": bg_std}
+    value = (hi * mask).sum((1, 2)) / denom
+    return {"area": area, "x": cx, "y": cy, "value": value, "bg_level": bg_mean, "bg_texture": bg_std}
 
 
 def diversity(images: torch.Tensor) -> dict[str, float]:
-    """The spread (standard deviation) of each object statistic over a set of images."""
-    return {k: round(float(v.std()), 4) for k, v in object_statistics(images).items()}
+    """The spread (standard deviation) of each object statistic over a set of images, and the mean object size and
+    brightness (``area_mean``, ``value_mean``): a spread alone does not say that every object grew."""
+    stats = object_statistics(images)
+    return {**{k: round(float(v.std()), 4) for k, v in stats.items()},
+            "area_mean": round(float(stats["area"].mean()), 2), "value_mean": round(float(stats["value"].mean()), 4)}
 
 
 # ----------------------------------------------------------------------------- the report of 01
@@ -236,6 +241,12 @@ def clone_report(cfg, out_dir, pipe, judges, sweep_images_per_class: int = 2, sw
             "sweep": sweep, "sweep_images_per_class": sweep_images_per_class}
 
 
+def spreads(d: dict) -> str:
+    """Table cells: object size (mean, spread), position spread, brightness (mean, spread), background texture."""
+    return (f"{d['area_mean']:.0f}, {d['area']:.0f} | {(d['x'] + d['y']) / 2:.2f} | {d['value_mean']:.2f}, "
+            f"{d['value']:.3f} | {d['bg_texture']:.3f}")
+
+
 def report_tables(report: dict | None) -> str:
     """Markdown: fidelity of the clone and of every strategy x guidance sample; diversity against real images."""
     if report is None:
@@ -246,15 +257,14 @@ def report_tables(report: dict | None) -> str:
              f"{c['shape']:.1f} %, colour {c['colour']:.1f} %, both {c['both']:.1f} % (the judges on real test "
              f"images: shape {report['judges_real_top1']['shape']:.1f} %, colour "
              f"{report['judges_real_top1']['colour']:.1f} %)", "",
-             "| prompt | guidance | shape (%) | colour (%) | both (%) | size spread | position spread | "
-             "background level spread | background texture spread |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| prompt | guidance | shape (%) | colour (%) | both (%) | object size: mean, spread | position spread | "
+             "object brightness: mean, spread | background texture spread |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     real = report["diversity"]["real"]
     for prompt, by_g in report["sweep"].items():
         for g, r in by_g.items():
             d = r["diversity"]
             lines.append(f"| `{prompt}` | {g} | {r['shape']:.1f} | {r['colour']:.1f} | {r['both']:.1f} | "
-                         f"{d['area']:.1f} | {(d['x'] + d['y']) / 2:.2f} | {d['bg_level']:.3f} | "
-                         f"{d['bg_texture']:.3f} |")
-    lines.append(f"| *real images* | | | | | {real['area']:.1f} | {(real['x'] + real['y']) / 2:.2f} | "
-                 f"{real['bg_level']:.3f} | {real['bg_texture']:.3f} |")
+                         f"{spreads(d)} |")
+    lines.append(f"| *real images* | | | | | {spreads(real)} |")
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .tiny import TINY_MODEL, tiny_pipeline_path, without_loading_bars
-from .world_model import WORLD_MODEL, check_world_model, expected_warnings
+from .world_model import WORLD_MODEL, check_world_model, expected_warnings, world_model_revision
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the recommended real checkpoint (512 px)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -97,14 +97,6 @@ def locate_model(model: str) -> tuple[Path | None, str | None]:
             f"(the offline world's own model, classes='world'), or {TINY_MODEL!r} (random weights: a test of the "
             "machinery).")
     return None, Path(index).parent.name  # .../snapshots/<commit>/model_index.json
-
-
-def world_model_revision(folder: Path) -> str:
-    """The shipped world model's revision: the first 12 hex digits of its UNet weights' sha256 (``training.json``)."""
-    import json
-
-    files = json.loads((folder / "training.json").read_text())["files"]
-    return files["unet/diffusion_pytorch_model.safetensors"][:12]
 
 
 def check_model(model: str) -> str:

@@ -34,7 +34,7 @@ from ..core.stats import seed_stats
 from ..data import world
 from ..models import check_student_name
 from .config import GenerateConfig
-from .fidelity import ImageSet, class_index
+from .fidelity import ImageSet, class_index, spreads
 from .pipelines import check_model
 from .prompts import STRATEGIES, prompt_strategy
 from .world_model import WORLD_MODEL
@@ -185,11 +185,10 @@ def student_init(spec: str, default_student: Callable[[], Path]) -> str:
 
 def fidelity_table(fidelity: dict[str, dict]) -> str:
     """Markdown: per image set, the judged fidelity and the spreads of what the prompt does not fix."""
-    rows = ["| set | shape (%) | colour (%) | both (%) | size spread | position spread | background texture spread |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| set | shape (%) | colour (%) | both (%) | object size: mean, spread | position spread | "
+            "object brightness: mean, spread | background texture spread |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, f in fidelity.items():
-        rows.append(f"| {name} | {f['shape']:.1f} | {f['colour']:.1f} | {f['both']:.1f} | {f['area']:.1f} | "
-                    f"{(f['x'] + f['y']) / 2:.2f} | {f['bg_texture']:.3f} |")
+        rows.append(f"| {name} | {f['shape']:.1f} | {f['colour']:.1f} | {f['both']:.1f} | {spreads(f)} |")
     return "\n".join(rows)
 
 

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.files import atomic_folder, save_json
+from ..core.files import atomic_folder, atomic_write, save_json
 from ..data import world
 from .prompts import BACKGROUND_PHRASES, STRATEGIES, prompt_class, prompt_strategy, world_class_id, world_shapes
 from .tiny import without_loading_bars, write_clip_tokenizer_files
@@ -323,7 +323,8 @@ def train_world_model(out_dir, config: dict = WORLD_MODEL_CONFIG, device="cpu", 
         if done % eval_every == 0 and done < steps:
             evaluate_ema(done)
         if done % checkpoint_every == 0 and done < steps:
-            torch.save(_checkpoint_state(pipe, aux_head, ema, opt, done, history), ckpt)
+            state = _checkpoint_state(pipe, aux_head, ema, opt, done, history)
+            atomic_write(ckpt, lambda tmp, state=state: torch.save(state, tmp))  # a kill mid-save keeps the last one
 
     _copy_into(params, names, ema)
     unet.eval(), text_encoder.eval()
@@ -377,4 +378,10 @@ def file_hashes(folder: Path) -> dict[str, str]:
 
 
 def training_record(folder: Path | None = None) -> dict:
+    """The shipped model's ``training.json``: its configuration, the run's figures, every file's hash."""
     return json.loads((check_world_model(folder) / TRAINING_FILE).read_text())
+
+
+def world_model_revision(folder: Path | None = None) -> str:
+    """The world model's revision, as manifests record it: the first 12 hex digits of its UNet weights' sha256."""
+    return training_record(folder)["files"]["unet/diffusion_pytorch_model.safetensors"][:12]
