@@ -10,11 +10,12 @@ blind to the other's factor, so a shape judgement does not lean on colour. Their
 images (``judges.real_top1``) bounds what a perfect clone can score.
 
 **Diversity.** The world's objects are saturated and its backgrounds grey, so a saturation threshold finds the
-object: its area (size), its centroid (position), and the background's mean brightness and texture (the
-standard deviation of the background pixels' brightness: 0 on flat backgrounds, larger on noise and blobs). The
-spread (standard deviation) of each over a set of images, against the same on real images, says whether a clone
-varies as much as the world does; a collapsed clone (every object the same size in the middle of a flat
-background) has spreads near 0.
+object: its area (size), its centroid (position), its brightness, and the background's mean brightness and texture
+(the standard deviation of the background pixels' brightness: 0 on flat backgrounds, larger on noise and blobs).
+The spread (standard deviation) of each over a set of images, against the same on real images, says whether a
+clone varies as much as the world does (a collapsed clone, every object the same size in the middle of a flat
+background, has spreads near 0); the mean size and brightness say whether its objects drifted (high guidance
+grows and brightens them).
 """
 from __future__ import annotations
 
