@@ -23,12 +23,17 @@
 # (`<out_dir>/<wnid>/<index>.png`) that the other notebooks read directly (`data = out_dir`), with a manifest that
 # records, for every image, the class, prompt, seed, guidance, steps and model, so any image can be regenerated.
 #
-# > **The default run only exercises the machinery.** Without network, `model = "tiny-offline"` is a tiny
-# > Stable Diffusion pipeline that the workbench builds from configs with **random weights**: its images are
-# > coloured noise, not tenches. Real images need real weights, e.g.
+# > **The default run clones the offline world.** Without network there is no Stable Diffusion here, so the default
+# > `model = "world-offline"` is the workbench's own text-to-image model of the offline world (32x32 images of one
+# > shape in one colour on a grey background), a Stable Diffusion pipeline in every respect but its size, shipped with
+# > the package and loaded by the same `from_pretrained` call. Its classes (`classes = "world"`) are the world's
+# > 36 colour-shape pairs, and the world's shapes are WordNet nouns, so every ImageNet-SD prompt means something
+# > here: `red circle, ellipse inside grey noise`. Classifiers trained on real world images then judge the clone.
+# > A real ImageNet clone needs real weights, e.g.
 # > `papermill 01_synthetic_imagenet.ipynb out.ipynb -p model stable-diffusion-v1-5/stable-diffusion-v1-5 -p classes imagenet100 -p images_per_class 1300 -p steps 50`
 # > on a GPU, with the checkpoint in your local Hugging Face cache (`hf download stable-diffusion-v1-5/stable-diffusion-v1-5`
 # > on a machine with network). Nothing is downloaded here; a missing model fails at once and says how to get it.
+# > (`model = "tiny-offline"` is a tiny Stable Diffusion pipeline with random weights: noise, a test of the machinery.)
 #
 # Rerunning with the same `out_dir` resumes: finished images are kept, the missing ones generated. Settings
 # that would change existing images are refused; `overwrite = True` deletes them and starts over.
@@ -39,17 +44,17 @@
 # (or `torchrun --nproc-per-node 8 -m workbench generate ...`).
 
 # %% tags=["parameters"]
-classes = "n02869837,n01749939,n02488291,n02107142"  # "imagenet100", "imagenet1k", wnids (comma-separated or a YAML list), or a .txt file
+classes = "world"                      # "world" (36 colour-shape classes), "imagenet100", "imagenet1k", wnids (comma-separated or a YAML list), or a .txt file
 prompt = "name_hypernym_background"  # name, name_hypernym, name_definition, name_hypernym_background, or a template like "a photo of a {name}"
-images_per_class = 4
+images_per_class = 8
 guidance_scale = 2.0                   # low guidance gives more diverse images (ImageNet-SD)
-steps = 4                              # denoising steps; 25-50 for a real model
-model = "tiny-offline"                 # random weights, offline; real: "stable-diffusion-v1-5/stable-diffusion-v1-5" or a diffusers folder
+steps = 20                             # denoising steps; 25-50 for a real model
+model = "world-offline"                # the offline world's model (shipped); real: "stable-diffusion-v1-5/stable-diffusion-v1-5" or a diffusers folder; "tiny-offline": random weights
 scheduler = "default"                  # the checkpoint's own, or ddim, pndm, euler, euler_a, dpm++, unipc, lms
-resolution = "auto"                    # "auto": the model's own (64 tiny-offline, 512 SD 1.x), or pixels (a multiple of 8)
+resolution = "auto"                    # "auto": the model's own (32 world-offline, 512 SD 1.x), or pixels (a multiple of 8)
 negative_prompt = ""                   # what the images should not show
 seed = 0                               # every image's seed and background derive from it
-batch_size = 8
+batch_size = 72
 device = "auto"                        # "auto" picks CUDA when present
 dtype = "auto"                         # fp16 on CUDA, fp32 on CPU; or fp32, fp16, bf16
 image_format = "png"                   # "png" (lossless) or "jpg"
@@ -65,9 +70,12 @@ cfg
 # %% [markdown]
 # ## The classes
 #
-# Each class is a WordNet noun synset: its names (lemmas), its definition, and a chain of hypernyms up to
-# *entity*. All of it ships with the workbench (`workbench/assets/imagenet_metadata.json`, generated from timm's
-# class lists and WordNet 3.0 by `tools/make_imagenet_metadata.py`), so nothing else is needed at run time.
+# Each ImageNet class is a WordNet noun synset: its names (lemmas), its definition, and a chain of hypernyms up to
+# *entity*. A world class is a colour and a shape, and each shape is a WordNet noun too (circle, square, triangle,
+# rhombus, plus sign, ring): its names, hypernym and definition make the prompts, and its backgrounds are the world's
+# training backgrounds (the held-out stripes and checker stay unseen). All of it ships with the workbench
+# (`workbench/data/assets`: `imagenet_metadata.json` and `world_shapes.json`, generated from timm's class lists and
+# WordNet 3.0 by `tools/make_imagenet_metadata.py`), so nothing else is needed at run time.
 
 # %%
 import time
@@ -77,14 +85,15 @@ from IPython.display import Markdown, display
 t_start = time.time()
 dev = wb.pick_device(cfg.device)
 print(f"{cfg.describe(dev)}; writing to {out.resolve()}")
-display(Markdown(wb.data.imagenet.class_table(cfg.classes, limit=12)))
+display(Markdown(wb.generation.class_table(cfg.classes, limit=12)))
 
 # %% [markdown]
 # ## Prompts
 #
 # The four prompt strategies of ImageNet-SD, for the first class: the class name `c`; `c, h_c` with its
 # hypernym, which tells apart classes that share a name (*crane* the bird, *crane* the machine); `c, d_c` with
-# its definition; and `c, h_c inside b` with a background `b` drawn per image from the 365 Places365 scenes.
+# its definition; and `c, h_c inside b` with a background `b` drawn per image from the 365 Places365 scenes (for the
+# world: its four training backgrounds).
 # Backgrounds come from a seed derived from (`seed`, wnid, image index): every prompt can be rebuilt.
 # The strategy chosen by `prompt` is marked.
 
@@ -99,9 +108,11 @@ for w, ps in chosen.items():
 # ## The model
 #
 # A hub id is read from the local Hugging Face cache only (`local_files_only`); a folder is read as it is. The
-# tiny offline pipeline is built on first use from configs (UNet, VAE with 8x downsampling, CLIP text encoder,
-# and a CLIP tokenizer whose vocabulary and merges the workbench writes itself), saved with `save_pretrained`
-# under `$WORKBENCH_CACHE/models`, and loaded back through the same `from_pretrained` call as a real checkpoint.
+# world model is a folder inside the package (`workbench/generation/assets/world-offline`, written by
+# `tools/train_world_model.py`): a CLIP tokenizer in which every word of the world's prompts is one token, a 2-layer
+# CLIP text encoder, a UNet in pixel space (the prompt is pooled into its time embedding and read by cross-attention
+# at 8x8), the identity as its VAE (diffusers' `AutoencoderTiny` with no blocks: exact), and DPM-Solver++ on a
+# cosine v-prediction schedule. The tiny offline pipeline is built on first use from configs (random weights).
 
 # %%
 t0 = time.time()
@@ -126,8 +137,9 @@ print(f"{result.generated} images generated in {result.seconds:.1f}s ({result.im
 # %% [markdown]
 # ## Contact sheet
 #
-# One row per class, its first images. With `tiny-offline` these are noise by construction (random weights);
-# with a real checkpoint, each row should show the class.
+# One row per class, its first images; for the world, one row per shape with its colours left to right (red,
+# yellow, green, cyan, blue, magenta: two images each). With a real checkpoint each row should show the class; with
+# `tiny-offline` these are noise by construction (random weights).
 
 # %%
 fig = wb.generation.contact_sheet(out, cfg.classes, per_class=8, max_classes=16)
@@ -154,6 +166,21 @@ print("a manifest record:", records[0])
 data = wb.load_data(str(out), image_size=side)
 print(data.describe())
 
+# %% [markdown]
+# ## What the clone is worth: fidelity and diversity
+#
+# Classifiers trained on real world images judge every image: the two offline specialists (`world_shape` sees only
+# luminance edges, `world_colour` only colours), each with a linear probe fitted on 6,000 real images. **Fidelity**
+# is the share of images whose judged shape and colour are the prompted ones (the judges' own top-1 on real test
+# images bounds it). **Diversity** is the spread of what the prompt does not fix: object size and position,
+# background brightness and texture, against real images. Then a sample of every prompt strategy at a low and a
+# high guidance scale (ImageNet-SD's 2 and Stable Diffusion's usual 7.5): guidance trades diversity for fidelity.
+# (For ImageNet classes the judges have nothing to say: this cell reports that and moves on.)
+
+# %%
+report = wb.generation.clone_report(cfg, out, pipe, judges=wb.generation.WorldJudges.load)
+display(Markdown(wb.generation.report_tables(report)))
+
 # %%
 summary = {
     "classes": len(cfg.classes),
@@ -171,6 +198,7 @@ summary = {
                  "temporary": len(check["temporary"]), "unreadable": len(check["unreadable"]),
                  "nsfw_flagged": len(check["nsfw_flagged"])},
     "contact_sheet": str(out / "contact_sheet.png"),
+    "fidelity": report,
     "runtime_s": round(time.time() - t_start, 1),
 }
 wb.save_json(summary, out / "summary.json")

@@ -302,6 +302,8 @@ def test_the_distill_notebook_validates_its_parameters_first(params, message, tm
     ("01_synthetic_imagenet.ipynb", {"steps": "many"}, r"steps must be an integer, got 'many'"),
     ("02_probe_teachers.ipynb", {"shot": "1,5"}, r"did you mean 'shots'"),
     ("02_probe_teachers.ipynb", {"probe": "svm"}, r"probe must be one of \['linear', 'knn', 'both'\]"),
+    ("06_synthetic_vs_real.ipynb", {"guidance_scales": "2,2"}, r"guidance_scales must be distinct numbers"),
+    ("06_synthetic_vs_real.ipynb", {"student_init": "nowhere"}, r"student_init must be 'student', 'random' or a"),
 ])
 def test_the_other_notebooks_validate_their_parameters_first(notebook, params, message, tmp_path):
     with pytest.raises(ValueError, match=message):

@@ -20,14 +20,14 @@ from .core.runs import prepare_out_dir
 from .data import Data, load_data
 from .distillation import DistillConfig, default_student, distill
 from .distillation.task import TaskDistillConfig, task_distill
-from .generation import GenerateConfig, generate
+from .generation import CloneStudyConfig, GenerateConfig, generate
 from .models import create_teacher, list_teachers, load_student
 from .probing import Encoder, ProbeConfig, ProbeTask, probe, probe_table
 from .transfer import TransferConfig
 
-__all__ = ["core", "create_teacher", "Data", "data", "default_student", "distill", "distillation", "DistillConfig",
-           "Encoder", "generate", "GenerateConfig", "generation", "layers", "list_teachers", "LivePlot", "load_data",
-           "load_student", "models", "pick_device", "prepare_out_dir", "probe", "probe_table", "ProbeConfig",
-           "ProbeTask", "probing", "save_json", "show", "task_distill", "TaskDistillConfig", "transfer",
+__all__ = ["CloneStudyConfig", "core", "create_teacher", "Data", "data", "default_student", "distill", "distillation",
+           "DistillConfig", "Encoder", "generate", "GenerateConfig", "generation", "layers", "list_teachers",
+           "LivePlot", "load_data", "load_student", "models", "pick_device", "prepare_out_dir", "probe", "probe_table",
+           "ProbeConfig", "ProbeTask", "probing", "save_json", "show", "task_distill", "TaskDistillConfig", "transfer",
            "TransferConfig"]
 __version__ = "0.1.0"

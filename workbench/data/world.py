@@ -23,6 +23,16 @@ SHAPES = ("circle", "square", "triangle", "diamond", "plus", "ring")
 # levels (``workbench.transfer``), from geometric figures close to the seen ones to everyday silhouettes.
 NOVEL_SHAPES = ("trapezoid", "pentagon", "hexagon", "star", "semicircle", "heart", "sector", "crescent", "teardrop",
                 "bell", "arrow", "letter_x", "house", "fish", "hourglass")
+# The shapes as WordNet 3.0 noun synsets (wnids): the seen concepts, and the novel (unseen) ones. The transfer
+# notebook ranks the novel ones by WordNet similarity to the seen ones; the world's text-to-image model
+# (``workbench.generation``) prompts with their names, hypernyms and definitions (``assets/world_shapes.json``).
+SHAPE_WNIDS = {"circle": "n13873502", "square": "n13878634", "triangle": "n13879320",
+               "diamond": "n13882961", "plus": "n06811986", "ring": "n13875392"}
+NOVEL_SHAPE_WNIDS = {"trapezoid": "n13881512", "pentagon": "n13882201", "hexagon": "n13882276", "star": "n13881644",
+                     "semicircle": "n13874251", "heart": "n13865904", "sector": "n13875027",
+                     "crescent": "n13896217", "teardrop": "n13901925", "bell": "n13886260", "arrow": "n06818121",
+                     "letter_x": "n06833663", "house": "n03544360", "fish": "n02512053", "hourglass": "n03544143"}
+assert set(SHAPE_WNIDS) == set(SHAPES) and set(NOVEL_SHAPE_WNIDS) == set(NOVEL_SHAPES)
 COLOURS = ("red", "yellow", "green", "cyan", "blue", "magenta")
 HUES = (0.0, 1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6)  # evenly spaced, so colours are equally far apart
 BACKGROUNDS = ("flat", "gradient", "noise", "blobs", "stripes", "checker")

@@ -9,10 +9,11 @@ from ..core.config import Config, param
 from ..core.device import local_device
 from ..core.params import ParameterError
 from ..core.runs import clear_out_dir
-from ..data.imagenet import imagenet100_wnids, resolve_classes
+from ..data.imagenet import imagenet100_wnids
 from .pipelines import DEFAULT_MODEL, SCHEDULERS, check_model, resolve_dtype
-from .prompts import STRATEGIES, prompt_strategy
+from .prompts import STRATEGIES, is_world, prompt_strategy, resolve_classes
 from .tiny import TINY_MODEL
+from .world_model import WORLD_MODEL
 
 IMAGE_FORMATS = ("png", "jpg")
 
@@ -35,7 +36,8 @@ class GenerateConfig(Config):
     what: ClassVar[str] = "generation"
 
     classes: list[str] = param(default_factory=imagenet100_wnids, parse=lambda v, _: resolve_classes(v), extent=True,
-                               help="imagenet100, imagenet1k, wnids (comma-separated or a YAML list), or a .txt file")
+                               help="imagenet100, imagenet1k, wnids (comma-separated or a YAML list), a .txt file; or "
+                                    "world (the offline world's 36 colour-shape classes) or some of them (red_circle)")
     prompt: str = param("name_hypernym_background", check=prompt_strategy,
                         help=f"a strategy ({', '.join(STRATEGIES)}) or a template such as 'a photo of a {{name}}'")
     images_per_class: int = param(100, ge=1, extent=True, help="images of each class")
@@ -43,8 +45,8 @@ class GenerateConfig(Config):
                                   help="classifier-free guidance; low gives more diverse images (ImageNet-SD)")
     steps: int = param(50, ge=1, help="denoising steps")
     model: str = param(DEFAULT_MODEL, check=check_model,
-                       help=f"Hugging Face id in the local cache, a diffusers folder, or {TINY_MODEL!r} (random "
-                            "weights)")
+                       help=f"Hugging Face id in the local cache, a diffusers folder, {WORLD_MODEL!r} (the offline "
+                            f"world's, shipped) or {TINY_MODEL!r} (random weights)")
     scheduler: str = param("default", choices=SCHEDULERS, help="the checkpoint's own (default) or another sampler")
     resolution: int | None = param(None, ge=8, check=_resolution,
                                    help="image side in pixels, a multiple of 8; auto: the model's own")
@@ -58,6 +60,10 @@ class GenerateConfig(Config):
 
     def check(self) -> None:
         resolve_dtype(self.dtype, local_device(self.device))  # fp16 on a CPU, or a device that is not there
+        if self.model == WORLD_MODEL and not is_world(self.classes):
+            raise ParameterError(f"model {WORLD_MODEL!r} draws only the offline world's classes (its vocabulary has "
+                                 "no other word): use classes='world' or some of them (red_circle,blue_ring), or a "
+                                 "Stable Diffusion checkpoint for ImageNet classes")
 
     @property
     def random_weights(self) -> bool:

@@ -7,8 +7,10 @@ import numpy as np
 from PIL import Image
 
 from ..core.figures import class_grid
+from ..data import world
 from ..data.folders import image_files
-from ..data.imagenet import class_info, metadata
+from ..data.imagenet import metadata
+from .prompts import WORLD_CLASSES, is_world, prompt_class, world_class_id
 from .writer import read_manifest
 
 
@@ -26,7 +28,7 @@ def counts_table(out_dir, wnids: list[str], limit: int = 20) -> str:
     counts = class_counts(out_dir)
     rows = ["| wnid | name | images |", "|---|---|---:|"]
     known = _known_wnids()
-    rows += [f"| {w} | {class_info(w).name if w in known else ''} | {counts.get(w, 0)} |" for w in wnids[:limit]]
+    rows += [f"| {w} | {prompt_class(w).name if w in known else ''} | {counts.get(w, 0)} |" for w in wnids[:limit]]
     return "\n".join(rows) + (f"\n\n... and {len(wnids) - limit} more classes" if len(wnids) > limit else "")
 
 
@@ -58,15 +60,36 @@ def audit(out_dir, decode: bool = True) -> dict:
 
 
 def contact_sheet(out_dir, wnids: list[str] | None = None, per_class: int = 8, max_classes: int = 16):
-    """A grid with one row per class (its first ``per_class`` images), labelled ``wnid name``."""
+    """A grid with one row per class (its first ``per_class`` images), labelled ``wnid name``; for world classes
+    one row per shape, its colours side by side (``per_class // 4`` images of each: 2 by default)."""
     found = _image_files(Path(out_dir))
+    if is_world(wnids or list(found)):
+        return _world_sheet(found, wnids or list(found), max(1, per_class // 4))
     wnids = [w for w in (wnids or list(found)) if found.get(w)][:max_classes]
     rows = {}
     for w in wnids:
-        label = f"{w}\n{class_info(w).name}" if w in _known_wnids() else w
-        rows[label] = [np.asarray(Image.open(p).convert("RGB")) for p in found[w][:per_class]]
+        rows[_label(w)] = [np.asarray(Image.open(p).convert("RGB")) for p in found[w][:per_class]]
     return class_grid(rows, max([len(r) for r in rows.values()], default=1))
 
 
+def _world_sheet(found: dict[str, list[Path]], classes: list[str], per_colour: int):
+    """One row per shape; in it, colour after colour (red, yellow, green, cyan, blue, magenta), the first
+    ``per_colour`` images of each class."""
+    rows = {}
+    for shape in world.SHAPES:
+        ids = [world_class_id(shape, c) for c in world.COLOURS if world_class_id(shape, c) in classes]
+        images = [np.asarray(Image.open(p).convert("RGB")) for w in ids for p in found.get(w, [])[:per_colour]]
+        if images:
+            rows[shape] = images
+    return class_grid(rows, max([len(r) for r in rows.values()], default=1))
+
+
+def _label(class_id: str) -> str:
+    """``wnid`` + name for ImageNet classes, the name alone for world classes ("red circle"), the folder otherwise."""
+    if class_id in WORLD_CLASSES:
+        return prompt_class(class_id).name
+    return f"{class_id}\n{prompt_class(class_id).name}" if class_id in _known_wnids() else class_id
+
+
 def _known_wnids() -> set[str]:
-    return set(metadata()["classes"])
+    return set(metadata()["classes"]) | set(WORLD_CLASSES)

@@ -1,21 +1,25 @@
-"""Stable Diffusion pipelines: a real checkpoint from the local Hugging Face cache, or a tiny offline one.
+"""Stable Diffusion pipelines: a real checkpoint from the local Hugging Face cache, or an offline one.
 
     pipe = load_pipeline("stable-diffusion-v1-5/stable-diffusion-v1-5", device)  # from the local HF cache
     pipe = load_pipeline("/models/sd-2-base", device, dtype="fp16")             # a diffusers folder
+    pipe = load_pipeline("world-offline", device)                                # shipped: the offline world's
     pipe = load_pipeline("tiny-offline", device)                                 # built here, random weights
 
 Nothing is downloaded: a hub id must already be in the Hugging Face cache (``local_files_only``), and
-a missing one fails at once with the command that fetches it. The tiny pipeline (``workbench.generation.tiny``)
-is built on first use and loaded through the very same ``from_pretrained`` call as a real checkpoint.
+a missing one fails at once with the command that fetches it. The world model (``workbench.generation.world_model``)
+ships with the package; the tiny pipeline (``workbench.generation.tiny``) is built on first use; both are loaded
+through the very same ``from_pretrained`` call as a real checkpoint.
 diffusers is imported only when a pipeline is loaded: checking parameters stays fast.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
 
 from .tiny import TINY_MODEL, tiny_pipeline_path, without_loading_bars
+from .world_model import WORLD_MODEL, check_world_model, expected_warnings, world_model_revision
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the recommended real checkpoint (512 px)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -59,13 +63,17 @@ def _looks_like_path(model: str) -> bool:
 def locate_model(model: str) -> tuple[Path | None, str | None]:
     """Where a model's files are: ``(folder, revision)``; raises at once, naming the model, when absent.
 
-    ``tiny-offline`` is built on first use; a path must be a diffusers folder (``model_index.json``);
+    ``world-offline`` ships with the package; ``tiny-offline`` is built on first use; a path must be a diffusers
+    folder (``model_index.json``);
     anything else is a Hugging Face id that must be in the local cache: for one, the folder is ``None``
     (diffusers finds the files in the cache itself) and the revision is the cached snapshot's commit.
     """
     if model == TINY_MODEL:
         folder = tiny_pipeline_path()
         return folder, folder.name
+    if model == WORLD_MODEL:
+        folder = check_world_model()
+        return folder, world_model_revision(folder)
     if _looks_like_path(model):
         folder = Path(model).expanduser()
         if not folder.is_dir():
@@ -85,8 +93,9 @@ def locate_model(model: str) -> tuple[Path | None, str | None]:
             f"Stable Diffusion model {model!r} is not in the local Hugging Face cache ({HF_HUB_CACHE}) and "
             f"nothing is downloaded here. On a machine with network run `hf download {model}` (older "
             f"huggingface_hub: `huggingface-cli download {model}`) and copy the cache here (or set HF_HOME "
-            f"to it), or pass the path of a local diffusers folder as the model. For an offline test of the "
-            f"machinery use model={TINY_MODEL!r}.")
+            f"to it), or pass the path of a local diffusers folder as the model. Offline: model={WORLD_MODEL!r} "
+            f"(the offline world's own model, classes='world'), or {TINY_MODEL!r} (random weights: a test of the "
+            "machinery).")
     return None, Path(index).parent.name  # .../snapshots/<commit>/model_index.json
 
 
@@ -94,7 +103,8 @@ def check_model(model: str) -> str:
     """Fail at once, naming the model and how to get it, when a checkpoint is not on this machine.
     (The tiny pipeline is always available: it is built on first use.)"""
     if not isinstance(model, str) or not model.strip():
-        raise ValueError(f"model must be a Hugging Face id, a diffusers folder or {TINY_MODEL!r}, got {model!r}")
+        raise ValueError(f"model must be a Hugging Face id, a diffusers folder, {WORLD_MODEL!r} or {TINY_MODEL!r}, "
+                         f"got {model!r}")
     if model != TINY_MODEL:
         locate_model(model)
     return model
@@ -113,7 +123,7 @@ def load_pipeline(model: str, device: torch.device | str = "cpu", dtype: str = "
     folder, _ = locate_model(model)
     source = str(folder) if folder is not None else model
     try:
-        with without_loading_bars():
+        with without_loading_bars(), expected_warnings() if model == WORLD_MODEL else contextlib.nullcontext():
             pipe = AutoPipelineForText2Image.from_pretrained(
                 source, **{_dtype_keyword(): torch_dtype}, local_files_only=True,
                 low_cpu_mem_usage=is_accelerate_available())  # without accelerate, asking for it only warns

@@ -35,10 +35,9 @@ import torch
 
 from ..core.device import local_device
 from ..core.files import append_jsonl, read_jsonl, save_image, save_json, save_jsonl
-from ..data.imagenet import class_info
 from .config import GenerateConfig
 from .pipelines import default_resolution, load_pipeline, locate_model, resolve_dtype
-from .prompts import prompt_strategy, stable_seed
+from .prompts import prompt_class, prompt_strategy, stable_seed
 
 SETTINGS_FILE = "generation.json"
 MANIFEST_GLOB = "manifest-*-of-*.jsonl"
@@ -130,7 +129,7 @@ def read_manifest(out_dir) -> list[dict]:
 def _record(job: ImageJob, batch: list[ImageJob], settings: dict, model_revision: str | None, device: torch.device,
             dtype: torch.dtype, nsfw: bool | None) -> dict:
     return {
-        "file": job.file, "wnid": job.wnid, "class_name": class_info(job.wnid).name, "index": job.index,
+        "file": job.file, "wnid": job.wnid, "class_name": prompt_class(job.wnid).name, "index": job.index,
         "prompt": job.prompt, "negative_prompt": settings["negative_prompt"], "seed": job.seed,
         "guidance_scale": settings["guidance_scale"], "steps": settings["steps"], "model": settings["model"],
         "model_revision": model_revision, "scheduler": settings["scheduler"], "resolution": settings["resolution"],

@@ -65,13 +65,7 @@ WORLD_TASKS = (
 )
 
 # The world's shapes as WordNet 3.0 noun synsets: the seen concepts, and the novel (unseen) ones.
-WORLD_SHAPE_WNIDS = {"circle": "n13873502", "square": "n13878634", "triangle": "n13879320",
-                     "diamond": "n13882961", "plus": "n06811986", "ring": "n13875392"}
-NOVEL_SHAPE_WNIDS = {"trapezoid": "n13881512", "pentagon": "n13882201", "hexagon": "n13882276", "star": "n13881644",
-                     "semicircle": "n13874251", "heart": "n13865904", "sector": "n13875027",
-                     "crescent": "n13896217", "teardrop": "n13901925", "bell": "n13886260", "arrow": "n06818121",
-                     "letter_x": "n06833663", "house": "n03544360", "fish": "n02512053", "hourglass": "n03544143"}
-assert set(WORLD_SHAPE_WNIDS) == set(world.SHAPES) and set(NOVEL_SHAPE_WNIDS) == set(world.NOVEL_SHAPES)
+WORLD_SHAPE_WNIDS, NOVEL_SHAPE_WNIDS = world.SHAPE_WNIDS, world.NOVEL_SHAPE_WNIDS
 
 WORLD_DATASETS = ("world", "world_new_backgrounds", "world_novel_shapes")
 
