@@ -98,8 +98,11 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def wrap_ddp(model: nn.Module, device: torch.device, world: World) -> nn.Module:
+def wrap_ddp(model: nn.Module, device: torch.device, world: World, find_unused_parameters: bool = False) -> nn.Module:
     """DistributedDataParallel around ``model`` on several ranks; ``model`` itself on one.
+
+    ``find_unused_parameters``: some parameters take no part in the loss (DistributedDataParallel then looks for
+    them after each forward, which costs a walk of the autograd graph, instead of waiting for their gradients).
 
     Buffers are not broadcast from rank 0 at every forward: the only ones that change, the
     standardization statistics, are already equal on every rank (they are updated with all-reduced
@@ -113,7 +116,7 @@ def wrap_ddp(model: nn.Module, device: torch.device, world: World) -> nn.Module:
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
     newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters  # the newer name
     no_sync = {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}
-    return DistributedDataParallel(model, device_ids=ids, **no_sync)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters, **no_sync)
 
 
 class ShardSampler(Sampler[int]):

@@ -88,7 +88,9 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     model = UNIC(make_student(cfg), dims, grids, cfg.ladder, cfg.standardize, cfg.fused_ladder).to(device)
     if cfg.torch_compile:
         model.compile()  # in place: the state dict keeps its keys
-    forward = wrap_ddp(model, device, world)
+    # The ladder reads the blocks before the student's final norm, which only the features read after training
+    # use: the norm takes no part in the loss (UNIC's own DistributedDataParallel finds unused parameters too).
+    forward = wrap_ddp(model, device, world, find_unused_parameters=True)
 
     # The recipe: AdamW by parameter role, the peak lr scaled with the global batch, warm-up in epochs, then
     # a cosine to min_lr; one augmented view of each image, drawn on the device, for student and teachers.
