@@ -119,6 +119,8 @@ def test_the_study_parameters():
     assert cfg.guidance_scales == [2.0, 7.5] and cfg.seeds == [0, 1, 2]
     assert list(cfg.clones()) == ["name-g2", "name-g7.5", "name_hypernym_background-g2",
                                   "name_hypernym_background-g7.5"]
+    templates = CloneStudyConfig.from_params(prompts="a photo of a {name},a drawing of a {name}", guidance_scales=2)
+    assert len(set(templates.clones())) == 2  # each template its own clone folder
     clone = cfg.clone_config("name", 7.5)
     assert clone.classes == list(WORLD_CLASSES) and clone.guidance_scale == 7.5 and clone.model == "world-offline"
     with pytest.raises(ParameterError, match="distinct numbers"):

@@ -19,6 +19,7 @@ label-only student of task distillation, ``workbench.distillation.task.train_stu
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +101,10 @@ class CloneStudyConfig(Config):
 
 
 def clone_name(prompt: str, guidance: float) -> str:
-    return f"{prompt if prompt in STRATEGIES else 'template'}-g{guidance:g}"
+    """``<strategy>-g<guidance>``; a template is named by a digest of its text (two templates, two folders)."""
+    if prompt not in STRATEGIES:
+        prompt = "template-" + hashlib.sha1(prompt.encode()).hexdigest()[:8]
+    return f"{prompt}-g{guidance:g}"
 
 
 # ----------------------------------------------------------------------------- the training and test sets
