@@ -126,7 +126,7 @@ def is_locked(folder, name: str = LOCK_FILE) -> str | None:
     path = lock_path(folder, name)
     if fcntl is None or path in _held or not path.is_file():
         return None
-    with open(path) as f:
+    with open(path, "a") as f:  # for writing: NFS emulates flock with write locks
         try:
             if _try_lock(f):
                 return None  # free: closing the file releases it again
