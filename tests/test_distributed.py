@@ -152,8 +152,12 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch)
     assert "2 process(es); global batch 16 (8 per process)" in launched.log_file.read_text()
     assert followed == launched.history and launched.checkpoint == two / "checkpoint"
 
-    curves = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()] for d in (one, two)]
-    assert [r["step"] for r in curves[0]] == [r["step"] for r in curves[1]] == list(range(10))
+    records = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()] for d in (one, two)]
+    assert [r["step"] for r in records[0]] == [r["step"] for r in records[1]]
+    curves = [[r for r in run if "loss" in r] for run in records]  # training steps (then each epoch's validation)
+    assert [r["step"] for r in curves[0]] == list(range(10))
+    for a, b in zip(*[[r for r in run if "val_loss" in r] for run in records]):
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4, abs=1e-6), a["epoch"]
     for a, b in zip(*curves):
         for key in [k for k in a if k.startswith(("loss", "alpha"))]:
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
@@ -183,9 +187,10 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch)
     again = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in again if "loss" in r] == list(range(10))
     assert [r["epoch"] for r in again if "val_loss" in r] == [1, 2]  # each epoch's validation once
-    for a, b in zip(curves[0], again):
-        assert b.get("loss") == pytest.approx(a.get("loss"), rel=1e-4, abs=1e-6), a["step"]
-        assert b.get("val_loss") == pytest.approx(a.get("val_loss"), rel=1e-4, abs=1e-6), a["step"]
+    assert len(again) == len(records[0])
+    for a, b in zip(records[0], again):
+        for key in [k for k in ("loss", "val_loss") if k in a]:
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
     final = load_tensors(resumed / "checkpoint" / "projectors.safetensors")
     for k in keys:
         torch.testing.assert_close(final[k], stats[0][k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")

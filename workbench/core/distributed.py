@@ -98,8 +98,11 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def wrap_ddp(model: nn.Module, device: torch.device, world: World) -> nn.Module:
+def wrap_ddp(model: nn.Module, device: torch.device, world: World, unused: list[str] = ()) -> nn.Module:
     """DistributedDataParallel around ``model`` on several ranks; ``model`` itself on one.
+
+    ``unused``: names of parameters the loss never reaches (they get no gradient on any rank): DDP leaves them
+    out, where it would otherwise stop at the second step waiting for their gradients.
 
     Buffers are not broadcast from rank 0 at every forward: the only ones that change, the
     standardization statistics, are already equal on every rank (they are updated with all-reduced
@@ -113,6 +116,8 @@ def wrap_ddp(model: nn.Module, device: torch.device, world: World) -> nn.Module:
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
     newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters  # the newer name
     no_sync = {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}
+    if unused:
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, list(unused))
     return DistributedDataParallel(model, device_ids=ids, **no_sync)
 
 

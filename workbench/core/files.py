@@ -85,14 +85,14 @@ def _size(n: int) -> str:
 
 
 def _disk_errno(err: BaseException) -> int | None:
-    """The errno of a refused write: an ``OSError``'s, or the one safetensors' writer (Rust) reports only in its
-    message ("... Os { code: 28, kind: StorageFull, ..."), which is not an ``OSError``."""
+    """The errno of a refused write: an ``OSError``'s, or the one safetensors' writer (Rust) gives only in its
+    message ("Error while serializing: I/O error: No space left on device (os error 28)"): not an ``OSError``."""
     if isinstance(err, DiskWriteError):
         return None
     if isinstance(err, OSError):
         return err.errno if err.errno in DISK_ERRORS else None
     if type(err).__name__ == "SafetensorError":
-        found = re.search(r"\bcode: (\d+)", str(err))
+        found = re.search(r"\(os error (\d+)\)", str(err))
         if found and int(found.group(1)) in DISK_ERRORS:
             return int(found.group(1))
     return None

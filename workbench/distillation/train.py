@@ -107,7 +107,8 @@ def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, ca
     model = UNIC(make_student(cfg), dims, grids, cfg.ladder, cfg.standardize, cfg.fused_ladder).to(device)
     if cfg.torch_compile:
         model.compile()  # in place: the state dict keeps its keys
-    forward = wrap_ddp(model, device, world)
+    # the ladder reads raw block outputs (as the official code): the student's final norm is never trained
+    forward = wrap_ddp(model, device, world, unused=[f"student.{n}" for n in model.student.outside_forward()])
 
     # The recipe: AdamW by parameter role, the peak lr scaled with the global batch, warm-up in epochs, then
     # a cosine to min_lr; one augmented view of each image, drawn on the device, for student and teachers.

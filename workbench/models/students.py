@@ -125,6 +125,13 @@ class Student(nn.Module):
             outputs.append((self._pool(x), x[:, self.num_prefix_tokens :]))
         return outputs
 
+    def outside_forward(self) -> list[str]:
+        """Names of the parameters ``forward`` (the ladder's tokens) never uses: the final norm and any pooling or
+        head after it. Distillation does not train them; DistributedDataParallel must be told, or it waits for
+        their gradients forever."""
+        after = ("vit.norm.", "vit.fc_norm.", "vit.attn_pool.", "vit.head.")
+        return [n for n, _ in self.named_parameters() if n.startswith(after)]
+
     def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The features kept downstream: the final norm's pooled (CLS) feature and patch tokens."""
         tokens = self.vit.forward_features(self.preprocess(images))
