@@ -29,7 +29,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors import SafetensorError
-from test_faults import CTX, Child
+from test_faults import CTX, Child, no_child_outlives_its_test  # noqa: F401  (the fixture applies here too)
 
 import workbench as wb
 import workbench.core.files as wio
@@ -66,6 +66,7 @@ def test_handlers_record_the_signal_and_the_previous_ones_come_back():
     assert isinstance(stop, SystemExit) and stop.code == EXIT_PREEMPTED == 75 and str(stop) == "stopped after step 3"
 
 
+@pytest.mark.filterwarnings("ignore:To exit")  # IPython's hint after any SystemExit in a cell
 def test_in_a_notebook_kernel_the_cell_stops_and_the_kernel_lives_on():
     """IPython (the kernel's shell) reports ``Preempted`` as the cell's error, runs no more of it, and goes on."""
     from IPython.core.interactiveshell import InteractiveShell
@@ -96,7 +97,7 @@ def task_history(out: Path) -> list[tuple]:
 @pytest.fixture(scope="module")
 def task_reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("task-reference") / "run"
-    log = Child(out, target=distill_child.run_task).finish()
+    log = Child(out, target=distill_child.run_task, test_only=False).finish()
     return out, task_log_lines(log)
 
 
@@ -112,9 +113,9 @@ def test_task_distillation_stops_after_the_step_and_the_rerun_ends_identical(tas
     log = child.stops()
     assert (f"{signal.Signals(signum).name} received: task distillation stopped after the current steps: 0 of 2 "
             "students finished, probed (seed 0) at step 26 stopped mid-way, 1 not started") in log
-    job = json.loads((out / "checkpoints" / "seed0-probed" / "job.json").read_text())
+    job = json.loads((out / "student_checkpoints" / "seed0-probed" / "job.json").read_text())
     assert (job["step"], job["finished"]) == (26, False)
-    assert not (out / "checkpoints" / "seed0-labels").exists() and not (out / "students").exists()
+    assert not (out / "student_checkpoints" / "seed0-labels").exists() and not (out / "students").exists()
 
     log = Child(out, target=distill_child.run_task).finish()
     assert task_log_lines(log) == finished

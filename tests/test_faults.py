@@ -61,15 +61,34 @@ KILL_PAUSED = _rng.choice([k for k in range(CKPT_EVERY, STEPS - 2)
 KILL_RUNNING = _rng.choice(range(2, STEPS - STEPS_PER_EPOCH))
 
 
-class Child:
-    """``distill_child.run`` in a process of its own; its log lines go to ``<out_dir>.log``."""
+_children: list = []  # the processes of the test running now
 
-    def __init__(self, out_dir: Path, marker: Path | None = None, target=distill_child.run, **kwargs):
+
+@pytest.fixture(autouse=True)
+def no_child_outlives_its_test():
+    """SIGKILL what a failed test left running: a run records SIGTERM (preemption), so multiprocessing's
+    terminate() at exit would wait for a paused child to wake up."""
+    yield
+    while _children:
+        proc = _children.pop()
+        if proc.is_alive():
+            proc.kill()
+            proc.join(30)
+
+
+class Child:
+    """``distill_child.run`` in a process of its own; its log lines go to ``<out_dir>.log``. The process is
+    killed at the end of the test that started it (``test_only=False``: it may outlive it)."""
+
+    def __init__(self, out_dir: Path, marker: Path | None = None, target=distill_child.run, test_only: bool = True,
+                 **kwargs):
         self.log = out_dir.parent / f"{out_dir.name}.log"
         self.log.unlink(missing_ok=True)
         kwargs = {"marker": str(marker) if marker else None, "log": str(self.log), **kwargs}
         self.proc = CTX.Process(target=target, args=(str(out_dir),), kwargs=kwargs, daemon=True)
         self.proc.start()
+        if test_only:
+            _children.append(self.proc)
 
     def output(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
@@ -139,7 +158,7 @@ class Reference:
     """The same run, never interrupted; started at once, in parallel with the first test's runs."""
 
     def __init__(self, out: Path):
-        self.out, self.child, self.done = out, Child(out), False
+        self.out, self.child, self.done = out, Child(out, test_only=False), False
 
     def result(self) -> Path:
         if not self.done:

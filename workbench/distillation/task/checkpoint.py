@@ -1,6 +1,6 @@
 """Resumable students of task-specific distillation: one folder per student and seed.
 
-    <out_dir>/checkpoints/seed<k>-<student>/   model.safetensors, optimizer.safetensors, rng.safetensors,
+    <out_dir>/student_checkpoints/seed<k>-<student>/   model.safetensors, optimizer.safetensors, rng.safetensors,
                                                train_state.json (the step, the student's live records) and
                                                job.json, written last: the run it belongs to, and once the
                                                student is finished its test top-1
@@ -25,6 +25,7 @@ from ...core.checkpoint import TrainState, load_train_state, save_train_state
 from ...core.files import atomic_folder, load_tensors, save_json, save_tensors
 from ...core.runs import OutDirError
 
+CHECKPOINTS = "student_checkpoints"  # beside students/ (``checkpoints/`` is 03's, UNIC distillation's)
 JOB_FILE = "job.json"
 MODEL_FILE = "model.safetensors"
 
@@ -39,7 +40,7 @@ class StudentCheckpoint:
 
     @classmethod
     def of(cls, out_dir, seed: int, name: str, key: dict) -> StudentCheckpoint:
-        folder = Path(out_dir) / "checkpoints" / f"seed{seed}-{name}" if out_dir is not None else None
+        folder = Path(out_dir) / CHECKPOINTS / f"seed{seed}-{name}" if out_dir is not None else None
         return cls(folder, json.loads(json.dumps(key, default=str)))  # as it reads back from JSON
 
     def job(self) -> dict | None:

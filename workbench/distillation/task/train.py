@@ -21,7 +21,7 @@ The loss is ``kd.task_distillation_loss``. The students are independent jobs: on
 train side by side, one single-threaded process per core (``workbench.core.parallel``), each seeded on its
 own, so a student is the same whether it trained here or in a worker process.
 
-With an ``out_dir``, every student keeps a folder under ``<out_dir>/checkpoints/`` (``task.checkpoint``): on
+With an ``out_dir``, every student keeps a folder under ``<out_dir>/student_checkpoints/`` (``task.checkpoint``): on
 SIGTERM or SIGUSR1 each running student finishes its step and saves itself there, students not started yet
 do not start, and the run raises ``Preempted`` (exit code 75; a stopped cell in a notebook). A rerun keeps
 the finished students and continues the stopped ones from their step, to the same weights and results as a
@@ -49,7 +49,7 @@ from ...core.training import NonFiniteLoss, configure_optimizer, get_lr, set_lr
 from ...data import Data
 from ...models import Student, Teacher, load_student
 from ...models.students import STUDENT_CONFIG, STUDENT_WEIGHTS
-from .checkpoint import StudentCheckpoint
+from .checkpoint import CHECKPOINTS, StudentCheckpoint
 from .config import TaskDistillConfig
 from .data import Labelled, augment, eval_batches, extra_images, labelled_subset
 from .kd import mix_images, task_distillation_loss
@@ -297,7 +297,7 @@ def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teache
     map_jobs(run_student, jobs, (cfg, data, n_classes, live_set, device, out_dir, key), workers, record, finished)
     if stopped:
         midway = ", ".join(f"{name} (seed {seed}) at step {step}" for (name, seed), step in stopped.items() if step)
-        saved = f"saved in {Path(out_dir) / 'checkpoints'}" if out_dir is not None else "no out_dir: nothing saved"
+        saved = f"saved in {Path(out_dir) / CHECKPOINTS}" if out_dir is not None else "no out_dir: nothing saved"
         message = (f"{requested() or 'stop'} received: task distillation stopped after the current steps: "
                    f"{len(top1_of)} of {len(jobs)} students finished, {midway or 'none'} stopped mid-way, "
                    f"{sum(not step for step in stopped.values())} not started ({saved}); exit code {EXIT_PREEMPTED}. "
