@@ -38,7 +38,7 @@ from workbench.core.files import DiskWriteError, load_tensors, read_jsonl, save_
 from workbench.core.lock import OutDirBusy, hold_lock
 from workbench.core.preemption import EXIT_PREEMPTED, Preempted, handle_preemption, requested
 from workbench.core.runs import clear_out_dir, prepare_out_dir
-from workbench.distillation import DistillConfig, distill, save_run_config, torchrun_command
+from workbench.distillation import DistillConfig, distill, launch_distill, save_run_config, torchrun_command
 from workbench.distillation.launch import torchrun_signal_env
 from workbench.generation import GenerateConfig, Shard, generate, read_manifest, writer
 from workbench.generation.pipelines import load_pipeline
@@ -191,6 +191,36 @@ def test_torchrun_ranks_stop_after_one_step_and_the_rerun_ends_identical(torchru
     (wa, ma), (wb_, mb) = final_state(out), final_state(reference)
     assert ma == mb
     assert wa.keys() == wb_.keys() and [k for k in wa if not torch.equal(wa[k], wb_[k])] == []
+
+
+@pytest.mark.slow
+def test_the_notebook_passes_a_signal_on_to_its_torchrun_processes_and_stops(torchrun_reference, torchrun_env, tmp_path,
+                                                                            monkeypatch):
+    """03 with nproc=2: the kernel (here, this process) gets SIGTERM while it follows torchrun; it passes it on,
+    the ranks checkpoint and stop, and the cell stops with ``Preempted``; launched again, the run resumes and
+    ends as the run never stopped."""
+    run_file, reference = torchrun_reference
+    for name, value in {**torchrun_env, "WORKBENCH_CACHE": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    out, args = tmp_path / "run", ["--random-teachers", "--log-every", "1"]
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def signal_at_step_2(record):
+        if record.get("step") == 2 and "loss" in record:
+            os.kill(os.getpid(), signal.SIGTERM)  # launch_distill records it: this process does not die
+
+    with pytest.raises(Preempted, match=r"SIGTERM received: distillation with 2 processes stopped after step \d+ "):
+        launch_distill(run_file, out, 2, callback=signal_at_step_2, log=lambda *_: None, poll_s=0.05, extra=args)
+    assert signal.getsignal(signal.SIGTERM) is handler
+    step = json.loads((out / "preempted.json").read_text())["step"]
+    assert [p.name for p in Checkpoints(out / "checkpoints").all()] == [f"step_{step:08d}"]
+
+    run = launch_distill(run_file, out, 2, log=lambda *_: None, poll_s=0.05, extra=args)
+    assert run.resumed_from == step
+    (wa, ma), (wb_, mb) = final_state(out), final_state(reference)
+    assert ma == mb and [k for k in wa if not torch.equal(wa[k], wb_[k])] == []
 
 
 # ----------------------------------------------------------------------------- generation
