@@ -16,8 +16,9 @@ signal (SIGTERM, SIGUSR1) has arrived, so that the preemption lands in a known s
 ``second_signal_in_checkpoint`` then waits inside the preemption's checkpoint write (marker line
 "writing") for a second signal. Log lines (and a traceback, if any) go to ``log``.
 
-``run_task`` is the same for task distillation (05): two students of one seed, 30 steps each, one
-process; its marker gets "<student> <step>" for each live record (steps 0, 25 and the last).
+``run_task`` is the same for task distillation (05): two students of one seed, 30 steps each, in this
+process (``workers=2``: each in a worker process of its own); its marker gets "<student> <step>" for each
+live record (steps 0, 25, 50, ... and the last).
 """
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ def run(out_dir: str, marker: str | None = None, pause_at: int | None = None, ha
 
 
 def run_task(out_dir: str, marker: str | None = None, wait_for_signal_at: tuple[str, int] | None = None,
-             log: str | None = None) -> None:
+             log: str | None = None, workers: int = 1, steps: int = 30) -> None:
     torch.set_num_threads(1)
     log_file = open(log, "a") if log else sys.stdout
     marker_file = open(marker, "a") if marker else None
@@ -129,8 +130,8 @@ def run_task(out_dir: str, marker: str | None = None, wait_for_signal_at: tuple[
         torch.manual_seed(0)
         teachers = {n: wb.create_teacher(n, pretrained=False) for n in ("world_colour", "world_shape")}
         data = wb.load_data("world", n_train=120, n_test=40)
-        cfg = TaskDistillConfig(student="wb_vit_tiny_patch8_32", labels_per_class=3, steps=30, batch_size=16,
-                                finetune_steps=2, repeats=1, students=["probed", "labels"], workers=1)
+        cfg = TaskDistillConfig(student="wb_vit_tiny_patch8_32", labels_per_class=3, steps=steps, batch_size=16,
+                                finetune_steps=2, repeats=1, students=["probed", "labels"], workers=workers)
         run = task_distill(cfg, data, teachers, out_dir=out_dir, callback=on_record, log=say)
         say(f"finished: {run.students}")
     except BaseException:

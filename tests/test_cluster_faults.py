@@ -126,6 +126,28 @@ def test_task_distillation_stops_after_the_step_and_the_rerun_ends_identical(tas
             assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (name, file)
 
 
+@pytest.mark.slow
+def test_task_distillation_in_worker_processes_stops_them_all_and_the_rerun_ends_identical(tmp_path):
+    """workers=2: the signal reaches this process, which tells both worker processes; each student stops after
+    the step it is in and saves itself; the rerun ends as a 2-worker run never stopped."""
+    two_workers = dict(target=distill_child.run_task, workers=2, steps=200, daemon=False)
+    reference = tmp_path / "reference"
+    finished = task_log_lines(Child(reference, **two_workers).finish())
+    out, marker = tmp_path / "run", tmp_path / "records"
+    child = Child(out, marker, **two_workers)
+    child.signal_when(marker, lambda lines: "probed 0" in lines and "labels 0" in lines, signal.SIGTERM)
+    log = child.stops()
+    assert "SIGTERM received: task distillation stopped after the current steps: " in log
+    jobs = [json.loads(p.read_text()) for p in (out / "student_checkpoints").glob("seed0-*/job.json")]
+    assert [j for j in jobs if not j["finished"] and 0 < j["step"] < 200], log  # one at least stopped mid-way
+
+    assert task_log_lines(Child(out, **two_workers).finish()) == finished
+    assert sorted(task_history(out)) == sorted(task_history(reference))  # two workers' records interleave
+    for name in ("probed", "labels"):
+        a, b = (load_tensors(d / "students" / name / "student.safetensors") for d in (out, reference))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
 @pytest.fixture(scope="module")
 def torchrun_env():
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",

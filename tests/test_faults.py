@@ -81,11 +81,12 @@ class Child:
     killed at the end of the test that started it (``test_only=False``: it may outlive it)."""
 
     def __init__(self, out_dir: Path, marker: Path | None = None, target=distill_child.run, test_only: bool = True,
-                 **kwargs):
+                 daemon: bool = True, **kwargs):
         self.log = out_dir.parent / f"{out_dir.name}.log"
         self.log.unlink(missing_ok=True)
         kwargs = {"marker": str(marker) if marker else None, "log": str(self.log), **kwargs}
-        self.proc = CTX.Process(target=target, args=(str(out_dir),), kwargs=kwargs, daemon=True)
+        # daemon=False: a process that starts processes of its own (a daemon may not)
+        self.proc = CTX.Process(target=target, args=(str(out_dir),), kwargs=kwargs, daemon=daemon)
         self.proc.start()
         if test_only:
             _children.append(self.proc)
