@@ -216,6 +216,26 @@ def test_torchrun_ranks_stop_after_one_step_and_the_rerun_ends_identical(torchru
 
 
 @pytest.mark.slow
+def test_the_command_line_exits_75_when_preempted_and_its_rerun_resumes(torchrun_reference, torchrun_env, tmp_path):
+    run_file, _ = torchrun_reference
+    out, env = tmp_path / "run", {**torchrun_env, "WORKBENCH_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "workbench", "distill", "--config", str(run_file), "--out", str(out),
+           "--random-teachers", "--log-every", "1"]
+    with open(tmp_path / "stopped.log", "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        t0 = time.time()
+        while not read_jsonl(out / "metrics.jsonl")[0]:
+            assert proc.poll() is None and time.time() - t0 < 300, (tmp_path / "stopped.log").read_text()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGUSR1)
+        assert proc.wait(300) == EXIT_PREEMPTED, (tmp_path / "stopped.log").read_text()
+    step = json.loads((out / "preempted.json").read_text())["step"]
+    assert "Traceback" not in (tmp_path / "stopped.log").read_text()  # a clean stop, one line about it
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and f"resumed from step {step} " in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.slow
 def test_the_notebook_passes_a_signal_on_to_its_torchrun_processes_and_stops(torchrun_reference, torchrun_env, tmp_path,
                                                                             monkeypatch):
     """03 with nproc=2: the kernel (here, this process) gets SIGTERM while it follows torchrun; it passes it on,
