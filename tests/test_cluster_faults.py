@@ -177,14 +177,20 @@ def final_state(out: Path) -> tuple[dict, list]:
     return weights, [(r["step"], r.get("loss"), r.get("val_loss")) for r in read_jsonl(out / "metrics.jsonl")[0]]
 
 
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("signum, to", [(signal.SIGTERM, "torchrun"), (signal.SIGUSR1, "torchrun"),
+                                        (signal.SIGTERM, "ranks")], ids=["SIGTERM", "SIGUSR1", "SIGTERM-to-ranks"])
 def test_torchrun_ranks_stop_after_one_step_and_the_rerun_ends_identical(torchrun_reference, torchrun_env, tmp_path,
-                                                                        signum):
+                                                                        signum, to):
     """The signal goes to torchrun, which passes it on to both ranks (SIGUSR1 too: the launcher's environment
-    asks it to). The ranks agree on the step to stop after, rank 0 checkpoints there while the other waits,
-    both exit with 75 (torchrun itself exits 1) and ``preempted.json`` names the step; a 2-rank rerun
-    resumes there and ends bit for bit as the run never stopped."""
+    asks it to), or to each rank directly (as a scheduler signals the processes of a job, not each at the same
+    moment). The ranks agree on the step to stop after, rank 0 checkpoints there while the other waits, both
+    exit with 75 (torchrun itself exits 1) and ``preempted.json`` names the step; a 2-rank rerun resumes there
+    and ends bit for bit as the run never stopped."""
     run_file, reference = torchrun_reference
     out, env = tmp_path / "run", {**torchrun_env, "WORKBENCH_CACHE": str(tmp_path / "cache")}
     cmd = torchrun_command(run_file, 2, out, ["--random-teachers", "--log-every", "1"])
@@ -194,7 +200,8 @@ def test_torchrun_ranks_stop_after_one_step_and_the_rerun_ends_identical(torchru
         while not [r for r in read_jsonl(out / "metrics.jsonl")[0] if r.get("step", 0) >= 2]:
             assert proc.poll() is None and time.time() - t0 < 300, (tmp_path / "stopped.log").read_text()
             time.sleep(0.02)
-        proc.send_signal(signum)
+        for pid in children(proc.pid) if to == "ranks" else [proc.pid]:
+            os.kill(pid, signum)
         proc.wait(300)
     text = (tmp_path / "stopped.log").read_text()
     assert proc.returncode != 0, text
@@ -205,6 +212,8 @@ def test_torchrun_ranks_stop_after_one_step_and_the_rerun_ends_identical(torchru
             f"{step}: ") in text and f"exit code {EXIT_PREEMPTED}" in text
     assert [p.name for p in Checkpoints(out / "checkpoints").all()] == [f"step_{step:08d}"]  # ckpt_every=0: epochs
     assert not (out / "checkpoint").exists()
+    if to == "ranks":  # torchrun saw its ranks end by themselves, and reports their codes
+        assert len(re.findall(rf"exitcode\s+: {EXIT_PREEMPTED} \(pid", text)) == 2, text  # its table: one row a rank
 
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
