@@ -1,7 +1,9 @@
-"""Fault injection: killed runs, killed checkpoint writes, corrupt data, bad parameters, malicious checkpoints.
+"""Fault injection: killed runs, killed checkpoint writes, preempted runs, two runs on one out_dir, corrupt data,
+bad parameters, malicious checkpoints.
 
 The kill tests run tests/distill_child.py in a process of its own and SIGKILL it: no cleanup code runs,
-exactly as when a job is preempted or runs out of memory.
+exactly as when a job runs out of memory. The preemption tests send it a real SIGTERM or SIGUSR1, as a
+scheduler does before it stops a job. (More cluster faults: tests/test_cluster_faults.py.)
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +35,7 @@ from workbench.core.checkpoint import (
 )
 from workbench.core.files import atomic_folder, load_tensors
 from workbench.core.params import ParameterError
+from workbench.core.preemption import EXIT_PREEMPTED
 from workbench.core.runs import OutDirError, prepare_out_dir
 from workbench.distillation import DistillConfig, check_batch_size, distill
 from workbench.models import load_student
@@ -57,15 +61,35 @@ KILL_PAUSED = _rng.choice([k for k in range(CKPT_EVERY, STEPS - 2)
 KILL_RUNNING = _rng.choice(range(2, STEPS - STEPS_PER_EPOCH))
 
 
-class Child:
-    """``distill_child.run`` in a process of its own; its log lines go to ``<out_dir>.log``."""
+_children: list = []  # the processes of the test running now
 
-    def __init__(self, out_dir: Path, marker: Path | None = None, **kwargs):
+
+@pytest.fixture(autouse=True)
+def no_child_outlives_its_test():
+    """SIGKILL what a failed test left running: a run records SIGTERM (preemption), so multiprocessing's
+    terminate() at exit would wait for a paused child to wake up."""
+    yield
+    while _children:
+        proc = _children.pop()
+        if proc.is_alive():
+            proc.kill()
+            proc.join(30)
+
+
+class Child:
+    """``distill_child.run`` in a process of its own; its log lines go to ``<out_dir>.log``. The process is
+    killed at the end of the test that started it (``test_only=False``: it may outlive it)."""
+
+    def __init__(self, out_dir: Path, marker: Path | None = None, target=distill_child.run, test_only: bool = True,
+                 daemon: bool = True, **kwargs):
         self.log = out_dir.parent / f"{out_dir.name}.log"
         self.log.unlink(missing_ok=True)
         kwargs = {"marker": str(marker) if marker else None, "log": str(self.log), **kwargs}
-        self.proc = CTX.Process(target=distill_child.run, args=(str(out_dir),), kwargs=kwargs, daemon=True)
+        # daemon=False: a process that starts processes of its own (a daemon may not)
+        self.proc = CTX.Process(target=target, args=(str(out_dir),), kwargs=kwargs, daemon=daemon)
         self.proc.start()
+        if test_only:
+            _children.append(self.proc)
 
     def output(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
@@ -74,6 +98,25 @@ class Child:
         self.proc.join(timeout)
         assert self.proc.exitcode == 0, f"exit code {self.proc.exitcode}:\n{self.output()}"
         return self.output()
+
+    def stops(self, timeout: float = 300) -> str:
+        """Its output, once it has exited with the preemption code."""
+        self.proc.join(timeout)
+        assert self.proc.exitcode == EXIT_PREEMPTED, f"exit code {self.proc.exitcode}:\n{self.output()}"
+        return self.output()
+
+    def signal_when(self, marker: Path, ready, signum: int, timeout: float = 300) -> None:
+        """Send ``signum`` as soon as ``ready(lines of the marker)`` holds (the process keeps running)."""
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            if ready(marker.read_text().splitlines() if marker.exists() else []):
+                os.kill(self.proc.pid, signum)
+                return
+            if not self.proc.is_alive():
+                pytest.fail(f"the run ended before the signal point:\n{self.output()}")
+            time.sleep(0.005)
+        self.proc.kill()
+        pytest.fail("the signal point was never reached")
 
     def kill_when(self, marker: Path, ready, timeout: float = 300) -> None:
         """SIGKILL the process as soon as ``ready(lines of the marker)`` holds."""
@@ -116,7 +159,7 @@ class Reference:
     """The same run, never interrupted; started at once, in parallel with the first test's runs."""
 
     def __init__(self, out: Path):
-        self.out, self.child, self.done = out, Child(out), False
+        self.out, self.child, self.done = out, Child(out, test_only=False), False
 
     def result(self) -> Path:
         if not self.done:
@@ -175,6 +218,60 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(reference,
     assert "a checkpoint whose writing was interrupted" in log and "resumed from step 4 " in log
     assert not [p for p in ckpts.root.iterdir() if p.name.endswith(".tmp")]
     assert [p.name for p in ckpts.all()] == [f"step_{STEPS - CKPT_EVERY:08d}", f"step_{STEPS:08d}"]  # keep=2
+    assert_identical(out, reference)
+
+
+# ----------------------------------------------------------------------------- preemption, two writers
+
+STOP_AT = 9  # epoch 2, batch 2: mid-epoch, between the checkpoints every 4 steps
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_signal_mid_epoch_checkpoints_that_step_exits_75_and_the_rerun_ends_identical(reference, tmp_path, signum):
+    """The signal lands in step 9 (the child waits there for it): the run finishes step 9, checkpoints at once
+    (step 10, where ckpt_every=4 would not), exits with 75, and the rerun resumes at step 10. With SIGTERM a
+    second SIGTERM arrives while that checkpoint is being written, and changes nothing."""
+    out, marker = tmp_path / "run", tmp_path / "steps"
+    twice = signum == signal.SIGTERM
+    child = Child(out, marker, wait_for_signal_at=STOP_AT, second_signal_in_checkpoint=twice)
+    child.signal_when(marker, lambda lines: str(STOP_AT) in lines, signum)
+    if twice:
+        child.signal_when(marker, lambda lines: "writing" in lines, signum)
+    log = child.stops()
+    name = signal.Signals(signum).name
+    assert f"{name} received: distillation stopped after step {STOP_AT + 1} (checkpoint at step {STOP_AT + 1}" in log
+    assert not (out / "checkpoint").exists()  # stopped, not finished
+    ckpts = Checkpoints(out / "checkpoints")
+    assert [p.name for p in ckpts.all()] == ["step_00000008", f"step_{STOP_AT + 1:08d}"]  # keep=2
+    assert not list(out.rglob("*.tmp"))
+    state, _ = load_train_state(ckpts.latest())
+    assert (state.step, state.epoch, state.batch) == (STOP_AT + 1, 1, 2)
+    assert json.loads((out / "preempted.json").read_text())["step"] == STOP_AT + 1
+
+    log = Child(out).finish()
+    assert f"resumed from step {STOP_AT + 1} " in log
+    assert not (out / "preempted.json").exists()
+    assert_identical(out, reference)
+
+
+def test_a_second_run_on_a_busy_out_dir_is_refused_and_a_killed_holder_never_blocks(reference, tmp_path):
+    out, marker = tmp_path / "run", tmp_path / "steps"
+    first = Child(out, marker, pause_at=KILL_PAUSED)
+    t0 = time.time()
+    while str(KILL_PAUSED) not in (marker.read_text().splitlines() if marker.exists() else []):
+        assert time.time() - t0 < 300 and first.proc.is_alive(), first.output()
+        time.sleep(0.01)
+
+    second = Child(out, tmp_path / "second-steps")
+    second.proc.join(120)
+    assert second.proc.exitcode == 1 and (tmp_path / "second-steps").read_text() == ""  # refused before any step
+    refusal = second.output()
+    assert f"is in use by another run: pid {first.proc.pid} on host {socket.gethostname()}, started " in refusal
+    assert "Wait for that run to finish (or stop it), or use another out_dir" in refusal
+
+    first.kill_when(marker, lambda lines: True)  # SIGKILL: no cleanup runs, the OS releases the lock
+    log = Child(out).finish()
+    assert "resumed from step" in log
     assert_identical(out, reference)
 
 

@@ -5,6 +5,9 @@
     torchrun --nproc-per-node 8 -m workbench generate ...             # shard from RANK / WORLD_SIZE
     python -m workbench distill --config runs/03_distill/run.yaml     # the run file the 03 notebook writes
     torchrun --nproc-per-node 8 -m workbench distill --config run.yaml   # DistributedDataParallel, 8 GPUs
+
+Exit codes: 0 done; 75 stopped by SIGTERM or SIGUSR1 after a checkpoint (``workbench.core.preemption``: rerun
+to resume); 2 bad parameters, a busy out_dir or a missing model; 1 a disk that refused a write, or a failure.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import argparse
 import dataclasses
 import sys
 
+from .core.files import DiskWriteError
+from .core.lock import OutDirBusy
 from .distillation import run_distill
 from .generation import GenerateConfig, Shard, audit, class_counts, generate
 
@@ -77,9 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command][2](args)
-    except (ValueError, KeyError, FileNotFoundError) as err:  # bad parameters or a missing model: one clear line
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, KeyError, FileNotFoundError, OutDirBusy) as err:  # bad parameters, a busy out_dir or a
+        print(f"error: {err}", file=sys.stderr)                           # missing model: one clear line
         return 2
+    except DiskWriteError as err:  # a full or read-only disk: the path and the free space, in one line
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ runs ``fn(job, shared, emit)`` for every job: in this process when ``workers`` i
 ``workers`` spawned processes that receive ``shared`` once, at start-up. What a job passes to
 ``emit`` (its live records) reaches ``on_record`` here while it runs, and always before its result
 reaches ``on_result``. ``fn`` must be a module-level function (the processes import it by name).
+
+Preemption: when this process is asked to stop (``workbench.core.preemption``: SIGTERM, SIGUSR1), it sets an
+event the workers share, so each job sees ``requested()`` too, finishes its step, saves what it needs and
+returns (a ``StoppedJob``); the workers also record the signals they receive themselves. Jobs not started
+yet see it at once.
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ from typing import Any
 
 import torch
 import torch.multiprocessing
+
+from .preemption import requested, watch_parent
 
 _worker: dict = {}  # in a pool process: fn, shared and emit, set once by _init_worker
 
@@ -53,13 +60,16 @@ def map_jobs(fn: Callable[[Any, Any, Callable[[dict], None]], Any], jobs: Sequen
     # torch's context shares tensors through shared memory instead of copying them through a pipe.
     ctx = torch.multiprocessing.get_context("spawn")
     records = ctx.SimpleQueue()  # put() writes at once: a job's records are in the pipe before its result
+    stop = ctx.Event()  # set when this process is asked to stop: the workers' jobs stop after their step
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(fn, shared, records, threads))
+                               initargs=(fn, shared, records, threads, stop))
     try:
         futures = {pool.submit(_run_job, job): i for i, job in enumerate(jobs)}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            if requested() and not stop.is_set():
+                stop.set()
             _drain(records, on_record)
             for future in done:
                 on_result(futures[future], future.result())
@@ -75,8 +85,9 @@ def map_jobs(fn: Callable[[Any, Any, Callable[[dict], None]], Any], jobs: Sequen
     _drain(records, on_record)
 
 
-def _init_worker(fn, shared, records, threads: int) -> None:
+def _init_worker(fn, shared, records, threads: int, stop) -> None:
     torch.set_num_threads(threads)
+    watch_parent(stop)
     _worker.update(fn=fn, shared=shared, emit=records.put)
 
 
@@ -92,5 +103,5 @@ def _drain(records, on_record: Callable[[dict], None]) -> None:
 def _terminate(pool: ProcessPoolExecutor) -> None:
     """Stop the running jobs too, not only the pending ones (before Python 3.14 there is no public way)."""
     for p in list((pool._processes or {}).values()):
-        p.terminate()
+        p.kill()  # not SIGTERM: a worker records that as a request to stop after its step (preemption)
     pool.shutdown(wait=True, cancel_futures=True)  # its manager thread sees the workers gone and reaps them

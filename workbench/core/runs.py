@@ -13,6 +13,9 @@ anything (``Config.from_notebook`` calls this with the config's ``run_key()``):
   and only ever a folder that a workbench run wrote: files it did not write are never deleted.
 
 Keys that do not change results (the device, how often to checkpoint) stay out of the record.
+
+The claim holds the out_dir's lock (``workbench.core.lock``) while it reads, clears or records: a folder
+another live run is writing in is refused at once, naming that run, and never cleared.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 from .files import save_json
+from .lock import OutDirBusy, held_locks, hold_lock
 
 RECORD = "run.json"
 # Files by which a folder is known to be a workbench output that overwrite may clear
@@ -65,7 +69,11 @@ def prepare_out_dir(out_dir, config: dict, overwrite: bool = False, kind: str = 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutDirError(f"out_dir {str(out)!r} is a file; give a folder")
-    config = _normalise(config)
+    with hold_lock(out, what=kind):
+        return _prepare(out, _normalise(config), overwrite, kind, log, defaults)
+
+
+def _prepare(out: Path, config: dict, overwrite: bool, kind: str, log, defaults: dict | None) -> Path:
     # hidden files (.DS_Store, .ipynb_checkpoints) do not make a folder a run
     entries = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
     record = read_record(out) if entries else None
@@ -108,7 +116,13 @@ def clear_out_dir(out_dir) -> None:
     if not any((out / m).is_file() for m in MARKERS):
         raise OutDirError(f"refusing to clear {out}: it holds files that no workbench run wrote (no "
                           f"{' or '.join(MARKERS)}). Move or delete them yourself, or use another out_dir.")
+    busy = held_locks(out)
+    if busy:
+        raise OutDirBusy(f"refusing to clear {out}: a live run is writing there ({'; '.join(busy)}). Wait for it to "
+                         "finish (or stop it), or use another out_dir.")
     for p in out.iterdir():
+        if p.name.startswith(".workbench") and p.name.endswith(".lock"):
+            continue  # a lock file stays: deleting one a process holds would let a second process lock a new one
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
         else:

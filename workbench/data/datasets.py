@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..core.distributed import ShardSampler
 from ..core.files import config_hash
+from ..core.preemption import ignore_stop_signals
 
 
 class InMemorySplit(Dataset):
@@ -103,7 +104,8 @@ class Data:
         # the generator only seeds worker processes; without it each new iterator would draw from torch's global RNG
         gen = torch.Generator().manual_seed(seed)
         return DataLoader(ds, batch_size=batch_size, sampler=sampler, generator=gen, num_workers=workers,
-                          collate_fn=collate, drop_last=False, pin_memory=torch.cuda.is_available())
+                          collate_fn=collate, drop_last=False, pin_memory=torch.cuda.is_available(),
+                          worker_init_fn=ignore_stop_signals if workers else None)  # the trainer stops after its step
 
     def describe(self) -> str:
         tasks = ", ".join(f"{t} ({len(c)} classes)" for t, c in self.tasks.items())

@@ -4,6 +4,8 @@
                                       beside the model files below; the newest ``keep_checkpoints`` are kept
     <out_dir>/checkpoint/             the finished student
     <out_dir>/timm/                   the same encoder as timm shares models (``config.json``, ``model.safetensors``)
+    <out_dir>/preempted.json          while a run stopped by SIGTERM / SIGUSR1 waits to be rerun: the step of its
+                                      checkpoint and the signal (a batch script requeues the job when it is there)
 
 A model folder holds ``student.safetensors`` (the encoder you keep: ``load_student`` reads it),
 ``projectors.safetensors`` (ladder and standardization statistics, dropped after training) and
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -27,6 +30,7 @@ from .config import DistillConfig
 from .unic import UNIC
 
 PROJECTORS = "projectors.safetensors"
+PREEMPTED = "preempted.json"  # <out_dir>/preempted.json: the run was stopped by a signal; rerun it to resume
 TIMM_EXPORT = "timm"  # <out_dir>/timm: the finished student for timm.create_model("local-dir:<out_dir>/timm")
 
 
@@ -127,6 +131,7 @@ class RunOutput:
         state = state or TrainState()
         if self.writes:
             self.metrics = MetricsLog(self.out_dir / "metrics.jsonl", state.history)
+            (self.out_dir / PREEMPTED).unlink(missing_ok=True)  # this run is the rerun it asked for
         return state, resumed_from
 
     def record(self, record: dict) -> None:
@@ -146,6 +151,14 @@ class RunOutput:
 
         self.checkpoints.save(state.step, write)
         save_jsonl(state.history, self.out_dir / "history.jsonl")
+
+    def preempted(self, step: int, signal: str) -> Path | None:
+        """After the checkpoint of a stopped run: ``preempted.json`` names it; returns the checkpoint's folder."""
+        where = self.latest()
+        if self.writes:
+            save_json({"step": step, "signal": signal, "checkpoint": str(where),
+                       "time": time.strftime("%Y-%m-%d %H:%M:%S")}, self.out_dir / PREEMPTED)
+        return where
 
     def finish(self, model: UNIC, state: TrainState) -> Path | None:
         """Write the finished student (once: a rerun of a finished run keeps it); returns its folder."""

@@ -12,15 +12,25 @@ from its last checkpoint, with any number of processes), another configuration i
 ``--overwrite``. Rank 0 writes ``checkpoints/``, ``checkpoint/``, ``history.jsonl`` and
 ``metrics.jsonl``, which it appends to at every logged step: ``launch_distill`` (what the notebook
 calls when ``nproc > 1``) starts torchrun, follows that file and feeds the live plot.
+
+Preemption: each rank stops after its current step on SIGTERM or SIGUSR1, rank 0 checkpoints, and they exit
+with code 75 (``workbench.core.preemption``). torchrun forwards SIGTERM to its ranks; it forwards SIGUSR1
+(SLURM's warning before the time limit) only when told to (``--signals-to-handle``, set here through the
+environment), and itself exits 1 after its ranks stop, whatever their code: ``<out_dir>/preempted.json`` is
+what says the run was stopped to be continued. ``launch_distill`` (the notebook) passes a signal it receives
+on to torchrun and raises ``Preempted`` once the ranks have stopped.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +39,22 @@ import torch
 from ..core.distributed import cleanup, init_distributed
 from ..core.files import read_jsonl
 from ..core.live import follow
+from ..core.lock import hold_lock
+from ..core.preemption import Preempted, handle_preemption, requested
 from ..data import load_data
 from ..models import Teacher
+from .checkpoint import PREEMPTED
 from .config import RUN_FILE, DistillConfig, load_run_config
 from .train import DistillRun, describe_run, distill
+
+# The signals torchrun passes on to its ranks: its default ones, and SIGUSR1 (SLURM's --signal).
+FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
+
+
+def torchrun_signal_env() -> dict[str, str]:
+    """The environment that makes torchrun pass SIGUSR1 on too: its ``--signals-to-handle`` (``PET_`` variable,
+    newer torch) and the variable older torch reads directly."""
+    return {"PET_SIGNALS_TO_HANDLE": FORWARDED_SIGNALS, "TORCHELASTIC_SIGNALS_TO_HANDLE": FORWARDED_SIGNALS}
 
 
 def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_every: int = 10, overwrite: bool = False,
@@ -42,29 +64,36 @@ def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_ev
     out_dir = out_dir or file_out
     if out_dir is None:
         raise ValueError(f"no out_dir: give --out DIR or an out_dir entry in {config_path}")
-    world = init_distributed(cfg.device)
-    try:
-        if world.size > 1 and cfg.device.startswith("cuda:"):
-            raise ValueError(f"device={cfg.device!r} would put every rank on one GPU: under torchrun use device "
-                             "'auto' (or 'cuda'): each rank takes the GPU of its LOCAL_RANK")
-        say = log if world.main else (lambda *_: None)
-        say(f"{world.size} process(es); global batch {cfg.batch_size} ({cfg.batch_size // world.size} per process); "
-            f"writing to {Path(out_dir).resolve()}")
-        data = load_data(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test,
-                         image_size=cfg.input_size, seed=cfg.seed)
-        with world.main_first():  # rank 0 checks (or, with overwrite, clears) out_dir before anyone writes there
-            if world.main:
-                cfg.claim_out_dir(out_dir, overwrite, log=say)
-        # each machine's local rank 0 first: an offline teacher trained on first use is cached once per machine
-        # (its $WORKBENCH_CACHE), and the machine's other ranks load it instead of training it again
-        with world.main_first(per_node=True):
-            torch.manual_seed(cfg.seed)  # the same random teachers on every rank (random_teachers)
-            teachers = cfg.create_teachers(pretrained=not random_teachers)
-        run = distill(cfg, data, teachers, out_dir=out_dir, log_every=log_every, log=say)
-        say(run.describe())
-        return run
-    finally:
-        cleanup()
+    with handle_preemption():  # from the start: a signal while loading stops the run after its first step
+        world = init_distributed(cfg.device)
+        try:
+            with hold_lock(out_dir, what=cfg.kind) if world.main else nullcontext():  # rank 0 writes for all
+                return _run(cfg, out_dir, world, random_teachers, log_every, overwrite, log)
+        finally:
+            cleanup()
+
+
+def _run(cfg: DistillConfig, out_dir, world, random_teachers: bool, log_every: int, overwrite: bool,
+         log) -> DistillRun:
+    if world.size > 1 and cfg.device.startswith("cuda:"):
+        raise ValueError(f"device={cfg.device!r} would put every rank on one GPU: under torchrun use device "
+                         "'auto' (or 'cuda'): each rank takes the GPU of its LOCAL_RANK")
+    say = log if world.main else (lambda *_: None)
+    say(f"{world.size} process(es); global batch {cfg.batch_size} ({cfg.batch_size // world.size} per process); "
+        f"writing to {Path(out_dir).resolve()}")
+    data = load_data(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test,
+                     image_size=cfg.input_size, seed=cfg.seed)
+    with world.main_first():  # rank 0 checks (or, with overwrite, clears) out_dir before anyone writes there
+        if world.main:
+            cfg.claim_out_dir(out_dir, overwrite, log=say)
+    # each machine's local rank 0 first: an offline teacher trained on first use is cached once per machine
+    # (its $WORKBENCH_CACHE), and the machine's other ranks load it instead of training it again
+    with world.main_first(per_node=True):
+        torch.manual_seed(cfg.seed)  # the same random teachers on every rank (random_teachers)
+        teachers = cfg.create_teachers(pretrained=not random_teachers)
+    run = distill(cfg, data, teachers, out_dir=out_dir, log_every=log_every, log=say)
+    say(run.describe())
+    return run
 
 
 @dataclass
@@ -112,10 +141,21 @@ def launch_distill(config_path, out_dir, nproc: int, callback: Callable[[dict], 
     log_file = out_dir / "distill.log"
     log(f"launching {nproc} processes: {' '.join(cmd[1:])}  (output: {log_file})")
     t0, seen = time.time(), set()
-    with open(log_file, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    # torchrun forwards SIGTERM to its ranks; SIGUSR1 too when told (a scheduler may signal every process)
+    env = {**os.environ, **torchrun_signal_env()}
+    with handle_preemption(), open(log_file, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        forwarded = False
+
+        def running() -> bool:  # a signal to this process (the notebook's kernel) goes on to torchrun, once
+            nonlocal forwarded
+            if requested() and not forwarded:
+                forwarded = True
+                proc.send_signal(signal.SIGTERM)
+            return proc.poll() is None
+
         try:
-            for record in follow(metrics, lambda: proc.poll() is None, poll_s):
+            for record in follow(metrics, running, poll_s):
                 key = (record.get("step"), "val_loss" in record)  # a step's training record, or its epoch's val
                 if key not in seen:  # a rewritten file (a resumed run) is read again: each record once
                     seen.add(key)
@@ -126,6 +166,12 @@ def launch_distill(config_path, out_dir, nproc: int, callback: Callable[[dict], 
             proc.wait()
             raise
     text = log_file.read_text(encoding="utf-8", errors="replace")
+    marker = out_dir / PREEMPTED
+    if proc.returncode != 0 and marker.is_file() and marker.stat().st_mtime >= t0:  # written by this launch
+        stopped = json.loads(marker.read_text())
+        raise Preempted(f"{stopped['signal']} received: distillation with {nproc} processes stopped after step "
+                        f"{stopped['step']} (checkpoint at step {stopped['step']}: {stopped['checkpoint']}); rerun the "
+                        f"same cell or command with the same out_dir to resume.")
     if proc.returncode != 0:
         raise RuntimeError(f"distillation with {nproc} processes failed (exit code {proc.returncode}); "
                            f"end of {log_file}:\n{text[-3000:]}")

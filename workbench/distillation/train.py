@@ -14,12 +14,20 @@ Under torchrun (``python -m workbench distill``, which joins the process group) 
 every rank (``workbench.core.distributed``): ``batch_size`` is the global batch, split evenly over the
 ranks; statistics, teacher dropping and metrics are computed over the global batch, so N ranks train as
 one process would; rank 0 alone writes checkpoints, ``metrics.jsonl`` and logs.
+
+Preemption (``workbench.core.preemption``): on SIGTERM or SIGUSR1 every rank finishes the step it is in,
+rank 0 writes a full checkpoint at once (the others wait for it) and ``preempted.json`` beside it, and the
+run raises ``Preempted``: exit code 75 for a process, a stopped cell in a notebook. The ranks agree on the
+step to stop after through the all-reduce of the loss they make anyway, so a signal that reaches them at
+different moments still stops them all after the same step. While it runs, rank 0 holds the out_dir's lock
+(``workbench.core.lock``): a second run on the same out_dir is refused at once.
 """
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +36,9 @@ import torch.nn as nn
 
 from ..core.device import autocast_for, pick_device
 from ..core.distributed import World, current_world, wrap_ddp
+from ..core.lock import hold_lock
 from ..core.params import ParameterError
+from ..core.preemption import Preempted, handle_preemption, requested, stop_message
 from ..core.training import NonFiniteLoss, configure_optimizer, get_lr, set_lr
 from ..data.augment import Augmentation
 from ..layers.standardize import batch_weight
@@ -72,7 +82,16 @@ def check_global_batch(batch_size: int, world: World) -> None:
 def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str | Path | None = None,
             callback: Callable[[dict], None] | None = None, log_every: int = 10, log=print,
             overwrite: bool = False) -> DistillRun:
-    """Train the student; with ``out_dir``, checkpoint and resume (``overwrite=True`` starts over instead)."""
+    """Train the student; with ``out_dir``, checkpoint and resume (``overwrite=True`` starts over instead).
+    SIGTERM or SIGUSR1 stops it after the current step, with a checkpoint (``Preempted``, exit code 75)."""
+    world = current_world()
+    lock = hold_lock(out_dir, what=cfg.kind) if out_dir is not None and world.main else nullcontext()
+    with handle_preemption(), lock:
+        return _distill(cfg, data, teachers, out_dir, callback, log_every, log, overwrite)
+
+
+def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, callback, log_every: int, log,
+             overwrite: bool) -> DistillRun:
     # Where and with whom: this rank's device, and a global batch that splits evenly over the ranks.
     device, world = pick_device(cfg.device), current_world()
     data = decoded_for_training(cfg, data)
@@ -138,7 +157,11 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
             images = augment(images, step, positions=world.rank + world.size * torch.arange(len(images)))
             loss, losses, coeffs = distill_step(model, teachers, images, batch_weight(step, total), cfg.tdrop_p,
                                                 generators["teacher_drop"], amp, world, forward)
-            global_loss = world.all_sum(loss.detach().clone()) / world.size  # a NaN on any rank stops every rank
+            # One all-reduce for two things every rank must agree on: the loss (a NaN on any rank stops every
+            # rank) and whether any rank was asked to stop (then all finish this step and stop after it).
+            value = loss.detach().float()
+            sums = world.all_sum(torch.stack([value, value.new_tensor(float(bool(requested())))]))
+            global_loss, asked = sums[0] / world.size, bool(sums[1] > 0)
             if not torch.isfinite(global_loss):
                 bad = [t for t, row in zip(teachers, losses) if not torch.isfinite(row).all()]
                 raise NonFiniteLoss(
@@ -169,6 +192,16 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
                 output.record(record)
                 if callback is not None and world.main:
                     callback(record)
+            # Preempted: this step is done; a checkpoint now, whatever ckpt_every says. One process stops after the
+            # step the signal came in; ranks after the step whose all-reduce told them all (this one or the next).
+            stop = asked if world.size > 1 else bool(requested())
+            if stop:
+                checkpoint()
+                where = output.preempted(state.step, requested() or "a stop on another rank")
+                world.barrier()  # the other ranks wait for rank 0's checkpoint before they exit
+                message = stop_message("distillation", state.step, where)
+                log(message)
+                raise Preempted(message)
             if cfg.ckpt_every and state.step % cfg.ckpt_every == 0:
                 checkpoint()
 

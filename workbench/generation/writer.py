@@ -21,6 +21,12 @@ Crash safety. Images are written to a temporary name and renamed; a batch's mani
 appended (and flushed to disk) after its images. A rerun removes this shard's leftover temporary
 files, skips batches whose images all exist, recomputes a partly written batch whole (same numbers)
 and writes only its missing images, and rebuilds manifest lines lost to a crash from the plan.
+
+Preemption and writers. SIGTERM or SIGUSR1 (``workbench.core.preemption``) lets the batch being computed
+finish: its images and manifest lines are written, then the shard stops with ``Preempted`` (exit code 75;
+a rerun continues with the next batch). Each shard holds a lock of its own in the folder
+(``.workbench-shard-<i>-of-<n>.lock``): the shards of one clone write the folder together, and a second
+process on the same shard is refused at once, naming the first.
 """
 from __future__ import annotations
 
@@ -35,6 +41,8 @@ import torch
 
 from ..core.device import local_device
 from ..core.files import append_jsonl, read_jsonl, save_image, save_json, save_jsonl
+from ..core.lock import hold_lock
+from ..core.preemption import Preempted, handle_preemption, requested
 from .config import GenerateConfig
 from .pipelines import default_resolution, load_pipeline, locate_model, resolve_dtype
 from .prompts import prompt_class, prompt_strategy, stable_seed
@@ -234,6 +242,16 @@ def generate(cfg: GenerateConfig, out_dir, shard: Shard | None = None, pipe=None
     shard = shard or Shard.from_env()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with handle_preemption(), hold_lock(out, what=f"generation shard {shard}", name=shard_lock_name(shard)):
+        return _generate(cfg, out, shard, pipe, log, log_every_s)
+
+
+def shard_lock_name(shard: Shard) -> str:
+    """One lock per shard: the shards of a clone write one folder at once, two processes on one shard never."""
+    return f".workbench-shard-{shard.index:05d}-of-{shard.count:05d}.lock"
+
+
+def _generate(cfg: GenerateConfig, out: Path, shard: Shard, pipe, log, log_every_s: float) -> GenerationResult:
     device = local_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     say = log or (lambda _: None)
@@ -286,6 +304,12 @@ def generate(cfg: GenerateConfig, out_dir, shard: Shard | None = None, pipe=None
             t_log = now
             say(f"shard {shard}: batch {n}/{len(todo)}, {generated} images in {now - t_start:.1f}s "
                 f"({generated / (now - t_start):.2f} images/s)")
+        if requested() and n < len(todo):  # the batch's images and manifest lines are written: stop cleanly here
+            message = (f"{requested()} received: generation of shard {shard} stopped after batch {n}/{len(todo)} "
+                       f"({skipped + generated} of its {len(my_jobs)} images written, each whole, with its manifest "
+                       "line); exit code 75. Rerun the same command to continue with the next batch.")
+            say(message)
+            raise Preempted(message)
     return GenerationResult(out, shard, len(my_jobs), generated, skipped, time.perf_counter() - t_start, load_s, mpath)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ...core.preemption import ignore_stop_signals
 from ...data import IMAGE_EXTENSIONS, Data, ImageFolderSplit, InMemorySplit, collate, image_files, world
 from ...probing import few_shot_indices
 
@@ -102,7 +103,8 @@ def _loaded(dataset, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
     workers = 0 if in_memory else min(8, os.cpu_count() or 1)  # image files are decoded in worker processes
     loader = torch.utils.data.DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True,
                                          generator=torch.Generator().manual_seed(seed), num_workers=workers,
-                                         collate_fn=collate, drop_last=True, persistent_workers=workers > 0)
+                                         collate_fn=collate, drop_last=True, persistent_workers=workers > 0,
+                                         worker_init_fn=ignore_stop_signals if workers else None)
     while True:
         for batch in loader:
             if batch.images is not None:

@@ -20,11 +20,18 @@ split with labels hidden (``unlabelled``), or a folder of images such as the syn
 The loss is ``kd.task_distillation_loss``. The students are independent jobs: on CPU they
 train side by side, one single-threaded process per core (``workbench.core.parallel``), each seeded on its
 own, so a student is the same whether it trained here or in a worker process.
+
+With an ``out_dir``, every student keeps a folder under ``<out_dir>/student_checkpoints/`` (``task.checkpoint``): on
+SIGTERM or SIGUSR1 each running student finishes its step and saves itself there, students not started yet
+do not start, and the run raises ``Preempted`` (exit code 75; a stopped cell in a notebook). A rerun keeps
+the finished students and continues the stopped ones from their step, to the same weights and results as a
+run never stopped. The run's out_dir is locked while it runs (``workbench.core.lock``).
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,12 +41,15 @@ import torch.nn as nn
 
 from ...core.device import autocast_for, pick_device
 from ...core.files import save_json, save_jsonl, save_tensors
+from ...core.lock import hold_lock
 from ...core.parallel import auto_workers, map_jobs
+from ...core.preemption import EXIT_PREEMPTED, Preempted, StoppedJob, handle_preemption, requested
 from ...core.stats import seed_stats
 from ...core.training import NonFiniteLoss, configure_optimizer, get_lr, set_lr
 from ...data import Data
 from ...models import Student, Teacher, load_student
 from ...models.students import STUDENT_CONFIG, STUDENT_WEIGHTS
+from .checkpoint import CHECKPOINTS, StudentCheckpoint
 from .config import TaskDistillConfig
 from .data import Labelled, augment, eval_batches, extra_images, labelled_subset
 from .kd import mix_images, task_distillation_loss
@@ -71,22 +81,29 @@ def make_student(cfg: TaskDistillConfig, n_classes: int) -> TaskStudent:
 def train_student(cfg: TaskDistillConfig, name: str, teacher: TeacherClassifier | None, labelled: Labelled,
                   extra: Iterator[torch.Tensor] | None, n_classes: int, seed: int, device,
                   evaluate: Callable[[nn.Module], float], callback: Callable[[dict], None] | None = None,
-                  eval_every: int = 25) -> TaskStudent:
-    """One student: (1 - a) * CE on labelled images + a * KD on the distillation images (no teacher: CE only)."""
+                  eval_every: int = 25, checkpoint: StudentCheckpoint | None = None) -> TaskStudent | StoppedJob:
+    """One student: (1 - a) * CE on labelled images + a * KD on the distillation images (no teacher: CE only).
+
+    With a ``checkpoint``, a student stopped before continues from it, and a preemption stops this one after
+    its current step, saved there (a ``StoppedJob`` is returned instead of the student)."""
     torch.manual_seed(seed)
     model = make_student(cfg, n_classes).to(device)
     opt = configure_optimizer(model, cfg.lr, cfg.weight_decay)
     gen, rng, amp = torch.Generator().manual_seed(seed), np.random.default_rng(seed), autocast_for(device)
     batches = labelled.batches(cfg.labelled_batch, gen)
     mixing = name == "probed_mix"
+    start, records = 0, []
+    if checkpoint is not None and checkpoint.job() is not None:
+        start, records = checkpoint.restore(model, opt)
+        for _ in range(start):  # the student's own streams, drawn again up to where it stopped
+            step_inputs(cfg, batches, extra, gen, rng, teacher is not None, mixing)
+        for record in records:
+            if callback is not None:
+                callback(record)
     model.train()
-    for step in range(cfg.steps):
+    for step in range(start, cfg.steps):
         set_lr(opt, get_lr(step, cfg.steps, cfg.lr, int(cfg.warmup_frac * cfg.steps)))
-        x, y = next(batches)
-        x = augment(x, gen)
-        kd_images = x if (teacher is None or extra is None) else torch.cat([x, augment(next(extra), gen)])
-        if mixing:
-            kd_images = mix_images(kd_images, cfg.mix, rng).images
+        x, y, kd_images = step_inputs(cfg, batches, extra, gen, rng, teacher is not None, mixing)
         inputs = torch.cat([x, kd_images]) if mixing else kd_images  # unmixed, the labelled images lead the batch
         with amp:
             logits = model(inputs.to(device, non_blocking=True))
@@ -111,8 +128,24 @@ def train_student(cfg: TaskDistillConfig, name: str, teacher: TeacherClassifier 
             if step % (2 * eval_every) == 0 or step == cfg.steps - 1:
                 record["top1"] = evaluate(model)
                 model.train()
+            records.append(record)
             callback(record)
+        if checkpoint is not None and requested() and step < cfg.steps - 1:  # preempted: saved after this step
+            checkpoint.save(model, opt, step + 1, records)
+            return StoppedJob(step + 1)
     return model.eval()
+
+
+def step_inputs(cfg: TaskDistillConfig, batches, extra, gen: torch.Generator, rng: np.random.Generator,
+                has_teacher: bool, mixing: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A step's labelled images and labels and its distillation images: every random draw of a step but the
+    model's, so that a resumed student can draw the steps it already took again."""
+    x, y = next(batches)
+    x = augment(x, gen)
+    kd_images = x if (not has_teacher or extra is None) else torch.cat([x, augment(next(extra), gen)])
+    if mixing:
+        kd_images = mix_images(kd_images, cfg.mix, rng).images
+    return x, y, kd_images
 
 
 @torch.no_grad()
@@ -139,14 +172,37 @@ class StudentJob:
     labelled: Labelled
 
 
-def run_student(job: StudentJob, shared: tuple, emit: Callable[[dict], None]) -> tuple[float, TaskStudent]:
-    """Train one student and measure it on the whole test split (``shared``: cfg, data, classes, live set, device)."""
-    cfg, data, n_classes, live_set, device = shared
+def run_student(job: StudentJob, shared: tuple,
+                emit: Callable[[dict], None]) -> tuple[float, TaskStudent | None] | StoppedJob:
+    """Train one student and measure it on the whole test split (``shared``: cfg, data, classes, live set, device,
+    out_dir, run key). A student finished before is taken from its checkpoint; a preempted one returns a
+    ``StoppedJob``."""
+    cfg, data, n_classes, live_set, device, out_dir, key = shared
+    checkpoint = StudentCheckpoint.of(out_dir, job.seed, job.name, key)
+    done = checkpoint.job()
+    keep = job.seed == cfg.seed  # the students of the first seed are returned (and saved by the run)
+    if done is not None and done["finished"]:
+        for record in checkpoint.records():
+            emit(record)
+        model = checkpoint.load_weights(make_student(cfg, n_classes).to(device)).eval() if done["weights"] else None
+        return done["top1"], model
+    if requested():  # the run is stopping: a student not started yet waits for the rerun
+        return StoppedJob(done["step"] if done else 0)
     extra = None if job.teacher is None else extra_images(cfg.extra, data, job.labelled,
                                                            cfg.batch_size - cfg.labelled_batch, job.seed)
+    records: list[dict] = []
+
+    def record(r: dict) -> None:
+        records.append(r)
+        emit(r)
+
     model = train_student(cfg, job.name, job.teacher, job.labelled, extra, n_classes, job.seed, device,
-                          lambda m: top1(m, live_set, device), emit)
-    return top1(model, eval_batches(data, cfg.task), device), model
+                          lambda m: top1(m, live_set, device), record, checkpoint=checkpoint)
+    if isinstance(model, StoppedJob):
+        return model
+    result = top1(model, eval_batches(data, cfg.task), device)
+    checkpoint.save(model if keep else None, None, cfg.steps, records, top1=result)
+    return result, model
 
 
 @dataclass
@@ -171,6 +227,12 @@ class TaskRun:
 
 def task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher], out_dir: str | Path | None = None,
                  callback: Callable[[dict], None] | None = None, log=print) -> TaskRun:
+    """Every student of every seed (see the module docstring); with ``out_dir``, resumable and locked."""
+    with handle_preemption(), hold_lock(out_dir, what=cfg.kind) if out_dir is not None else nullcontext():
+        return _task_distill(cfg, data, teachers, out_dir, callback, log)
+
+
+def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher], out_dir, callback, log) -> TaskRun:
     if cfg.task not in data.tasks:
         raise ValueError(f"task {cfg.task!r} is not a task of {data.name!r}; its tasks: {', '.join(data.tasks)}")
     device, t0 = pick_device(cfg.device), time.time()
@@ -192,6 +254,9 @@ def task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher
     teacher_top1: dict[str, list[float]] = {}
     chosen, jobs = [], []
     for seed in cfg.seeds:
+        if requested():  # between seeds' teachers: nothing of this run is half-done yet
+            raise Preempted(f"{requested()} received: task distillation stopped while probing the teachers, before any "
+                            f"student; exit code {EXIT_PREEMPTED}. Rerun with the same out_dir to start the students.")
         labelled = labelled_subset(data, cfg.task, cfg.labels_per_class, seed)
         probed = {n: probe_teacher(t, labelled, n_classes, device, seed) for n, t in teachers.items()}
         if len(probed) > 1 and any(info["val_top1"] is None for _, info in probed.values()):
@@ -216,16 +281,29 @@ def task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher
     workers = (cfg.workers or auto_workers(len(jobs), device)) if device.type == "cpu" else 1  # a GPU is shared anyway
     log(f"training {len(jobs)} students ({len(cfg.students)} per seed)"
         + (f", {min(workers, len(jobs))} at a time in separate processes" if workers > 1 and len(jobs) > 1 else ""))
-    top1_of, models = {}, {}
+    top1_of, models, stopped = {}, {}, {}
 
-    def finished(i: int, result: tuple[float, TaskStudent]) -> None:
+    def finished(i: int, result: tuple[float, TaskStudent | None] | StoppedJob) -> None:
         job = jobs[i]
+        if isinstance(result, StoppedJob):
+            stopped[job.name, job.seed] = result.step
+            return
         top1_of[job.name, job.seed] = result[0]
         if job.seed == cfg.seed:
             models[job.name] = result[1]
         log(f"  seed {job.seed} {job.name:<11} test top-1 {result[0]:5.1f}%  ({time.time() - t0:.0f}s)")
 
-    map_jobs(run_student, jobs, (cfg, data, n_classes, live_set, device), workers, record, finished)
+    key = {"run": cfg.run_key(), "data": data.fingerprint}  # what a student's checkpoint must belong to
+    map_jobs(run_student, jobs, (cfg, data, n_classes, live_set, device, out_dir, key), workers, record, finished)
+    if stopped:
+        midway = ", ".join(f"{name} (seed {seed}) at step {step}" for (name, seed), step in stopped.items() if step)
+        saved = f"saved in {Path(out_dir) / CHECKPOINTS}" if out_dir is not None else "no out_dir: nothing saved"
+        message = (f"{requested() or 'stop'} received: task distillation stopped after the current steps: "
+                   f"{len(top1_of)} of {len(jobs)} students finished, {midway or 'none'} stopped mid-way, "
+                   f"{sum(not step for step in stopped.values())} not started ({saved}); exit code {EXIT_PREEMPTED}. "
+                   "Rerun with the same out_dir to resume.")
+        log(message)
+        raise Preempted(message)
     students = {name: [top1_of[name, seed] for seed in cfg.seeds] for name in cfg.students}
     models = {name: models[name] for name in cfg.students}
     run = TaskRun(cfg, students, teacher_top1, chosen, history, time.time() - t0, models)

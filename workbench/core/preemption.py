@@ -1,0 +1,137 @@
+"""Preemption: stop a run at the end of its current step, after a checkpoint, when the cluster asks.
+
+Schedulers warn a job before they stop it: SLURM sends SIGTERM on preemption (then SIGKILL after its
+grace time) and, with ``--signal=USR1@120``, SIGUSR1 some time before the time limit. Inside
+``handle_preemption()`` both signals only *record* that a stop was asked; the training loops read
+``requested()`` once per step, finish the step, write a full checkpoint and raise ``Preempted``:
+
+    with handle_preemption():
+        for batch in loader:
+            ...one step...
+            if requested():
+                save_checkpoint()
+                raise Preempted(f"{requested()}: stopped after step {step}; rerun to resume")
+
+Why only record: the handler runs between two bytecodes of the main thread, wherever it is (inside a
+checkpoint write, inside ``print``); raising or writing there could cut a file or a log line in half.
+A second signal (SLURM signals every process, and torchrun forwards its own) is recorded again and
+changes nothing, so the checkpoint being written is finished, never interrupted.
+
+``Preempted`` is a ``SystemExit`` whose code is ``EXIT_PREEMPTED`` (75, ``EX_TEMPFAIL`` of sysexits.h:
+"a temporary failure; the user is invited to retry"): a script or ``python -m workbench`` exits with 75
+without a traceback, a batch script can requeue on it, and in a notebook kernel it stops the cell (the
+kernel lives on; rerunning the cell resumes). Handlers are installed only in the main thread (Python
+allows no other) and the previous ones are restored when the run ends, so a Jupyter kernel keeps its own.
+
+Worker processes (``workbench.core.parallel``) share an event with their parent: the parent sets it when it
+is asked to stop, and each worker's ``requested()`` sees it.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+EXIT_PREEMPTED = 75  # os.EX_TEMPFAIL: "temporary failure, the user is invited to retry"
+SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None)
+
+_received: list[int] = []  # signals received while handle_preemption is active, in order
+_depth = 0  # nesting of handle_preemption (a launcher around a training loop installs once)
+_shared_stop = None  # in a worker process: the parent's "stop" event (multiprocessing.Event)
+
+
+class Preempted(SystemExit):
+    """The run stopped at a step boundary because it was asked to (SIGTERM, SIGUSR1) and wrote a checkpoint
+    first; rerunning the same command or notebook resumes it. Exits a script with ``EXIT_PREEMPTED``."""
+
+    def __init__(self, message: str):
+        super().__init__(EXIT_PREEMPTED)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return type(self), (self.message,)
+
+
+@dataclass(frozen=True)
+class StoppedJob:
+    """What a job of a worker pool returns instead of its result when the run is preempted: the step its
+    checkpoint holds (0: it had not started)."""
+
+    step: int
+
+
+def _record(signum, frame) -> None:  # noqa: ARG001  (a signal handler's signature)
+    _received.append(signum)
+
+
+def requested() -> str | None:
+    """The name of the signal that asked this run to stop (``"parent"`` for a worker whose parent was asked), or
+    None while nobody asked."""
+    if _received:
+        return signal.Signals(_received[0]).name
+    if _shared_stop is not None and _shared_stop.is_set():
+        return "parent"
+    return None
+
+
+def signals_received() -> int:
+    """How many stop signals arrived since the run began (the first, and any that came while it stopped)."""
+    return len(_received)
+
+
+@contextmanager
+def handle_preemption() -> Iterator[None]:
+    """Record SIGTERM and SIGUSR1 instead of dying of them, for the duration of the block; the previous handlers
+    come back afterwards. Outside the main thread nothing is installed (Python allows handlers only there),
+    and ``requested()`` stays None. Nested blocks share the outer one's handlers and record."""
+    global _depth
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _depth:
+        _depth += 1
+        try:
+            yield
+        finally:
+            _depth -= 1
+        return
+    _received.clear()
+    previous = {s: signal.signal(s, _record) for s in SIGNALS}
+    _depth = 1
+    try:
+        yield
+    finally:
+        _depth = 0
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        _received.clear()  # acted upon: nothing after this run reads it as a request to stop
+
+
+def watch_parent(event) -> None:
+    """In a worker process: ``requested()`` also reports ``event`` (the parent's stop), and this process's own
+    SIGTERM and SIGUSR1 are recorded for the life of the process (a scheduler signals every process of a job)."""
+    global _shared_stop
+    _shared_stop = event
+    if threading.current_thread() is threading.main_thread():
+        for s in SIGNALS:
+            signal.signal(s, _record)
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:  # noqa: ARG001  (DataLoader's worker_init_fn signature)
+    """A data-loading worker's start: it ignores SIGTERM and SIGUSR1, which a scheduler sends to every process of a
+    job. The training process stops after its step; a worker that died of the signal would fail that step.
+    (Workers end with the process they serve.)"""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
+def stop_message(what: str, step: int, where: str | None) -> str:
+    """The one line a preempted run prints and raises with."""
+    saved = f"checkpoint at step {step}: {where}" if where else "no out_dir, so nothing was saved"
+    return (f"{requested() or 'stop'} received: {what} stopped after step {step} ({saved}); exit code "
+            f"{EXIT_PREEMPTED}. Rerun the same command (or notebook cell) with the same out_dir to resume.")
