@@ -48,16 +48,24 @@ def wait_for(condition, timeout: float = 120) -> None:
         time.sleep(0.005)
 
 
-def run(out_dir: str, marker: str | None = None, pause_at: int | None = None, hang_in_checkpoint: int | None = None,
-        log: str | None = None, wait_for_signal_at: int | None = None,
-        second_signal_in_checkpoint: bool = False) -> None:
-    torch.set_num_threads(1)  # the same arithmetic in every child, whatever the parent's thread settings
+def child_outputs(log: str | None, marker: str | None):
+    """One thread (the same arithmetic in every child, whatever the parent's thread settings); ``say`` writes a
+    flushed line to ``log`` (stdout without one); the open marker file, or None."""
+    torch.set_num_threads(1)
     log_file = open(log, "a") if log else sys.stdout
     marker_file = open(marker, "a") if marker else None
 
     def say(line: str) -> None:
         log_file.write(line + "\n")
         log_file.flush()
+
+    return say, marker_file
+
+
+def run(out_dir: str, marker: str | None = None, pause_at: int | None = None, hang_in_checkpoint: int | None = None,
+        log: str | None = None, wait_for_signal_at: int | None = None,
+        second_signal_in_checkpoint: bool = False) -> None:
+    say, marker_file = child_outputs(log, marker)
 
     def on_step(record):
         if marker_file is not None:
@@ -111,13 +119,7 @@ def run(out_dir: str, marker: str | None = None, pause_at: int | None = None, ha
 
 def run_task(out_dir: str, marker: str | None = None, wait_for_signal_at: tuple[str, int] | None = None,
              log: str | None = None, workers: int = 1, steps: int = 30) -> None:
-    torch.set_num_threads(1)
-    log_file = open(log, "a") if log else sys.stdout
-    marker_file = open(marker, "a") if marker else None
-
-    def say(line: str) -> None:
-        log_file.write(line + "\n")
-        log_file.flush()
+    say, marker_file = child_outputs(log, marker)
 
     def on_record(record):
         if marker_file is not None:
@@ -155,8 +157,11 @@ def main() -> int:
     parser.add_argument("--marker")
     parser.add_argument("--pause-at", type=int)
     parser.add_argument("--hang-in-checkpoint", type=int)
+    parser.add_argument("--wait-for-signal-at", type=int)
+    parser.add_argument("--second-signal-in-checkpoint", action="store_true")
     args = parser.parse_args()
-    run(args.out_dir, args.marker, args.pause_at, args.hang_in_checkpoint)
+    run(args.out_dir, args.marker, args.pause_at, args.hang_in_checkpoint,
+        wait_for_signal_at=args.wait_for_signal_at, second_signal_in_checkpoint=args.second_signal_in_checkpoint)
     return 0
 
 
