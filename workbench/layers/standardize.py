@@ -50,12 +50,10 @@ def batch_moments(x: torch.Tensor, all_sum: Callable | None = None, outer: bool 
     of every row of (..., D), in float32. With ``all_sum`` (sums a tensor over the ranks, in place) the rows of
     every rank count: each rank's moments, weighted by its row count, are combined in float64."""
     flat = x.reshape(-1, x.shape[-1]).float()
-    mean = flat.mean(0)
-    second = flat.t() @ flat / flat.shape[0] if outer else flat.var(0, unbiased=False)
+    n, mean = flat.shape[0], flat.mean(0)
+    second = flat.t() @ flat / n if outer else flat.var(0, unbiased=False)
     if all_sum is None:
-        n = flat.shape[0]
         return mean, second * n / max(n - 1, 1) if unbiased and not outer else second
-    n = flat.shape[0]
     raw = second if outer else second + mean.square()  # uncentred, so that ranks add up
     packed = torch.cat([mean.new_tensor([1.0]), mean, raw.flatten()]).double() * n
     packed = all_sum(packed)
