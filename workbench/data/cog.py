@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.files import atomic_write, cache_dir, config_hash
+from ..core.files import cache_dir, config_hash, save_bytes
 from ..core.progress import progress
 from .datasets import Data
 from .folders import IMAGE_EXTENSIONS, ImageFolderSplit
@@ -201,7 +201,7 @@ def cog_selection(root, rules: CogRules = CogRules(), log=print) -> dict:
     selection = {"key": key, "root": str(root), "rules": asdict(rules), "levels": levels.levels,
                  "mean_similarity": levels.mean_similarity, "similarity": levels.similarity,
                  "nearest_seen": levels.nearest_seen, "dropped": dropped, "concepts": concepts}
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(gzip.compress(json.dumps(selection).encode())))
+    save_bytes(gzip.compress(json.dumps(selection).encode()), path)
     return selection
 
 

@@ -28,7 +28,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .folders import to_rgb
+from .folders import UNREADABLE_IMAGE, ResizeCrop, to_rgb
 
 IGNORE = 255  # a segmentation label that no class has: not scored
 NYU_MAX_DEPTH = 10.0
@@ -68,6 +68,7 @@ class DenseSplit(Dataset):
     def __init__(self, samples: list[tuple[Path, Path]], image_size: int, task: str,
                  decode: Callable[[Image.Image], np.ndarray]):
         self.samples, self.image_size, self.task, self.decode = samples, image_size, task, decode
+        self.resize_crop = ResizeCrop(image_size)  # the image as image folders decode it; the map below alike
 
     def __len__(self):
         return len(self.samples)
@@ -79,17 +80,16 @@ class DenseSplit(Dataset):
                 image = to_rgb(img)
             with Image.open(target_path) as ann:
                 target = self.decode(ann)
-        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+        except UNREADABLE_IMAGE as err:
             return None, f"{image_path}: {type(err).__name__}: {err}"  # unreadable: skipped and reported
         if target.shape != (image.height, image.width):
             return None, f"{target_path}: annotation is {target.shape[1]}x{target.shape[0]}, image {image.size}"
         size = self.image_size
-        image = TF.center_crop(TF.resize(image, size, antialias=True), size)
         mode = "F" if target.dtype == np.float32 else "L"
         target = Image.fromarray(target, mode)
         target = TF.center_crop(TF.resize(target, size, interpolation=TF.InterpolationMode.NEAREST), size)
         dtype = torch.float32 if mode == "F" else torch.long
-        return TF.to_tensor(image), {self.task: torch.as_tensor(np.array(target), dtype=dtype)}
+        return self.resize_crop(image), {self.task: torch.as_tensor(np.array(target), dtype=dtype)}
 
 
 def _pairs(root: Path, images: str, annotations: str, image_ext: str, ann_ext: str) -> list[tuple[Path, Path]]:

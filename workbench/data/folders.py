@@ -23,6 +23,8 @@ from ..core.files import config_hash
 from .datasets import Data
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
+# What PIL raises for a file that is not a readable image (broken, truncated, too large): skipped and reported.
+UNREADABLE_IMAGE = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
 class ImageFolderSplit(Dataset):
@@ -46,7 +48,7 @@ class ImageFolderSplit(Dataset):
         try:
             with Image.open(path) as img:
                 image = self.transform(to_rgb(img))
-        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+        except UNREADABLE_IMAGE as err:
             return None, f"{path}: {type(err).__name__}: {err}"  # unreadable or truncated: skipped and reported
         return image, {self.task: torch.tensor(y)}
 

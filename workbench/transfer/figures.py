@@ -10,6 +10,7 @@ show). No kaleido, no browser, no network.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from IPython import display as ipython_display
 from matplotlib.figure import Figure
 
 from ..probing.report import dense_figure
+from ..probing.runner import METRICS
 
 TEACHER_STYLE = {"linestyle": "--", "linewidth": 1.2, "alpha": 0.8}
 STUDENT_STYLE = {"linestyle": "-", "linewidth": 2.2}
@@ -303,12 +305,12 @@ def dense_maps_figure(task, rows: list[dict], data, examples: int | None = None)
     preds = {r["model"]: r["examples"] for r in rows if r["task"] == task.name and r.get("examples") is not None}
     n = min(len(p) for p in preds.values())
     n = n if examples is None else min(n, examples)
-    items = [data.test[i] for i in range(len(data.test))]
-    items = [(x, y[task.label]) for x, y in items if x is not None][:n]  # the readable ones, as the probe saw them
+    decoded = (data.test[i] for i in range(len(data.test)))  # the first n readable ones, as the probe saw them
+    items = list(itertools.islice(((x, y[task.label]) for x, y in decoded if x is not None), n))
     images = torch.stack([x for x, _ in items]).numpy()
     truth = torch.stack([y for _, y in items]).numpy()
     classes = data.tasks[task.label] if task.method == "segmentation" else None
-    metric = "mIoU" if task.method == "segmentation" else "delta<1.25"
+    metric = METRICS[task.method]
     scores = {r["model"]: r["top1"] for r in rows if r["task"] == task.name}
     named = {f"{m}\n{metric} {scores[m]:.1f}": p[:n].numpy() for m, p in preds.items()}
     return dense_figure(images, truth, named, classes, title=f"{task.name}: {task.description}")

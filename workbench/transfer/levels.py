@@ -61,9 +61,9 @@ class ConceptLevels:
                           "concepts": [len(level) for level in self.cog["levels"]], "dropped": self.cog["dropped"]}
         return out
 
-    def per_level(self, table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        """{model: {level: top1}} of a probe table."""
-        return {m: {t.name: row[t.name] for t in self.tasks} for m, row in table.items()}
+    def per_level(self, table: dict[str, dict[str, float]], tasks: list | None = None) -> dict[str, dict[str, float]]:
+        """{model: {level: top1}} of a probe table, over ``tasks`` (default: every level task)."""
+        return {m: {t.name: row[t.name] for t in (self.tasks if tasks is None else tasks)} for m, row in table.items()}
 
     def figure(self, table: dict[str, dict[str, float]], roles: dict[str, str],
                datasets: dict[str, Data]) -> Figure | None:
@@ -81,8 +81,8 @@ class ConceptLevels:
             names = [", ".join(shapes) for shapes in self.world_shapes]
             title = "Top-1 per level (offline world: novel shapes by WordNet similarity to the seen ones)"
         chance = 100 / len(datasets[tasks[0].dataset].tasks[tasks[0].label])
-        per_level = {m: {t.name: row[t.name] for t in tasks} for m, row in table.items()}
-        return levels_figure(per_level, roles, similarity[: len(tasks)], names, chance=chance, title=title)
+        return levels_figure(self.per_level(table, tasks), roles, similarity[: len(tasks)], names, chance=chance,
+                             title=title)
 
 
 def concept_levels(tasks: list[TransferTask], enabled: bool = True, cog_rules: CogRules | None = None,
