@@ -81,7 +81,6 @@ def _size(n: int) -> str:
         if n < 1024 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n} B"
 
 
 def _disk_errno(err: BaseException) -> int | None:

@@ -36,6 +36,7 @@ except ImportError:  # Windows: no flock; runs are not locked there
     fcntl = None
 
 LOCK_FILE = ".workbench.lock"
+LOCK_FILES = ".workbench*.lock"  # a run's lock and its shards' (glob)
 
 _held: dict[Path, list] = {}  # lock file -> [open file, depth]: what this process holds
 
@@ -138,5 +139,5 @@ def is_locked(folder, name: str = LOCK_FILE) -> str | None:
 def held_locks(folder) -> list[str]:
     """The holders of every workbench lock in ``folder`` that another live process holds (its run, its shards)."""
     folder = Path(folder)
-    names = sorted(p.name for p in folder.glob(".workbench*.lock")) if folder.is_dir() else []
+    names = sorted(p.name for p in folder.glob(LOCK_FILES)) if folder.is_dir() else []
     return [h for h in (is_locked(folder, n) for n in names) if h is not None]

@@ -130,8 +130,8 @@ def ignore_stop_signals(worker_id: int = 0) -> None:  # noqa: ARG001  (DataLoade
         signal.signal(s, signal.SIG_IGN)
 
 
-def stop_message(what: str, step: int, where: str | None) -> str:
-    """The one line a preempted run prints and raises with."""
+def stop_message(what: str, step: int, where: str | None, signal_name: str | None = None) -> str:
+    """The one line a preempted run prints and raises with (``signal_name``: default, the one this process got)."""
     saved = f"checkpoint at step {step}: {where}" if where else "no out_dir, so nothing was saved"
-    return (f"{requested() or 'stop'} received: {what} stopped after step {step} ({saved}); exit code "
+    return (f"{signal_name or requested() or 'stop'} received: {what} stopped after step {step} ({saved}); exit code "
             f"{EXIT_PREEMPTED}. Rerun the same command (or notebook cell) with the same out_dir to resume.")

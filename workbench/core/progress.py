@@ -19,7 +19,7 @@ LOG_INTERVAL_S = 60.0  # seconds between two redraws of a text bar whose output 
 
 def progress(iterable=None, total: int | None = None, desc: str = "", unit: str = "it", disable: bool = False):
     """A ``tqdm.auto`` bar over ``iterable`` (or a manual one of ``total`` steps: call ``update``)."""
-    widget = tqdm is notebook_tqdm or issubclass(tqdm, notebook_tqdm)
+    widget = issubclass(tqdm, notebook_tqdm)
     terminal = bool(getattr(sys.stderr, "isatty", lambda: False)())
     interval = 0.5 if widget else 0.1 if terminal else LOG_INTERVAL_S
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, mininterval=interval,

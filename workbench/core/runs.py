@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from .files import save_json
-from .lock import OutDirBusy, held_locks, hold_lock
+from .lock import LOCK_FILES, OutDirBusy, held_locks, hold_lock
 
 RECORD = "run.json"
 # Files by which a folder is known to be a workbench output that overwrite may clear
@@ -121,7 +121,7 @@ def clear_out_dir(out_dir) -> None:
         raise OutDirBusy(f"refusing to clear {out}: a live run is writing there ({'; '.join(busy)}). Wait for it to "
                          "finish (or stop it), or use another out_dir.")
     for p in out.iterdir():
-        if p.name.startswith(".workbench") and p.name.endswith(".lock"):
+        if p.match(LOCK_FILES):
             continue  # a lock file stays: deleting one a process holds would let a second process lock a new one
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)

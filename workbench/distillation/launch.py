@@ -40,7 +40,7 @@ from ..core.distributed import cleanup, init_distributed
 from ..core.files import read_jsonl
 from ..core.live import follow
 from ..core.lock import hold_lock
-from ..core.preemption import Preempted, handle_preemption, requested
+from ..core.preemption import Preempted, handle_preemption, requested, stop_message
 from ..data import load_data
 from ..models import Teacher
 from .checkpoint import PREEMPTED
@@ -169,9 +169,8 @@ def launch_distill(config_path, out_dir, nproc: int, callback: Callable[[dict], 
     marker = out_dir / PREEMPTED
     if proc.returncode != 0 and marker.is_file() and marker.stat().st_mtime >= t0:  # written by this launch
         stopped = json.loads(marker.read_text())
-        raise Preempted(f"{stopped['signal']} received: distillation with {nproc} processes stopped after step "
-                        f"{stopped['step']} (checkpoint at step {stopped['step']}: {stopped['checkpoint']}); rerun the "
-                        f"same cell or command with the same out_dir to resume.")
+        raise Preempted(stop_message(f"distillation with {nproc} processes", stopped["step"], stopped["checkpoint"],
+                                     stopped["signal"]))
     if proc.returncode != 0:
         raise RuntimeError(f"distillation with {nproc} processes failed (exit code {proc.returncode}); "
                            f"end of {log_file}:\n{text[-3000:]}")

@@ -67,7 +67,7 @@ class StudentCheckpoint:
     def restore(self, model: nn.Module, opt=None) -> tuple[int, list[dict]]:
         """Weights (and, for a stopped student, the optimizer and the global random generators) into ``model`` and
         ``opt``; returns the step and the records so far."""
-        model.load_state_dict(load_tensors(self.folder / MODEL_FILE))
+        self.load_weights(model)
         state, _ = load_train_state(self.folder, opt)
         return state.step, state.history
 
