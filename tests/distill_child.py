@@ -50,7 +50,7 @@ def wait_for(condition, timeout: float = 120) -> None:
 
 def child_outputs(log: str | None, marker: str | None):
     """One thread (the same arithmetic in every child, whatever the parent's thread settings); ``say`` writes a
-    flushed line to ``log`` (stdout without one); the open marker file, or None."""
+    flushed line to ``log`` (stdout without one), ``mark`` one to ``marker`` (nothing without one)."""
     torch.set_num_threads(1)
     log_file = open(log, "a") if log else sys.stdout
     marker_file = open(marker, "a") if marker else None
@@ -59,18 +59,21 @@ def child_outputs(log: str | None, marker: str | None):
         log_file.write(line + "\n")
         log_file.flush()
 
-    return say, marker_file
+    def mark(line: str) -> None:
+        if marker_file is not None:
+            marker_file.write(line + "\n")
+            marker_file.flush()
+
+    return say, mark
 
 
 def run(out_dir: str, marker: str | None = None, pause_at: int | None = None, hang_in_checkpoint: int | None = None,
         log: str | None = None, wait_for_signal_at: int | None = None,
         second_signal_in_checkpoint: bool = False) -> None:
-    say, marker_file = child_outputs(log, marker)
+    say, mark = child_outputs(log, marker)
 
     def on_step(record):
-        if marker_file is not None:
-            marker_file.write(f"{record['step']}\n")
-            marker_file.flush()
+        mark(f"{record['step']}")
         if pause_at is not None and record["step"] == pause_at:
             time.sleep(600)  # the parent kills us here
         if wait_for_signal_at is not None and record["step"] == wait_for_signal_at and "loss" in record:
@@ -85,8 +88,7 @@ def run(out_dir: str, marker: str | None = None, pause_at: int | None = None, ha
                 if len(writes) == hang_in_checkpoint:
                     real_save(tensors, filename, metadata=metadata)
                     os.truncate(filename, os.path.getsize(filename) // 2)
-                    marker_file.write("writing\n")
-                    marker_file.flush()
+                    mark("writing")
                     time.sleep(600)  # killed half-way through the write
             return real_save(tensors, filename, metadata=metadata)
 
@@ -97,8 +99,7 @@ def run(out_dir: str, marker: str | None = None, pause_at: int | None = None, ha
 
         def save_file(tensors, filename, metadata=None):
             if requested() and Path(filename).name.startswith(".optimizer.safetensors."):  # the stop's checkpoint
-                marker_file.write("writing\n")
-                marker_file.flush()
+                mark("writing")
                 wait_for(lambda: signals_received() >= 2)  # the second signal arrives while this file is written
             return real_save_file(tensors, filename, metadata=metadata)
 
@@ -119,12 +120,10 @@ def run(out_dir: str, marker: str | None = None, pause_at: int | None = None, ha
 
 def run_task(out_dir: str, marker: str | None = None, wait_for_signal_at: tuple[str, int] | None = None,
              log: str | None = None, workers: int = 1, steps: int = 30) -> None:
-    say, marker_file = child_outputs(log, marker)
+    say, mark = child_outputs(log, marker)
 
     def on_record(record):
-        if marker_file is not None:
-            marker_file.write(f"{record['student']} {record['step']}\n")
-            marker_file.flush()
+        mark(f"{record['student']} {record['step']}")
         if wait_for_signal_at == (record["student"], record["step"]):
             wait_for(requested)
 

@@ -120,19 +120,9 @@ class Child:
 
     def kill_when(self, marker: Path, ready, timeout: float = 300) -> None:
         """SIGKILL the process as soon as ``ready(lines of the marker)`` holds."""
-        t0 = time.time()
-        while time.time() - t0 < timeout:
-            lines = marker.read_text().splitlines() if marker.exists() else []
-            if ready(lines):
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.join(60)
-                assert self.proc.exitcode == -signal.SIGKILL
-                return
-            if not self.proc.is_alive():
-                pytest.fail(f"the run ended before the kill point:\n{self.output()}")
-            time.sleep(0.005)
-        self.proc.kill()
-        pytest.fail("the kill point was never reached")
+        self.signal_when(marker, ready, signal.SIGKILL, timeout)
+        self.proc.join(60)
+        assert self.proc.exitcode == -signal.SIGKILL
 
 
 def final_weights(out_dir: Path) -> dict[str, torch.Tensor]:
