@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from workbench.generation.fidelity import WorldJudges
+from workbench.generation.fidelity import SWEEP_GUIDANCE, WorldJudges
 from workbench.generation.world_model import WORLD_MODEL_CONFIG, train_world_model, world_model_path
 
 
@@ -34,7 +34,7 @@ def main():
 
     def evaluate(pipe, step):
         n = args.final_eval_images if step == WORLD_MODEL_CONFIG["steps"] else args.eval_images
-        return judges.fidelity_of_pipeline(pipe, images_per_class=n, guidance_scales=(2.0, 7.5))
+        return judges.fidelity_of_pipeline(pipe, images_per_class=n, guidance_scales=SWEEP_GUIDANCE)
 
     train_world_model(Path(args.out), WORLD_MODEL_CONFIG, evaluate=evaluate,
                       eval_every=args.eval_every or WORLD_MODEL_CONFIG["steps"])

@@ -11,10 +11,10 @@ similarity) and ``cog`` (concept-generalization levels) need no network: their f
 from . import benchmarks, cog, dense, imagenet, wordnet, world
 from .benchmarks import BENCHMARKS, DatasetNotFound, NamedDataset, is_named_dataset, load_benchmark, named_dataset
 from .datasets import Batch, Data, EpochSampler, InMemorySplit, collate
-from .factory import load_data
+from .factory import load_data, world_fingerprint
 from .folders import IMAGE_EXTENSIONS, ImageFolderSplit, image_files, skipped_report, to_rgb
 
 __all__ = ["BENCHMARKS", "IMAGE_EXTENSIONS", "Batch", "benchmarks", "cog", "collate", "Data", "DatasetNotFound",
            "dense", "EpochSampler", "image_files", "ImageFolderSplit", "imagenet", "InMemorySplit", "is_named_dataset",
            "load_benchmark", "load_data", "named_dataset", "NamedDataset", "skipped_report", "to_rgb", "wordnet",
-           "world"]
+           "world", "world_fingerprint"]

@@ -18,8 +18,12 @@ def load_data(data: str = "world", n_train: int = 6000, n_test: int = 2000, imag
         te = world.make_split(cfg, n_test, seed=30_000 + seed)
         tasks = {t: tr.classes[t] for t in ("shape", "colour")}
         keep = lambda s: {t: s.labels[t] for t in tasks}  # noqa: E731
-        fingerprint = config_hash({"world": world.config_dict(cfg), "version": world.VERSION, "n": [n_train, n_test],
-                                   "seed": seed})
         return Data("world", InMemorySplit(tr.images, keep(tr)), InMemorySplit(te.images, keep(te)), tasks,
-                    cfg.image_size, fingerprint)
+                    cfg.image_size, world_fingerprint(n_train, n_test, seed))
     return load_image_folder(Path(data), image_size, seed)
+
+
+def world_fingerprint(n_train: int = 6000, n_test: int = 2000, seed: int = 0) -> str:
+    """The fingerprint of ``load_data("world", n_train, n_test, seed=seed)``, without rendering its images."""
+    return config_hash({"world": world.config_dict(world.WorldConfig()), "version": world.VERSION,
+                        "n": [n_train, n_test], "seed": seed})

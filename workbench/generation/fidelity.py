@@ -29,7 +29,7 @@ from PIL import Image
 
 from ..core.device import pick_device
 from ..core.files import cache_dir, config_hash, load_tensors, save_json, save_tensors
-from ..data import load_data, world
+from ..data import load_data, world, world_fingerprint
 from ..data.folders import image_files
 from ..models import create_teacher
 from ..probing import Encoder, LinearClassifier, encode_images, fit_linear_probe, model_fingerprint, split_features
@@ -96,17 +96,19 @@ class WorldJudges:
         """The specialists (trained on first use and cached) and linear probes fitted on real world images
         (fitted once, then cached under ``$WORKBENCH_CACHE/judges``, keyed by the specialist's weights and the data)."""
         device, t0 = pick_device(device) if isinstance(device, str) else torch.device(device), time.time()
-        data = load_data("world", n_train=n_train, n_test=n_test)
+        data = None  # the real images are rendered only when a probe is to be fitted
         encoders, heads, real = {}, {}, {}
         for factor, name in JUDGES.items():
             model = create_teacher(name).to(device).eval()
-            key = config_hash({"judge": name, "weights": model_fingerprint(model), "data": data.fingerprint})
+            key = config_hash({"judge": name, "weights": model_fingerprint(model),
+                               "data": world_fingerprint(n_train, n_test)})
             folder = cache_dir("judges", f"{name}-{key}")
             if (folder / "head.safetensors").is_file():
                 saved = load_tensors(folder / "head.safetensors")
                 heads[factor] = LinearClassifier(saved["weight"], saved["bias"])
                 real[factor] = round(float(saved["real_top1"]), 2)
             else:
+                data = data or load_data("world", n_train=n_train, n_test=n_test)
                 encoder = Encoder(name, lambda x, m=model: m(x).cls, model)
                 train, test = split_features(encoder, data, device=device, log=log)
                 heads[factor], _ = fit_linear_probe(train.x, train.labels[factor], len(data.tasks[factor]))
@@ -136,7 +138,7 @@ class WorldJudges:
         pred, n = self.predict(images.pixels), len(world.COLOURS)
         shape_ok = pred["shape"] == images.labels // n
         colour_ok = pred["colour"] == images.labels % n
-        return {"shape": _pct(shape_ok), "colour": _pct(colour_ok), "both": _pct(shape_ok & colour_ok)}
+        return {"shape": percent(shape_ok), "colour": percent(colour_ok), "both": percent(shape_ok & colour_ok)}
 
     def fidelity_of_pipeline(self, pipe, images_per_class: int = 4, guidance_scales=(2.0,), steps: int = 20,
                              prompt: str = "name_hypernym_background", seed: int = 0) -> dict[str, float]:
@@ -148,7 +150,8 @@ class WorldJudges:
         return out
 
 
-def _pct(mask: torch.Tensor) -> float:
+def percent(mask: torch.Tensor) -> float:
+    """The share (%) of true entries of a boolean mask, to two decimals."""
     return round(100.0 * mask.float().mean().item(), 2)
 
 

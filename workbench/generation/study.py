@@ -35,7 +35,7 @@ from ..core.stats import seed_stats
 from ..data import world
 from ..models import check_student_name
 from .config import GenerateConfig
-from .fidelity import ImageSet, class_index, spreads
+from .fidelity import SWEEP_GUIDANCE, ImageSet, class_index, percent, spreads
 from .pipelines import check_model
 from .prompts import STRATEGIES, prompt_strategy
 from .world_model import WORLD_MODEL
@@ -65,7 +65,7 @@ class CloneStudyConfig(Config):
 
     prompts: list[str] = param(default_factory=lambda: list(STRATEGIES), check=_prompts,
                                help="prompt strategies (or templates): one clone each, per guidance scale")
-    guidance_scales: list[float] = param(default_factory=lambda: [2.0, 7.5], parse=_floats,
+    guidance_scales: list[float] = param(default_factory=lambda: list(SWEEP_GUIDANCE), parse=_floats,
                                          help="classifier-free guidance of the clones: low and high")
     images_per_class: int = param(8, ge=1, help="images per class of every clone, and of the real set")
     steps: int = param(10, ge=1, help="denoising steps")
@@ -143,8 +143,7 @@ def accuracy(classify: Callable[[torch.Tensor], torch.Tensor], images: ImageSet,
             x = images.pixels[i : i + batch_size].float().div(255).to(device)
             preds.append(classify(x).argmax(1).cpu())
     pred, y, n = torch.cat(preds), images.labels, len(world.COLOURS)
-    pct = lambda m: round(100.0 * m.float().mean().item(), 2)  # noqa: E731
-    return {"top1": pct(pred == y), "shape": pct(pred // n == y // n), "colour": pct(pred % n == y % n)}
+    return {"top1": percent(pred == y), "shape": percent(pred // n == y // n), "colour": percent(pred % n == y % n)}
 
 
 def train_students(cfg: CloneStudyConfig, sets: dict[str, ImageSet], tests: dict[str, ImageSet],

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.files import atomic_folder, atomic_write, save_json
+from ..core.training import NonFiniteLoss, set_lr
 from ..data import world
 from .prompts import BACKGROUND_PHRASES, STRATEGIES, prompt_class, prompt_strategy, world_class_id, world_shapes
 from .tiny import without_loading_bars, write_clip_tokenizer_files
@@ -290,8 +291,7 @@ def train_world_model(out_dir, config: dict = WORLD_MODEL_CONFIG, device="cpu", 
         target = a.sqrt() * noise - (1 - a).sqrt() * x0  # v
         lr = config["lr"] * min(1.0, (step + 1) / config["warmup_steps"])
         lr *= 0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1  # cosine to a tenth
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr(opt, lr)
 
         tokens = encode_prompts(pipe, texts, device)
         pred = unet(noisy, t, encoder_hidden_states=tokens).sample
@@ -306,7 +306,7 @@ def train_world_model(out_dir, config: dict = WORLD_MODEL_CONFIG, device="cpu", 
                 F.cross_entropy(logits[:, :n_shapes], labels["shape"].to(device)[captioned])
                 + F.cross_entropy(logits[:, n_shapes:], labels["colour"].to(device)[captioned]))
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at step {step}; lower lr")
+            raise NonFiniteLoss(f"non-finite loss at step {step}; lower lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config["grad_clip"])

@@ -42,7 +42,7 @@ import torch
 from ..core.device import local_device
 from ..core.files import append_jsonl, read_jsonl, save_image, save_json, save_jsonl
 from ..core.lock import hold_lock
-from ..core.preemption import Preempted, handle_preemption, requested
+from ..core.preemption import EXIT_PREEMPTED, Preempted, handle_preemption, requested
 from .config import GenerateConfig
 from .pipelines import default_resolution, load_pipeline, locate_model, resolve_dtype
 from .prompts import prompt_class, prompt_strategy, stable_seed
@@ -307,7 +307,7 @@ def _generate(cfg: GenerateConfig, out: Path, shard: Shard, pipe, log, log_every
         if requested() and n < len(todo):  # the batch's images and manifest lines are written: stop cleanly here
             message = (f"{requested()} received: generation of shard {shard} stopped after batch {n}/{len(todo)} "
                        f"({skipped + generated} of its {len(my_jobs)} images written, each whole, with its manifest "
-                       "line); exit code 75. Rerun the same command to continue with the next batch.")
+                       f"line); exit code {EXIT_PREEMPTED}. Rerun the same command to continue with the next batch.")
             say(message)
             raise Preempted(message)
     return GenerationResult(out, shard, len(my_jobs), generated, skipped, time.perf_counter() - t_start, load_s, mpath)
