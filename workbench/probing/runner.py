@@ -88,8 +88,8 @@ def probe(encoders: Sequence[Encoder], data, device, tasks: Sequence[ProbeTask] 
         raise ValueError(f"{data.name!r}: tasks {wrong} probe a label with the wrong protocol (dense labels: "
                          f"{data.dense or 'none'}; a dense label takes its own dense probe, an image label the others)")
     image_jobs, dense_jobs = [], []
+    image_level = [t for t in tasks if not t.dense]
     for encoder in encoders:
-        image_level = [t for t in tasks if not t.dense]
         if image_level:
             train, test = split_features(encoder, data, ("train", "test"), device, cache, log)
             if train.skipped or test.skipped:
