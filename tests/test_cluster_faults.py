@@ -517,3 +517,21 @@ def test_the_command_line_says_it_in_one_line(tmp_path, monkeypatch, capsys, err
     monkeypatch.setattr(sys.modules["workbench.__main__"], "run_distill", refused)
     assert main(["distill", "--config", str(tmp_path / "run.yaml")]) == code
     assert capsys.readouterr().err == f"error: {error}\n"
+
+
+@pytest.mark.parametrize("process_exits, code", [(True, EXIT_PREEMPTED), (False, -signal.SIGTERM)])
+def test_a_stopped_command_line_run_ignores_signals_while_it_exits(process_exits, code):
+    """A command line's run that stopped (``Preempted``) exits with 75 even when another SIGTERM comes as it exits
+    (torchrun sends one to every rank still running once one rank has ended); elsewhere (a notebook kernel) the
+    previous handlers come back, and the same late SIGTERM kills as before."""
+    script = ("import os, signal\n"
+              "from workbench.core.preemption import Preempted, handle_preemption\n"
+              "try:\n"
+              f"    with handle_preemption(process_exits={process_exits}):\n"
+              "        raise Preempted('stopped after step 3')\n"
+              "finally:\n"
+              "    os.kill(os.getpid(), signal.SIGTERM)  # the late signal, after the block\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(wb.__file__).parents[1]),
+                                                                             os.environ.get("PYTHONPATH", "")])})
+    assert proc.returncode == code, proc.stderr

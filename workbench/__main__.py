@@ -17,6 +17,7 @@ import sys
 
 from .core.files import DiskWriteError
 from .core.lock import OutDirBusy
+from .core.preemption import handle_preemption
 from .distillation import run_distill
 from .generation import GenerateConfig, Shard, audit, class_counts, generate
 
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command][2](args)
+        with handle_preemption(process_exits=True):  # a stopped run ends this process: no signal cuts its exit short
+            return COMMANDS[args.command][2](args)
     except (ValueError, KeyError, FileNotFoundError, OutDirBusy) as err:  # bad parameters, a busy out_dir or a
         print(f"error: {err}", file=sys.stderr)                           # missing model: one clear line
         return 2

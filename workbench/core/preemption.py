@@ -85,10 +85,14 @@ def signals_received() -> int:
 
 
 @contextmanager
-def handle_preemption() -> Iterator[None]:
+def handle_preemption(process_exits: bool = False) -> Iterator[None]:
     """Record SIGTERM and SIGUSR1 instead of dying of them, for the duration of the block; the previous handlers
     come back afterwards. Outside the main thread nothing is installed (Python allows handlers only there),
-    and ``requested()`` stays None. Nested blocks share the outer one's handlers and record."""
+    and ``requested()`` stays None. Nested blocks share the outer one's handlers and record.
+
+    ``process_exits``: the process ends with the block (a command line). A run that stopped (``Preempted``) then
+    ignores further stop signals instead of restoring the default handlers, which would let one kill it while
+    it exits: under torchrun, the rank that exits first makes torchrun send SIGTERM to the others."""
     global _depth
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -102,13 +106,16 @@ def handle_preemption() -> Iterator[None]:
         return
     _received.clear()
     previous = {s: signal.signal(s, _record) for s in SIGNALS}
-    _depth = 1
+    _depth, stopping = 1, False
     try:
         yield
+    except Preempted:
+        stopping = process_exits  # stopped, maybe by another rank's signal: the process now exits with 75
+        raise
     finally:
         _depth = 0
         for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+            signal.signal(s, signal.SIG_IGN if stopping else handler if handler is not None else signal.SIG_DFL)
         _received.clear()  # acted upon: nothing after this run reads it as a request to stop
 
 
