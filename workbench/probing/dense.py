@@ -127,7 +127,7 @@ class DenseHead(torch.nn.Module):
         self.kind = kind
         self.register_buffer("mean", mean.view(1, -1, 1, 1))
         self.register_buffer("std", std.view(1, -1, 1, 1))
-        self.linear = torch.nn.Conv2d(dim, n_out, 1)
+        self.linear = torch.nn.utils.skip_init(torch.nn.Conv2d, dim, n_out, 1)  # fit_dense_probe initialises it
         self.register_buffer("bins", torch.linspace(MIN_DEPTH, max_depth, n_out) if kind == "depth" else torch.zeros(0))
 
     def inputs(self, tokens: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
@@ -218,8 +218,12 @@ def fit_dense_probe(train, kind: str, n_classes: int, protocol: DenseProtocol, e
     mean, std, deepest = _statistics(batches, kind)
     n_out = DEPTH_BINS if kind == "depth" else n_classes
     head = DenseHead(kind, len(mean), n_out, mean, std, max_depth=max(deepest, 2 * MIN_DEPTH))
-    torch.manual_seed(protocol.seed)  # the layer's initialisation
-    head.linear.reset_parameters()
+    # The layer's initialisation (Conv2d's own rule) from a generator of its own: probes run side by side in
+    # threads, and a reseeded global generator would hand each the draws of whichever thread came first.
+    gen = torch.Generator().manual_seed(protocol.seed)
+    torch.nn.init.kaiming_uniform_(head.linear.weight, a=math.sqrt(5), generator=gen)
+    bound = 1 / math.sqrt(head.linear.weight[0].numel())
+    torch.nn.init.uniform_(head.linear.bias, -bound, bound, generator=gen)
     head.to(device or "cpu")
     opt = torch.optim.AdamW(head.linear.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay)
     name = f"{encoder.name}: " if encoder is not None else ""
