@@ -166,6 +166,7 @@ def test_training_is_seeded_and_resumes_to_the_same_weights(tmp_path):
     a = file_hashes(tmp_path / "straight")
     b = file_hashes(tmp_path / "resumed")
     assert a == b  # the same bytes: weights, configs and tokenizer
+    assert {"tokenizer/vocab.json", "tokenizer/merges.txt"} <= set(a)  # the BPE sources beside the saved tokenizer
 
 
 @pytest.mark.slow

@@ -107,11 +107,17 @@ def build_tiny_pipeline(folder: Path, config: dict = TINY_CONFIG) -> None:
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
+    save_pipeline(pipe, folder, tok_dir)
+    shutil.rmtree(tok_dir)
+
+
+def save_pipeline(pipe, folder: Path, tokenizer_sources: Path) -> None:
+    """``save_pretrained`` into ``folder``, with the tokenizer's BPE source files (``vocab.json``, ``merges.txt`` in
+    ``tokenizer_sources``) beside what transformers writes: SD repos ship them, and slow tokenizers read them."""
     with without_loading_bars():
         pipe.save_pretrained(folder)
-    for name in ("vocab.json", "merges.txt"):  # keep the source files next to what transformers saved, as in SD repos
-        shutil.copy(tok_dir / name, folder / "tokenizer" / name)
-    shutil.rmtree(tok_dir)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(Path(tokenizer_sources) / name, Path(folder) / "tokenizer" / name)
 
 
 def tiny_vocabulary_text() -> str:

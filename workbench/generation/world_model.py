@@ -37,7 +37,6 @@ import hashlib
 import json
 import math
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -52,7 +51,7 @@ from ..core.files import atomic_folder, atomic_write, save_json
 from ..core.training import NonFiniteLoss, set_lr
 from ..data import world
 from .prompts import BACKGROUND_PHRASES, STRATEGIES, prompt_class, prompt_strategy, world_class_id, world_shapes
-from .tiny import without_loading_bars, write_clip_tokenizer_files
+from .tiny import save_pipeline, write_clip_tokenizer_files
 
 WORLD_MODEL = "world-offline"
 TRAINING_FILE = "training.json"  # beside model_index.json: the configuration and the figures of the run
@@ -358,12 +357,9 @@ def save_world_model(pipe, out_dir, config: dict, record: dict) -> Path:
     what transformers writes, and ``training.json``: the configuration, the run's figures, each file's hash."""
     out = Path(out_dir)
     with atomic_folder(out) as tmp:
-        with without_loading_bars():
-            pipe.save_pretrained(tmp)
-        with tempfile.TemporaryDirectory() as sources:  # the BPE files too, as SD repos ship them (slow tokenizers)
+        with tempfile.TemporaryDirectory() as sources:
             write_world_tokenizer(Path(sources))
-            for name in ("vocab.json", "merges.txt"):
-                shutil.copy(Path(sources) / name, tmp / "tokenizer" / name)
+            save_pipeline(pipe, tmp, Path(sources))
         save_json({"about": "the offline world's text-to-image model (workbench.generation.world_model); written "
                             "by tools/train_world_model.py", "config": config, **record,
                    "files": file_hashes(tmp)}, tmp / TRAINING_FILE)
