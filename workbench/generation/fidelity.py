@@ -245,6 +245,17 @@ def clone_report(cfg, out_dir, pipe, judges, sweep_images_per_class: int = 2, sw
             "sweep": sweep, "sweep_images_per_class": sweep_images_per_class}
 
 
+# The fidelity and diversity columns of a table row (``fidelity_cells``), with their markdown alignment.
+FIDELITY_COLUMNS = ("| shape (%) | colour (%) | both (%) | object size: mean, spread | position spread | "
+                    "object brightness: mean, spread | background texture spread |")
+FIDELITY_ALIGN = "---:|" * 7
+
+
+def fidelity_cells(f: dict, d: dict) -> str:
+    """The cells under ``FIDELITY_COLUMNS``: judged fidelity ``f`` and diversity ``d`` (``diversity()``)."""
+    return f"| {f['shape']:.1f} | {f['colour']:.1f} | {f['both']:.1f} | {spreads(d)} |"
+
+
 def spreads(d: dict) -> str:
     """Table cells: object size (mean, spread), position spread, brightness (mean, spread), background texture."""
     return (f"{d['area_mean']:.0f}, {d['area']:.0f} | {(d['x'] + d['y']) / 2:.2f} | {d['value_mean']:.2f}, "
@@ -261,14 +272,10 @@ def report_tables(report: dict | None) -> str:
              f"{c['shape']:.1f} %, colour {c['colour']:.1f} %, both {c['both']:.1f} % (the judges on real test "
              f"images: shape {report['judges_real_top1']['shape']:.1f} %, colour "
              f"{report['judges_real_top1']['colour']:.1f} %)", "",
-             "| prompt | guidance | shape (%) | colour (%) | both (%) | object size: mean, spread | position spread | "
-             "object brightness: mean, spread | background texture spread |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"| prompt | guidance {FIDELITY_COLUMNS}", f"|---|---:|{FIDELITY_ALIGN}"]
     real = report["diversity"]["real"]
     for prompt, by_g in report["sweep"].items():
         for g, r in by_g.items():
-            d = r["diversity"]
-            lines.append(f"| `{prompt}` | {g} | {r['shape']:.1f} | {r['colour']:.1f} | {r['both']:.1f} | "
-                         f"{spreads(d)} |")
+            lines.append(f"| `{prompt}` | {g} {fidelity_cells(r, r['diversity'])}")
     lines.append(f"| *real images* | | | | | {spreads(real)} |")
     return "\n".join(lines)

@@ -35,7 +35,7 @@ from ..core.stats import seed_stats
 from ..data import world
 from ..models import check_student_name
 from .config import GenerateConfig
-from .fidelity import SWEEP_GUIDANCE, ImageSet, class_index, percent, spreads
+from .fidelity import FIDELITY_ALIGN, FIDELITY_COLUMNS, SWEEP_GUIDANCE, ImageSet, class_index, fidelity_cells, percent
 from .pipelines import check_model
 from .prompts import STRATEGIES, prompt_strategy
 from .world_model import WORLD_MODEL
@@ -188,10 +188,9 @@ def student_init(spec: str, default_student: Callable[[], Path]) -> str:
 
 def fidelity_table(fidelity: dict[str, dict]) -> str:
     """Markdown: per image set, the judged fidelity and the spreads of what the prompt does not fix."""
-    rows = ["| set | shape (%) | colour (%) | both (%) | object size: mean, spread | position spread | "
-            "object brightness: mean, spread | background texture spread |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [f"| set {FIDELITY_COLUMNS}", f"|---|{FIDELITY_ALIGN}"]
     for name, f in fidelity.items():
-        rows.append(f"| {name} | {f['shape']:.1f} | {f['colour']:.1f} | {f['both']:.1f} | {spreads(f)} |")
+        rows.append(f"| {name} {fidelity_cells(f, f)}")
     return "\n".join(rows)
 
 
