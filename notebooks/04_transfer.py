@@ -64,9 +64,9 @@ cfg
 #
 # Teachers come from the registry (offline specialists, the zoo, any timm name); students are distillation
 # checkpoints (`<out_dir>/checkpoint` of 03) or released UNIC files (`unic_b=/ckpt/unic_b.pth`). Each model reads
-# image files with its own evaluation transform (a teacher its release's; a student the one it was trained with). `student` is the one 03 trains with its defaults: taken from
-# `runs/03_distill` when that run finished with every default, else from `$WORKBENCH_CACHE/students`, else
-# distilled now (a few minutes on 2 CPU cores, once).
+# image files with its own evaluation transform (a teacher its release's; a student the one it was trained with).
+# `student` is the one 03 trains with its defaults: taken from `runs/03_distill` when that run finished with every
+# default, else from `$WORKBENCH_CACHE/students`, else distilled now (a few minutes on 2 CPU cores, once).
 
 # %%
 import time
