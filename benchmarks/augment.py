@@ -28,7 +28,7 @@ from workbench import create_teacher
 from workbench.core.device import autocast_for, pick_device
 from workbench.core.training import configure_optimizer
 from workbench.data.augment import Augmentation, augmentation_pipeline
-from workbench.distillation import UNIC, distill_step, teacher_feature_shapes
+from workbench.distillation import UNIC, distill_forward, teacher_feature_shapes
 from workbench.layers.standardize import batch_weight
 from workbench.models import Student
 
@@ -111,7 +111,7 @@ def main():
     gen, amp = torch.Generator().manual_seed(0), autocast_for(device)
 
     def step():
-        loss, _, _ = distill_step(model, teachers, views, batch_weight(1, 100), 0.5, gen, amp)
+        loss, _, _ = distill_forward(model, teachers, views, batch_weight(1, 100), 0.5, gen, amp)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

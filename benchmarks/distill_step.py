@@ -16,9 +16,9 @@ Each measurement runs in its own process, so that peak memory is its own: on CUD
 allocations are invisible to tracemalloc), and its rise over the resident set before the first step.
 ``--repeats R`` alternates the variants R times and keeps each one's best (the machine may be shared).
 
-    python benchmarks/distill_step.py [--batch 32] [--steps 3] [--repeats 1] [--device auto]
+    python benchmarks/distill_forward.py [--batch 32] [--steps 3] [--repeats 1] [--device auto]
     # the offline world's default 03 run (what a CPU runs here): small student, 32 px, batch 64
-    python benchmarks/distill_step.py --student wb_vitc_tiny_patch8_32 --teachers world_colour,world_shape \
+    python benchmarks/distill_forward.py --student wb_vitc_tiny_patch8_32 --teachers world_colour,world_shape \
         --image-size 32 --batch 64
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from workbench import create_teacher
 from workbench.core.device import autocast_for, pick_device
-from workbench.distillation import UNIC, distill_step, distillation_loss, teacher_feature_shapes, teacher_losses
+from workbench.distillation import UNIC, distill_forward, distillation_loss, teacher_feature_shapes, teacher_losses
 from workbench.layers.standardize import batch_weight
 from workbench.models import Student
 
@@ -88,7 +88,7 @@ def measure(args, what: str, fused: bool, precision: str) -> dict:
 
     if what == "step":
         def step(i):
-            loss, _, _ = distill_step(model, teachers, images, batch_weight(i, 100), 0.5, gen, amp)
+            loss, _, _ = distill_forward(model, teachers, images, batch_weight(i, 100), 0.5, gen, amp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -59,7 +59,7 @@ class TimedPipe:
 def direct(pipe, cfg: GenerateConfig, jobs, out: Path, save: bool) -> float:
     """The plain diffusers loop; returns seconds."""
     t0 = time.perf_counter()
-    for batch in batches(jobs, cfg.batch_size):
+    for batch in batches(jobs, cfg.call_size):
         images = pipe(prompt=[j.prompt for j in batch], num_inference_steps=cfg.steps,
                       guidance_scale=cfg.guidance_scale, height=cfg.resolution, width=cfg.resolution, output_type="pil",
                       generator=[torch.Generator("cpu").manual_seed(j.seed) for j in batch]).images
@@ -98,8 +98,8 @@ def main():
         torch.set_num_threads(args.threads)
     cfg = GenerateConfig.from_params(classes=imagenet100_wnids()[:args.classes],
                                      images_per_class=args.images // args.classes, steps=args.steps,
-                                     resolution=args.resolution, guidance_scale=args.guidance, batch_size=args.batch,
-                                     model=args.model, device=args.device, dtype=args.dtype)
+                                     resolution=args.resolution, guidance_scale=args.guidance,
+                                     images_per_call=args.batch, model=args.model, device=args.device, dtype=args.dtype)
     device = local_device(cfg.device)
     pipe = load_pipeline(cfg.model, device, cfg.dtype, cfg.scheduler)
     jobs = plan(cfg)

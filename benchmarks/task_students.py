@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device("cpu")
-    cfg = TaskDistillConfig(steps=args.steps, repeats=1)
+    cfg = TaskDistillConfig(student_steps=args.steps, repeats=1)
     data = load_data("world", n_train=600, n_test=250)
     labelled = labelled_subset(data, cfg.task, cfg.labels_per_class, seed=0)
     teacher, _ = probe_teacher(create_teacher("world_shape", pretrained=False), labelled, len(data.tasks[cfg.task]),

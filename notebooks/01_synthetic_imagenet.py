@@ -44,22 +44,31 @@
 # (or `torchrun --nproc-per-node 8 -m workbench generate ...`).
 
 # %% tags=["parameters"]
-classes = "world"                      # "world" (36 colour-shape classes), "imagenet100", "imagenet1k", wnids (comma-separated or a YAML list), or a .txt file
-prompt = "name_hypernym_background"  # name, name_hypernym, name_definition, name_hypernym_background, or a template like "a photo of a {name}"
-images_per_class = 8
-guidance_scale = 2.0                   # low guidance gives more diverse images (ImageNet-SD)
-steps = 20                             # denoising steps; 25-50 for a real model
-model = "world-offline"                # the offline world's model (shipped); real: "stable-diffusion-v1-5/stable-diffusion-v1-5" or a diffusers folder; "tiny-offline": random weights
-scheduler = "default"                  # the checkpoint's own, or ddim, pndm, euler, euler_a, dpm++, unipc, lms
-resolution = "auto"                    # "auto": the model's own (32 world-offline, 512 SD 1.x), or pixels (a multiple of 8)
+classes = "world"                      # imagenet100, imagenet1k, wnids (comma-separated or a YAML list), a .txt file;
+                                       # or world (the offline world's 36 colour-shape classes) or some of them
+                                       # (red_circle)
+prompt = "name_hypernym_background"    # a strategy (name, name_hypernym, name_definition, name_hypernym_background) or
+                                       # a template such as 'a photo of a {name}'
+images_per_class = 8                   # images of each class (of every clone, and of 06's real set)
+guidance_scale = 2.0                   # classifier-free guidance; low gives more diverse images (ImageNet-SD)
+steps = 20                             # denoising steps (25-50 for a Stable Diffusion model)
+model = "world-offline"                # the text-to-image model: 'world-offline' (the offline world's, shipped), a
+                                       # Hugging Face id in the local cache (e.g.
+                                       # stable-diffusion-v1-5/stable-diffusion-v1-5), a diffusers folder, or
+                                       # 'tiny-offline' (random weights)
+scheduler = "default"                  # the checkpoint's own (default) or another sampler (default, ddim, pndm, euler,
+                                       # euler_a, dpm++, unipc, lms)
+resolution = "auto"                    # image side in pixels, a multiple of 8; auto: the model's own
 negative_prompt = ""                   # what the images should not show
-seed = 0                               # every image's seed and background derive from it
-batch_size = 72
-device = "auto"                        # "auto" picks CUDA when present
-dtype = "auto"                         # fp16 on CUDA, fp32 on CPU; or fp32, fp16, bf16
-image_format = "png"                   # "png" (lossless) or "jpg"
-overwrite = False                      # True: delete the images already in out_dir and start over
-out_dir = "runs/01_synthetic_imagenet"
+seed = 0                               # the seed everything random derives from (weights, data order, sampling); with
+                                       # repeats, the first of the seeds
+images_per_call = "auto"               # images per pipeline call; auto: 72 with 'world-offline', 8 with any other model
+device = "auto"                        # "auto": CUDA when present (under torchrun, the rank's own GPU); or cpu, cuda,
+                                       # cuda:1
+dtype = "auto"                         # auto: fp16 on CUDA, fp32 on CPU (auto, fp32, fp16, bf16)
+image_format = "png"                   # png (lossless) or jpg
+overwrite = False                      # True: delete the run already in out_dir and start over
+out_dir = "runs/01_synthetic_imagenet"  # the folder of this run's artifacts: summary.json, figures, tables, checkpoints
 
 # %%
 import workbench as wb

@@ -27,9 +27,9 @@
 #
 # The defaults probe the two specialists of the built-in offline world: each should be strong on its own factor
 # and near chance on the other. Real teachers (`dino_vitb16`, `deit3_vitb16`, `dinov2_vitb14`, `clip_vitb16`, ...,
-# or any timm name) load from the local Hugging Face cache; iBOT and dBOT from their official checkpoint files
-# (`-p checkpoints ibot_vitb16=/path/checkpoint_teacher.pth`), as do DeiT-III's, DINO's and the released UNIC
-# students (`-p checkpoints deit3_vitb16=deit_3_base_224_1k.pth`). Each teacher reads image files with its release's
+# or any timm name) load from the local Hugging Face cache; iBOT and dBOT from their official release files
+# (`-p teacher_weights ibot_vitb16=/path/checkpoint_teacher.pth`), as do DeiT-III's, DINO's and the released UNIC
+# students (`-p teacher_weights deit3_vitb16=deit_3_base_224_1k.pth`). Each teacher reads image files with its release's
 # evaluation transform (DINO, iBOT, dBOT: resize 256 bicubic + centre crop 224; DeiT-III: resize 224), which
 # `preprocessing` overrides (`-p preprocessing dino_vitb16=deit3`). `data` can be any ImageFolder, e.g. the
 # synthetic clone from notebook 01 for training and real ImageNet val (`train/` + `val/` folders). `tasks` adds the
@@ -38,23 +38,30 @@
 # ADE20K segmentation or NYU depth, takes a linear probe on patch tokens).
 
 # %% tags=["parameters"]
-teachers = "world_colour,world_shape"  # registry names or timm names; comma-separated or a YAML list
-data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
-tasks = ""                             # datasets by name probed besides data: flowers, cars, ..., in1k, cog_l3, cog_l3_16shot, ade20k, nyud (README: Benchmarks by name)
-data_root = "data"                     # datasets by name are read from <data_root>/<name> (CoG levels: <data_root>/imagenet21k)
-probe = "both"                         # "linear", "knn" or "both"
-shots = "1,5,25"                       # few-shot probes: images per class ("" for none)
-feature = "cls"                        # "cls", "patch_mean" or "cls+patch_mean"
-checkpoints = ""                       # optional weight file per teacher, in its release's format (see above)
-preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: "name=recipe,..."
-image_size = 224                       # ImageFolder data: images are decoded at this size
-n_train = 6000                         # offline world only
-n_test = 2000
+teachers = "world_colour,world_shape"  # registry or timm names, comma-separated or a YAML list
+data = "world"                         # "world" (the built-in offline world), or an ImageFolder path (<class>/<image>,
+                                       # or train/ + val/)
+benchmarks = ""                        # datasets by name probed besides data: flowers, cars, ..., in1k, cog_l3,
+                                       # cog_l3_16shot, ade20k, nyud (flowers=/path reads one from elsewhere)
+data_root = "data"                     # datasets by name are read from <data_root>/<name> (CoG levels:
+                                       # <data_root>/imagenet21k), in their own published layout
+probe = "both"                         # which probes (linear, knn, both)
+shots = "1,5,25"                       # few-shot linear probes: images per class (none: no few-shot probe)
+feature = "cls"                        # which pooled feature of each teacher (cls, patch_mean, cls+patch_mean)
+teacher_weights = ""                   # a release weight file per teacher, in its authors' own format: name=path,...
+                                       # (DINO, iBOT, DeiT-III, dBOT, UNIC)
+preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: name=recipe,...
+image_size = 224                       # image-folder images are decoded to this side in pixels; auto: the model's own
+                                       # (a student's input size; 224 for teachers, which then apply their release's
+                                       # resize and crop)
+n_train = 6000                         # offline world only: training images (of each world dataset)
+n_test = 2000                          # offline world only: test images (of each world dataset)
 dense_steps = 1500                     # training steps of each dense probe, 16 images a step (DINOv2: 40000)
 dense_lr = 0.01                        # peak AdamW learning rate of the dense probes (DINOv2: 0.001)
-device = "auto"
-overwrite = False                      # True: delete the results already in out_dir and start over
-out_dir = "runs/02_probe_teachers"
+device = "auto"                        # "auto": CUDA when present (under torchrun, the rank's own GPU); or cpu, cuda,
+                                       # cuda:1
+overwrite = False                      # True: delete the run already in out_dir and start over
+out_dir = "runs/02_probe_teachers"     # the folder of this run's artifacts: summary.json, figures, tables, checkpoints
 
 # %%
 import workbench as wb
@@ -72,7 +79,7 @@ from IPython.display import Markdown, display
 
 t_start = time.time()
 dev = wb.pick_device(cfg.device)
-ds = wb.load_data(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.image_size)
+ds = wb.load_data(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.decode_size)
 print(f"device {dev}; writing to {out.resolve()}")
 print(ds.describe())
 
@@ -85,14 +92,13 @@ print(ds.describe())
 
 # %%
 encoders = []
-for name in cfg.teachers:
-    teacher = wb.create_teacher(name, checkpoint=cfg.checkpoints.get(name),
-                                preprocessing=cfg.preprocessing.get(name)).to(dev)
+teacher_models = wb.build_teachers(cfg.teachers, cfg.teacher_weights, cfg.preprocessing, dev)
+for name, teacher in teacher_models.items():
     encoders.append(wb.Encoder(name, lambda x, m=teacher: m(x).pooled(cfg.feature), teacher,
                                cache_key=f"{name}/{cfg.feature}", features=teacher))
 rows = wb.probe(encoders, ds, dev, cfg.probe_tasks(ds.tasks, ds.dense), dense=cfg.dense_protocol)
 for ref in cfg.named_datasets():
-    named_data = ref.load(cfg.image_size)
+    named_data = ref.load(cfg.decode_size)
     print(named_data.describe())
     rows += wb.probe(encoders, named_data, dev, cfg.named_probe_tasks(ref, named_data.dense), dense=cfg.dense_protocol)
 wb.probing.write_rows(rows, out / "probes.csv")

@@ -22,7 +22,7 @@
 #
 # - **feature standardization** of every teacher's CLS and patch features (running mean/std, or PHI-S);
 # - a **ladder of expendable projectors**: one small MLP per student block and teacher, summed, dropped after training;
-# - **teacher dropping**: per image, keep the teacher the student matches worst, drop the others with probability `tdrop_p`;
+# - **teacher dropping**: per image, keep the teacher the student matches worst, drop the others with probability `teacher_drop_prob`;
 # - the paper's **optimisation recipe**: one augmented view per image for student and teachers (`augment`), AdamW
 #   without weight decay on biases, norms, position embedding and tokens, the learning rate scaled with the batch
 #   (`base_lr` per 256 images), warm-up in epochs, cosine to `min_lr`, stochastic depth (`drop_path`).
@@ -35,7 +35,7 @@
 #
 # The paper's ImageNet-1K run (DINO, DeiT-III, iBOT and dBOT into a ViT-B/16) is the shipped run file
 # `recipes/unic_vitb16_in1k.yaml`: `torchrun --nproc_per_node 8 -m workbench distill --config recipes/unic_vitb16_in1k.yaml`
-# (set its `data`, `checkpoints` and `out_dir` first; see the README).
+# (set its `data`, `teacher_weights` and `out_dir` first; see the README).
 #
 # On several GPUs set `nproc`: the notebook writes its parameters to `<out_dir>/run.yaml`, launches
 # `torchrun --nproc_per_node <nproc> -m workbench distill --config <out_dir>/run.yaml` and plots the run live
@@ -44,39 +44,51 @@
 # Distilling for *one* task instead (a probed teacher's predictions into a small student) is notebook 05.
 
 # %% tags=["parameters"]
-teachers = "world_colour,world_shape"  # comma-separated, or a YAML list with papermill -y
-student = "wb_vitc_tiny_patch8_32"     # any timm ViT; this one is sized for the 32x32 offline world
-data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
-n_train = 6000                         # offline world only: training images
-n_test = 2000                          # offline world only: test (validation) images
-checkpoints = ""                       # a teacher's weight file in its release's own format: "name=path,..."
-preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: "name=recipe,..."
-augment = "auto"                       # "unic" (the official pipeline), "light", "none"; auto: unic on image folders,
-                                       # none on the offline world (the best measured there)
-normalize = "imagenet"                 # the student's input mean/std: "imagenet", "clip" or "inception"
-student_init = "random"                # "random", a distilled student folder, or a released UNIC checkpoint file
-drop_path = 0.0                        # the student's stochastic depth (the paper's ViT-B: 0.1)
-epochs = 8
-batch_size = 64                        # the global batch, whatever the number of processes
-base_lr = 0.008                        # peak learning rate per 256 images (the run's: base_lr x batch_size / 256)
+teachers = "world_colour,world_shape"  # registry or timm names, comma-separated or a YAML list
+student = "wb_vitc_tiny_patch8_32"     # any timm ViT; the wb_ ones are the workbench's, sized for the 32x32 offline
+                                       # world
+data = "world"                         # "world" (the built-in offline world), or an ImageFolder path (<class>/<image>,
+                                       # or train/ + val/)
+n_train = 6000                         # offline world only: training images (of each world dataset)
+n_test = 2000                          # offline world only: test images (of each world dataset)
+teacher_weights = ""                   # a release weight file per teacher, in its authors' own format: name=path,...
+                                       # (DINO, iBOT, DeiT-III, dBOT, UNIC)
+preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: name=recipe,...
+augment = "auto"                       # training views: unic (the official pipeline), light (crop and flip), none;
+                                       # auto: unic for image folders, none on the offline world (measured: README)
+normalize = "imagenet"                 # the student's input mean/std (imagenet, clip, inception)
+student_init = "random"                # "random"; "student" (03's default student, distilled on first use); a student
+                                       # folder (an out_dir of 03 or its student/); or a released UNIC checkpoint file
+                                       # (unic.pth)
+drop_path = 0.0                        # the student's stochastic depth rate (the paper's ViT-B: 0.1)
+epochs = 8                             # passes over the training split
+batch_size = 64                        # training images per step (the global batch, whatever the number of processes)
+base_lr = 0.008                        # peak learning rate per 256 images: the run's peak is base_lr x batch_size / 256
 min_lr = 0.0                           # the learning rate the cosine schedule ends at
-warmup_epochs = 0.8                    # epochs of linear warm-up from 0
+warmup_epochs = 0.8                    # epochs of linear warm-up from 0 to the peak learning rate
 betas = "0.9,0.999"                    # AdamW's beta1, beta2
-weight_decay = 0.05                    # on weight matrices only (not biases, norms, position embedding, tokens)
+weight_decay = 0.05                    # AdamW weight decay of the weight matrices (not of biases, norms, position
+                                       # embedding or tokens)
 grad_clip = 1.0                        # gradient norm clipping (0: none)
-tdrop_p = 0.5                          # teacher dropping probability (0 disables it)
-ladder = "all"                         # "all" blocks, "last" (plain projector baseline), or indices like "1,3"
-standardize = "running"                # "running", "phis" or "none"
-image_size = "auto"                    # student input size: "auto" (the student's own) or pixels, a multiple of its patch
-seed = 0
+teacher_drop_prob = 0.5                # teacher dropping: per image, each teacher but the one matched worst is dropped
+                                       # with this probability (0: none)
+ladder = "all"                         # "all" blocks, "last" (plain projector baseline), or indices like 1,3
+standardize = "running"                # teacher feature standardization (none, running, phis)
+image_size = "auto"                    # image-folder images are decoded to this side in pixels; auto: the model's own
+                                       # (a student's input size; 224 for teachers, which then apply their release's
+                                       # resize and crop)
+seed = 0                               # the seed everything random derives from (weights, data order, sampling); with
+                                       # repeats, the first of the seeds
 fused_ladder = True                    # the ladder as batched matrix products (the same function as one MLP per block)
-device = "auto"                        # "auto" picks CUDA when present
+device = "auto"                        # "auto": CUDA when present (under torchrun, the rank's own GPU); or cpu, cuda,
+                                       # cuda:1
 torch_compile = False                  # torch.compile the student and ladder (long GPU runs)
-nproc = 1                              # 1 trains in this kernel; N > 1 runs torchrun with N processes (N GPUs)
+nproc = 1                              # processes the notebook launches with torchrun (N GPUs); the command line takes
+                                       # torchrun's
 ckpt_every = 0                         # checkpoint every N steps; 0: at the end of every epoch
-keep_checkpoints = 3                   # how many of the newest checkpoints to keep for resuming
+keep_checkpoints = 3                   # how many of the newest checkpoints to keep
 overwrite = False                      # True: delete the run already in out_dir and start over
-out_dir = "runs/03_distill"
+out_dir = "runs/03_distill"            # the folder of this run's artifacts: summary.json, figures, tables, checkpoints
 
 # %%
 import workbench as wb
@@ -111,7 +123,7 @@ wb.show(wb.core.figures.image_grid([x.numpy() for x, _ in sample], titles))
 # (default `~/.cache/workbench`); later runs load them. Real teachers load from the local Hugging Face cache.
 
 # %%
-teacher_models = cfg.create_teachers()  # each from its checkpoints file, with its release's preprocessing
+teacher_models = wb.build_teachers(cfg.teachers, cfg.teacher_weights, cfg.preprocessing)  # each from its release file
 for name, m in teacher_models.items():
     print(f"{name}: {sum(p.numel() for p in m.parameters()) / 1e6:.2f}M parameters, {m.embed_dim}-d features")
 
@@ -123,7 +135,7 @@ for name, m in teacher_models.items():
 # dropping on, the teacher the student matches worst gets the larger share. The right one is the validation
 # loss at the end of every epoch: the student against each teacher on the test split, no dropping, no
 # augmentation. With `nproc > 1` the training runs in `nproc` torchrun processes and the plot follows their
-# `metrics.jsonl`. The finished student is `out_dir/checkpoint` (for the workbench) and `out_dir/timm` (timm's
+# `metrics.jsonl`. The finished student is `out_dir/student` (for the workbench) and `out_dir/timm` (timm's
 # own format: `timm.create_model("local-dir:<out_dir>/timm", pretrained=True)`, its preprocessing included).
 #
 # **Nothing is lost when the run dies.** Every `ckpt_every` steps (default: every epoch) the whole training
@@ -172,7 +184,7 @@ summary = {
     "empty_classes": ds.empty_classes,
     "probe": probe,
     "gain_over_best_teacher": gains,
-    "checkpoint": str(run.checkpoint),
+    "student_folder": str(run.student_folder),
 }
 wb.save_json(summary, out / "summary.json")
 print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")

@@ -34,24 +34,32 @@
 # The defaults run on the **offline world**: its two specialist teachers and the student that 03 distills with
 # its defaults (reused from `runs/03_distill` or the cache, distilled here on first use). Real models and the
 # papers' benchmarks, each read from `<data_root>/<name>` in its own published layout:
-# `papermill 04_transfer.ipynb out.ipynb -p models dino_vitb16,deit3_vitb16,unic=runs/03_real/checkpoint -p data_root /data -p tasks aircraft,cars,dtd,eurosat,flowers,food101,pets,sun397,cog_l1,cog_l5,ade20k,nyud`.
+# `papermill 04_transfer.ipynb out.ipynb -p models dino_vitb16,deit3_vitb16,unic=runs/03_real/student -p data_root /data -p tasks aircraft,cars,dtd,eurosat,flowers,food101,pets,sun397,cog_l1,cog_l5,ade20k,nyud`.
 
 # %% tags=["parameters"]
-models = "world_colour,world_shape,student"  # teachers (registry / timm names), "student" (03's default), checkpoint folders or name=folder
-tasks = "world"                        # "world" (the offline suite), world task names, datasets by name (flowers, cog_l3, cog_l3_16shot, ade20k, ...; flowers=/path reads one from elsewhere) and/or name=path ImageFolders
-data_root = "data"                     # datasets by name are read from <data_root>/<name> (CoG levels: <data_root>/imagenet21k)
-checkpoints = ""                       # optional weight file per teacher, e.g. "ibot_vitb16=/ckpt/ibot.pth"
-preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: "name=recipe,..."
+models = "world_colour,world_shape,student"  # teachers (registry / timm names), "student" (03's default), student folders,
+                                       # released UNIC files (unic.pth), or name=path
+tasks = "world"                        # "world" (the offline suite), world task names, datasets by name (flowers,
+                                       # cog_l3, cog_l3_16shot, ade20k, ...; flowers=/path reads one from elsewhere)
+                                       # and/or name=path ImageFolders
+data_root = "data"                     # datasets by name are read from <data_root>/<name> (CoG levels:
+                                       # <data_root>/imagenet21k), in their own published layout
+teacher_weights = ""                   # a release weight file per teacher, in its authors' own format: name=path,...
+                                       # (DINO, iBOT, DeiT-III, dBOT, UNIC)
+preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: name=recipe,...
 levels = True                          # concept-generalization levels (CoG) and the accuracy-per-level plot
-n_train = 3000                         # offline world only: training images per dataset
-n_test = 1000                          # offline world only: test images per dataset
-image_size = 224                       # ImageFolder tasks: images are decoded at this size
+n_train = 3000                         # offline world only: training images (of each world dataset)
+n_test = 1000                          # offline world only: test images (of each world dataset)
+image_size = 224                       # image-folder images are decoded to this side in pixels; auto: the model's own
+                                       # (a student's input size; 224 for teachers, which then apply their release's
+                                       # resize and crop)
 pca_images = 6                         # images in the patch-feature PCA pictures
 dense_steps = 1500                     # training steps of each dense probe, 16 images a step (DINOv2: 40000)
 dense_lr = 0.01                        # peak AdamW learning rate of the dense probes (DINOv2: 0.001)
-device = "auto"                        # "auto" picks CUDA when present
-overwrite = False                      # True: delete the results already in out_dir and start over
-out_dir = "runs/04_transfer"
+device = "auto"                        # "auto": CUDA when present (under torchrun, the rank's own GPU); or cpu, cuda,
+                                       # cuda:1
+overwrite = False                      # True: delete the run already in out_dir and start over
+out_dir = "runs/04_transfer"           # the folder of this run's artifacts: summary.json, figures, tables, checkpoints
 
 # %%
 import workbench as wb
@@ -63,7 +71,7 @@ cfg
 # ## The models
 #
 # Teachers come from the registry (offline specialists, the zoo, any timm name); students are distillation
-# checkpoints (`<out_dir>/checkpoint` of 03) or released UNIC files (`unic_b=/ckpt/unic_b.pth`). Each model reads
+# student folders (`<out_dir>/student` of 03) or released UNIC files (`unic_b=/ckpt/unic_b.pth`). Each model reads
 # image files with its own evaluation transform (a teacher its release's; a student the one it was trained with).
 # `student` is the one 03 trains with its defaults: taken from `runs/03_distill` when that run finished with every
 # default, else from `$WORKBENCH_CACHE/students`, else distilled now (a few minutes on 2 CPU cores, once).
@@ -78,7 +86,7 @@ tr = wb.transfer
 t_start = time.time()
 dev = wb.pick_device(cfg.device)
 print(f"device {dev}; writing to {out.resolve()}")
-model_list = tr.load_models(cfg.models, dev, checkpoints=cfg.checkpoints, default_student=wb.default_student,
+model_list = tr.load_models(cfg.models, dev, teacher_weights=cfg.teacher_weights, default_student=wb.default_student,
                             preprocessing=cfg.preprocessing)
 roles = {m.name: m.role for m in model_list}
 teachers = [m.name for m in model_list if m.role == "teacher"]
@@ -123,7 +131,7 @@ suite = task_list + [t for t in concepts.tasks if t not in task_list]  # the wor
 # object's anti-aliased edge are not scored.
 
 # %%
-datasets = tr.load_task_data(suite, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.image_size,
+datasets = tr.load_task_data(suite, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.decode_size,
                              level_shapes=concepts.world_shapes)
 rows = ["| task | data | protocol | classes | what |", "|---|---|---|---:|---|"]
 for t in suite:

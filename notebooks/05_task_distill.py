@@ -34,36 +34,49 @@
 # - `probed_mix`: as `probed`, each distillation image blended with another one (mixup, `mix`), the teacher labelling the blend.
 #
 # The defaults run on the offline world: the task is `shape`, the candidate teachers its two specialists, and the
-# student starts from random weights (`student_init` takes a student of 03, e.g. `runs/03_distill/checkpoint`).
+# student starts from random weights (`student_init` takes a student of 03, e.g. `runs/03_distill/student`, or `"student"` for 03's default student).
 
 # %% tags=["parameters"]
-teachers = "world_colour,world_shape"  # the candidates: each is probed, the best probed one is distilled
-task = "shape"                         # the task to distill: "shape" or "colour" (offline world), "classes" (ImageFolder)
-student = "wb_vitc_tiny_patch8_32"     # any timm ViT; this one is sized for the 32x32 offline world
-student_init = "random"                # or a student folder of 03, e.g. "runs/03_distill/checkpoint"
-data = "world"                         # "world", or an ImageFolder path (<class>/<image>, or train/ + val/)
-n_train = 6000                         # offline world only: training images (most without labels)
-n_test = 2000                          # offline world only: test images
-labels_per_class = 10                  # labelled training images per class; the other images have no labels
-extra = "world"                        # extra distillation images: "world" (rendered on the fly), "unlabelled", "none", or a folder (e.g. 01's clone)
-students = "labels,finetuned,probed"   # trained side by side; "probed_mix" adds the mixing variant
+teachers = "world_colour,world_shape"  # registry or timm names, comma-separated or a YAML list
+teacher_weights = ""                   # a release weight file per teacher, in its authors' own format: name=path,...
+                                       # (DINO, iBOT, DeiT-III, dBOT, UNIC)
+preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: name=recipe,...
+task = "shape"                         # the task to distill: "shape" or "colour" (offline world), "classes"
+                                       # (ImageFolder)
+student = "wb_vitc_tiny_patch8_32"     # any timm ViT; the wb_ ones are the workbench's, sized for the 32x32 offline
+                                       # world
+student_init = "random"                # "random"; "student" (03's default student, distilled on first use); a student
+                                       # folder (an out_dir of 03 or its student/); or a released UNIC checkpoint file
+                                       # (unic.pth)
+data = "world"                         # "world" (the built-in offline world), or an ImageFolder path (<class>/<image>,
+                                       # or train/ + val/)
+n_train = 6000                         # offline world only: training images (of each world dataset)
+n_test = 2000                          # offline world only: test images (of each world dataset)
+labels_per_class = 10                  # labelled training images per class
+extra = "world"                        # extra distillation images: "world" (rendered on the fly), "unlabelled", "none",
+                                       # or a folder
+students = "labels,finetuned,probed"   # trained side by side, among labels, finetuned, probed, probed_mix
 kd_weight = 0.9                        # a in (1 - a) * CE + a * T^2 * KL(teacher || student)
-temperature = 1.0                      # T
+temperature = 1.0                      # T; with few classes T = 1 teaches fastest
 mix = 1.0                              # probed_mix: blend weights ~ Beta(mix, mix)
-steps = 300                            # training steps per student
-batch_size = 48                        # images per step: a third labelled, the rest extra (for the students with a teacher)
-lr = 0.002
-weight_decay = 0.05
+student_steps = 300                    # training steps of each student
+batch_size = 48                        # training images per step (the global batch, whatever the number of processes)
+lr = 0.002                             # the students' peak learning rate (AdamW)
+weight_decay = 0.05                    # AdamW weight decay of the weight matrices (not of biases, norms, position
+                                       # embedding or tokens)
 warmup_frac = 0.3                      # share of the steps spent warming the learning rate up
 grad_clip = 5.0                        # gradient norm clipping (0: none)
 finetune_steps = 50                    # the fine-tuned teacher's short schedule
-finetune_lr = 0.001
-seed = 0
-repeats = 3                            # seeds seed, seed + 1, ...: mean and spread
-device = "auto"                        # "auto" picks CUDA when present
-workers = 0                            # CPU: students trained at once, each in its own process (0: one per core)
+finetune_lr = 0.001                    # the fine-tuned teacher's learning rate
+seed = 0                               # the seed everything random derives from (weights, data order, sampling); with
+                                       # repeats, the first of the seeds
+repeats = 3                            # seeds seed, seed + 1, ...: each result is a mean and spread over them
+device = "auto"                        # "auto": CUDA when present (under torchrun, the rank's own GPU); or cpu, cuda,
+                                       # cuda:1
+workers = 0                            # CPU: students trained at once, each in its own process (0: one per core); GPU:
+                                       # 1
 overwrite = False                      # True: delete the run already in out_dir and start over
-out_dir = "runs/05_task_distill"
+out_dir = "runs/05_task_distill"       # the folder of this run's artifacts: summary.json, figures, tables, checkpoints
 
 # %%
 import workbench as wb
@@ -88,7 +101,7 @@ dev = wb.pick_device(cfg.device)
 ds = wb.load_data(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.input_size, seed=cfg.seed)
 print(f"device {dev}; writing to {out.resolve()}")
 print(ds.describe())
-teacher_models = {name: wb.create_teacher(name) for name in cfg.teachers}
+teacher_models = wb.build_teachers(cfg.teachers, cfg.teacher_weights, cfg.preprocessing)
 
 # %% [markdown]
 # ## Training the students

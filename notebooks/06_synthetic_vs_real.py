@@ -34,22 +34,30 @@
 
 # %% tags=["parameters"]
 prompts = "name,name_hypernym,name_definition,name_hypernym_background"  # prompt strategies (or templates): one clone each, per guidance scale
-guidance_scales = "2.0,7.5"            # low (ImageNet-SD) and high guidance
-images_per_class = 8                   # images per class of every clone, and of the real set
-steps = 10                             # denoising steps
-model = "world-offline"                # the text-to-image model (a world model)
-student = "wb_vitc_tiny_patch8_32"
-student_init = "student"               # "student": 03's default student; "random"; or a student folder
-student_steps = 100
-student_batch = 32                     # images per student step
-lr = 0.001
-seed = 0
-repeats = 2                            # student seeds
-n_test = 1000                          # real test images of each test set
-batch_size = 72                        # images per pipeline call
-device = "auto"
-overwrite = False
-out_dir = "runs/06_synthetic_vs_real"
+guidance_scales = "2.0,7.5"            # classifier-free guidance of the clones: low and high
+images_per_class = 8                   # images of each class (of every clone, and of 06's real set)
+steps = 10                             # denoising steps (25-50 for a Stable Diffusion model)
+model = "world-offline"                # the text-to-image model: 'world-offline' (the offline world's, shipped), a
+                                       # Hugging Face id in the local cache (e.g.
+                                       # stable-diffusion-v1-5/stable-diffusion-v1-5), a diffusers folder, or
+                                       # 'tiny-offline' (random weights)
+student = "wb_vitc_tiny_patch8_32"     # any timm ViT; the wb_ ones are the workbench's, sized for the 32x32 offline
+                                       # world
+student_init = "student"               # "random"; "student" (03's default student, distilled on first use); a student
+                                       # folder (an out_dir of 03 or its student/); or a released UNIC checkpoint file
+                                       # (unic.pth)
+student_steps = 100                    # training steps of each student
+student_batch = 32                     # real or generated images per student step
+lr = 0.001                             # the students' peak learning rate (AdamW)
+seed = 0                               # the seed everything random derives from (weights, data order, sampling); with
+                                       # repeats, the first of the seeds
+repeats = 2                            # seeds seed, seed + 1, ...: each result is a mean and spread over them
+n_test = 1000                          # offline world only: test images (of each world dataset)
+images_per_call = "auto"               # images per pipeline call; auto: 72 with 'world-offline', 8 with any other model
+device = "auto"                        # "auto": CUDA when present (under torchrun, the rank's own GPU); or cpu, cuda,
+                                       # cuda:1
+overwrite = False                      # True: delete the run already in out_dir and start over
+out_dir = "runs/06_synthetic_vs_real"  # the folder of this run's artifacts: summary.json, figures, tables, checkpoints
 
 # %%
 import workbench as wb
@@ -96,7 +104,7 @@ display(Markdown(wb.generation.study.fidelity_table(fidelity)))
 
 # %%
 init = wb.generation.study.student_init(cfg.student_init, wb.default_student)
-student_cfg = wb.TaskDistillConfig.from_params(student=cfg.student, student_init=init, steps=cfg.student_steps,
+student_cfg = wb.TaskDistillConfig.from_params(student=cfg.student, student_init=init, student_steps=cfg.student_steps,
                                                batch_size=3 * cfg.student_batch, lr=cfg.lr, device=cfg.device)
 
 

@@ -131,7 +131,7 @@ def run_task(out_dir: str, marker: str | None = None, wait_for_signal_at: tuple[
         torch.manual_seed(0)
         teachers = {n: wb.create_teacher(n, pretrained=False) for n in ("world_colour", "world_shape")}
         data = wb.load_data("world", n_train=120, n_test=40)
-        cfg = TaskDistillConfig(student="wb_vit_tiny_patch8_32", labels_per_class=3, steps=steps, batch_size=16,
+        cfg = TaskDistillConfig(student="wb_vit_tiny_patch8_32", labels_per_class=3, student_steps=steps, batch_size=16,
                                 finetune_steps=2, repeats=1, students=["probed", "labels"], workers=workers)
         run = task_distill(cfg, data, teachers, out_dir=out_dir, callback=on_record, log=say)
         say(f"finished: {run.students}")

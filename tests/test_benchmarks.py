@@ -125,7 +125,7 @@ def test_named_tasks_in_04_and_02(tmp_path):
     cfg = wb.TransferConfig.from_params(tasks=f"dtd,pets={tmp_path / 'elsewhere'}", data_root=str(tmp_path))
     assert [t.named.root for t in cfg.task_list()] == [tmp_path / "dtd", tmp_path / "elsewhere"]
     # 02: the same names, probed beside its own data
-    probe_cfg = wb.ProbeConfig.from_params(tasks="dtd", data_root=str(tmp_path), probe="knn", shots="2")
+    probe_cfg = wb.ProbeConfig.from_params(benchmarks="dtd", data_root=str(tmp_path), probe="knn", shots="2")
     (ref,) = probe_cfg.named_datasets()
     named_data = ref.load(8)
     # red says the class (green the split, which a probe must not see): red against a constant
@@ -137,4 +137,4 @@ def test_named_tasks_in_04_and_02(tmp_path):
                                                           ("dtd", "200-NN"), ("dtd", "linear 2-shot")}
     assert all(r["top1"] == 100.0 for r in rows if r["protocol"] == "linear 2-shot")
     with pytest.raises(DatasetNotFound, match="flowers"):
-        wb.ProbeConfig.from_params(tasks="flowers", data_root=str(tmp_path))
+        wb.ProbeConfig.from_params(benchmarks="flowers", data_root=str(tmp_path))

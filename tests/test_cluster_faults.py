@@ -172,8 +172,8 @@ def torchrun_reference(tmp_path_factory, torchrun_env):
 
 
 def final_state(out: Path) -> tuple[dict, list]:
-    weights = {**load_tensors(out / "checkpoint" / "student.safetensors"),
-               **load_tensors(out / "checkpoint" / "projectors.safetensors")}
+    weights = {**load_tensors(out / "student" / "student.safetensors"),
+               **load_tensors(out / "student" / "projectors.safetensors")}
     return weights, [(r["step"], r.get("loss"), r.get("val_loss")) for r in read_jsonl(out / "metrics.jsonl")[0]]
 
 
@@ -211,7 +211,7 @@ def test_torchrun_ranks_stop_after_one_step_and_the_rerun_ends_identical(torchru
     assert (f"{signal.Signals(signum).name} received: distillation stopped after step {step} (checkpoint at step "
             f"{step}: ") in text and f"exit code {EXIT_PREEMPTED}" in text
     assert [p.name for p in Checkpoints(out / "checkpoints").all()] == [f"step_{step:08d}"]  # ckpt_every=0: epochs
-    assert not (out / "checkpoint").exists()
+    assert not (out / "student").exists()
     if to == "ranks":  # torchrun saw its ranks end by themselves, and reports their codes
         assert len(re.findall(rf"exitcode\s+: {EXIT_PREEMPTED} \(pid", text)) == 2, text  # its table: one row a rank
 
@@ -286,7 +286,7 @@ def tiny_pipe(tmp_path_factory):
 def gen_config(folder) -> GenerateConfig:
     """9 images in 5 batches of 2 (the last of 1)."""
     return GenerateConfig.from_params(classes="n01440764,n02869837,n01443537", images_per_class=3, steps=2,
-                                      resolution=32, batch_size=2, model=str(folder), device="cpu", seed=0)
+                                      resolution=32, images_per_call=2, model=str(folder), device="cpu", seed=0)
 
 
 def images_of(out: Path) -> dict[str, bytes]:

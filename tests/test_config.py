@@ -92,7 +92,7 @@ def test_every_stage_marks_how_it_runs_as_execution_only():
     assert set(DistillConfig.fields_with_role("execution")) == {"device", "torch_compile", "nproc", "ckpt_every",
                                                                 "keep_checkpoints"}
     assert set(wb.TaskDistillConfig.fields_with_role("execution")) == {"device", "workers"}
-    assert set(wb.GenerateConfig.fields_with_role("execution")) == {"batch_size", "device", "dtype"}
+    assert set(wb.GenerateConfig.fields_with_role("execution")) == {"images_per_call", "device", "dtype"}
     assert set(wb.GenerateConfig.fields_with_role("extent")) == {"classes", "images_per_class"}
     assert set(wb.GenerateConfig().settings()) == {"prompt", "negative_prompt", "guidance_scale", "steps", "model",
                                                    "scheduler", "resolution", "seed", "image_format"}
@@ -110,7 +110,7 @@ def test_one_rule_for_the_out_dir_and_for_resuming(tmp_path):
     compiled = dataclasses.replace(cfg, torch_compile=True, keep_checkpoints=1)
     compiled.claim_out_dir(out, log=lambda *_: None)  # the record: the same run
     model = UNIC(Student(cfg.student), {t: m.embed_dim for t, m in teachers.items()},
-                 json.loads((run.checkpoint / "config.json").read_text())["teacher_grids"])
+                 json.loads((run.student_folder / "config.json").read_text())["teacher_grids"])
     opt = configure_optimizer(model, cfg.peak_lr, cfg.weight_decay, cfg.betas)
     ckpts = wb.core.checkpoint.Checkpoints(out / "checkpoints")
     state = resume(ckpts, model, opt, {"teacher_drop": torch.Generator()}, compiled, data.fingerprint, False,

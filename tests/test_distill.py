@@ -23,8 +23,8 @@ def random_teachers():
 def test_distill_writes_a_checkpoint_that_loads_back(tiny_world, tmp_path):
     cfg = DistillConfig(epochs=1, batch_size=32, student="wb_vit_tiny_patch8_32")
     run = distill(cfg, tiny_world, random_teachers(), out_dir=tmp_path, log=lambda *_: None)
-    ckpt = tmp_path / "checkpoint"
-    assert run.checkpoint == ckpt
+    ckpt = tmp_path / "student"
+    assert run.student_folder == ckpt
     assert {p.name for p in ckpt.iterdir()} == {"student.safetensors", "projectors.safetensors", "config.json"}
     meta = json.loads((ckpt / "config.json").read_text())
     assert meta["config"]["teachers"] == ["world_colour", "world_shape"]
@@ -81,7 +81,7 @@ def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(tiny_
     meta = json.loads((last_good / "config.json").read_text())
     assert meta["epoch"] == 1 and meta["step"] == 3
     load_student(last_good)  # the last good checkpoint still loads
-    assert not (tmp_path / "checkpoint").exists()  # no "finished" student from a run that failed
+    assert not (tmp_path / "student").exists()  # no "finished" student from a run that failed
 
 
 def test_config_from_params_accepts_papermill_forms():
@@ -99,9 +99,9 @@ def test_config_from_params_accepts_papermill_forms():
     ({"teachers": ""}, "teachers is empty"),
     ({"student": "resnet_nope"}, "unknown student"),
     ({"standardize": "zscore"}, "standardize must be one of"),
-    ({"tdrop_p": 1.5}, "tdrop_p must be in"),
+    ({"teacher_drop_prob": 1.5}, "teacher_drop_prob must be in"),
     ({"ladder": "some"}, "ladder must be"),
-    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"batch_size": 1}, "batch_size must be >= 2"),
     ({"device": "cuda:0" if not torch.cuda.is_available() else "tpu"}, "device"),
     ({"colour": 1}, "unknown distillation parameter"),
 ])
@@ -117,7 +117,7 @@ def test_attention_is_fused_and_teachers_keep_no_autograd_state(monkeypatch):
     import torch.nn.functional as F
 
     from workbench.core.device import autocast_for
-    from workbench.distillation import UNIC, distill_step, teacher_feature_shapes
+    from workbench.distillation import UNIC, distill_forward, teacher_feature_shapes
     from workbench.layers import use_fused_attention
     from workbench.models import Student, TimmTeacher
 
@@ -134,7 +134,7 @@ def test_attention_is_fused_and_teachers_keep_no_autograd_state(monkeypatch):
     images = torch.rand(2, 3, 32, 32)
     dims, grids = teacher_feature_shapes({"tiny": teacher}, images)
     model = UNIC(student, dims, grids)
-    loss, _, _ = distill_step(model, {"tiny": teacher}, images, 1.0, 0.0, None, autocast_for(torch.device("cpu")))
+    loss, _, _ = distill_forward(model, {"tiny": teacher}, images, 1.0, 0.0, None, autocast_for(torch.device("cpu")))
     loss.backward()
     assert len(calls) == 3 * 4  # teacher (shape discovery, step) and student (step), 4 blocks each
     assert all(p.grad is None for p in teacher.parameters())

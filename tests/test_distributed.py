@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from workbench.core.distributed import ShardSampler, World
+from workbench.core.distributed import ProcessGroup, ShardSampler
 from workbench.core.files import load_tensors
 from workbench.distillation import (
     DistillConfig,
@@ -92,17 +92,18 @@ def test_teacher_dropping_is_the_same_draw_split_over_ranks():
     losses = torch.rand(3, 8)
     whole = teacher_keep(losses, 0.5, torch.Generator().manual_seed(1))
     for rank in range(2):
-        mine = teacher_keep(losses[:, rank::2], 0.5, torch.Generator().manual_seed(1), World(rank, 2))
+        mine = teacher_keep(losses[:, rank::2], 0.5, torch.Generator().manual_seed(1), ProcessGroup(rank, 2))
         assert torch.equal(mine, whole[:, rank::2])
     # normalized over the active pairs of both ranks: the coefficients of the two ranks are the whole batch's
     coeffs = teacher_coefficients(losses, 0.5, torch.Generator().manual_seed(1))
-    counts = [teacher_keep(losses[:, r::2], 0.5, torch.Generator().manual_seed(1), World(r, 2)).sum() for r in range(2)]
+    counts = [teacher_keep(losses[:, r::2], 0.5, torch.Generator().manual_seed(1), ProcessGroup(r, 2)).sum()
+              for r in range(2)]
 
-    class FakeWorld(World):
+    class FakeGroup(ProcessGroup):
         def all_sum(self, t):
             return t.fill_(float(sum(counts)))
 
-    mine = teacher_coefficients(losses[:, 1::2], 0.5, torch.Generator().manual_seed(1), FakeWorld(1, 2))
+    mine = teacher_coefficients(losses[:, 1::2], 0.5, torch.Generator().manual_seed(1), FakeGroup(1, 2))
     torch.testing.assert_close(mine, coeffs[:, 1::2])
 
 
@@ -134,8 +135,8 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch)
     weights, up to float rounding. 72 images: the last step has a smaller batch on both sides. The two
     processes are launched as the notebook does (``launch_distill``), which follows their metrics live.
     Then the 2-process run, cut back to a mid-epoch checkpoint, is resumed by one process."""
-    cfg = DistillConfig(student="wb_vit_tiny_patch8_32", epochs=2, batch_size=16, tdrop_p=0.5, seed=3, n_train=72,
-                        n_test=16, ckpt_every=3)
+    cfg = DistillConfig(student="wb_vit_tiny_patch8_32", epochs=2, batch_size=16, teacher_drop_prob=0.5, seed=3,
+                        n_train=72, n_test=16, ckpt_every=3)
     run_file = save_run_config(tmp_path / "run.yaml", cfg)
 
     one = tmp_path / "one"
@@ -150,7 +151,7 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch)
     launched = launch_distill(run_file, two, 2, callback=followed.append, log=lambda *_: None, poll_s=0.2,
                               extra=["--random-teachers", "--log-every", "1"])
     assert "2 process(es); global batch 16 (8 per process)" in launched.log_file.read_text()
-    assert followed == launched.history and launched.checkpoint == two / "checkpoint"
+    assert followed == launched.history and launched.student_folder == two / "student"
 
     records = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()] for d in (one, two)]
     curves = [[r for r in rs if "loss" in r] for rs in records]  # training steps; each epoch adds a val_loss record
@@ -162,14 +163,14 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch)
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
     assert len({round(r["alpha/world_shape"], 4) for r in curves[0]}) > 2  # teacher dropping was at work
 
-    stats = [load_tensors(d / "checkpoint" / "projectors.safetensors") for d in (one, two)]
+    stats = [load_tensors(d / "student" / "projectors.safetensors") for d in (one, two)]
     keys = [k for k in stats[0] if k.startswith(("std_cls.", "std_patch."))]
     assert len(keys) == 8  # 2 teachers x (CLS, patch) x (mean, std)
     for k in keys:
         torch.testing.assert_close(stats[1][k], stats[0][k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
     # weights: Adam divides by the root of tiny second moments, so a few elements of near-zero gradient
     # may differ by up to about lr per step; on average they agree to float rounding
-    students = [load_tensors(d / "checkpoint" / "student.safetensors") for d in (one, two)]
+    students = [load_tensors(d / "student" / "student.safetensors") for d in (one, two)]
     for k in students[0]:
         diff = (students[1][k] - students[0][k]).abs()
         assert diff.mean() < 1e-5 and diff.max() < 5 * cfg.peak_lr, (k, diff.mean().item(), diff.max().item())
@@ -178,7 +179,7 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch)
     # a 2-process run that died after its checkpoint at step 6 (epoch 2, batch 2), resumed by 1 process
     resumed = tmp_path / "resumed"
     shutil.copytree(two, resumed)
-    shutil.rmtree(resumed / "checkpoint")
+    shutil.rmtree(resumed / "student")
     for step in (9, 10):
         shutil.rmtree(resumed / "checkpoints" / f"step_{step:08d}")
     run = run_distill(run_file, resumed, random_teachers=True, log_every=1, log=lambda *_: None)
@@ -190,7 +191,7 @@ def test_two_processes_train_as_one_with_the_global_batch(tmp_path, monkeypatch)
     for a, b in zip(records[0], again):
         key = "loss" if "loss" in a else "val_loss"
         assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
-    final = load_tensors(resumed / "checkpoint" / "projectors.safetensors")
+    final = load_tensors(resumed / "student" / "projectors.safetensors")
     for k in keys:
         torch.testing.assert_close(final[k], stats[0][k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
 
@@ -199,7 +200,7 @@ def test_global_batch_must_split_over_the_ranks(tmp_path, monkeypatch):
     from workbench import load_data
     from workbench.distillation import distill
 
-    monkeypatch.setattr(sys.modules["workbench.distillation.train"], "current_world", lambda: World(0, 3))
+    monkeypatch.setattr(sys.modules["workbench.distillation.train"], "current_group", lambda: ProcessGroup(0, 3))
     with pytest.raises(ValueError, match="batch_size 16 .* 3 processes"):
         distill(DistillConfig(batch_size=16), load_data("world", n_train=20, n_test=10), {})
 

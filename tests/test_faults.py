@@ -126,7 +126,7 @@ class Child:
 
 
 def final_weights(out_dir: Path) -> dict[str, torch.Tensor]:
-    ckpt = out_dir / "checkpoint"
+    ckpt = out_dir / "student"
     return {**load_tensors(ckpt / "student.safetensors"), **load_tensors(ckpt / "projectors.safetensors")}
 
 
@@ -171,7 +171,7 @@ def reference(tmp_path_factory):
 def test_sigkill_at_a_random_step_then_rerun_resumes_and_ends_identical(reference, tmp_path):
     out, marker = tmp_path / "run", tmp_path / "steps"
     Child(out, marker, pause_at=KILL_PAUSED).kill_when(marker, lambda lines: str(KILL_PAUSED) in lines)
-    assert not (out / "checkpoint").exists()  # it really died mid-run
+    assert not (out / "student").exists()  # it really died mid-run
     last = Checkpoints(out / "checkpoints").latest()
     resume_step = (KILL_PAUSED + 1) // CKPT_EVERY * CKPT_EVERY
     assert last.name == f"step_{resume_step:08d}"
@@ -185,7 +185,7 @@ def test_sigkill_while_running_then_rerun_resumes_and_ends_identical(reference, 
     out, marker = tmp_path / "run", tmp_path / "steps"
     # no pause: the kill lands wherever the process is (mid-step, mid-write)
     Child(out, marker).kill_when(marker, lambda lines: len(lines) > KILL_RUNNING)
-    assert not (out / "checkpoint").exists()
+    assert not (out / "student").exists()
     log = Child(out).finish()
     assert "resumed from step" in log
     assert_identical(out, reference)
@@ -230,7 +230,7 @@ def test_a_signal_mid_epoch_checkpoints_that_step_exits_75_and_the_rerun_ends_id
     log = child.stops()
     name = signal.Signals(signum).name
     assert f"{name} received: distillation stopped after step {STOP_AT + 1} (checkpoint at step {STOP_AT + 1}" in log
-    assert not (out / "checkpoint").exists()  # stopped, not finished
+    assert not (out / "student").exists()  # stopped, not finished
     ckpts = Checkpoints(out / "checkpoints")
     assert [p.name for p in ckpts.all()] == ["step_00000008", f"step_{STOP_AT + 1:08d}"]  # keep=2
     assert not list(out.rglob("*.tmp"))
@@ -302,7 +302,7 @@ def test_five_percent_corrupt_files_are_skipped_and_counted_exactly(tmp_path):
     assert len(run.skipped) == 3  # each file once, although every epoch met it
     assert sorted(s.split(": ", 1)[0] for s in run.skipped) == sorted(map(str, bad))
     assert "3 unreadable image(s) skipped" in messages[-1]
-    final = json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())
+    final = json.loads((tmp_path / "run" / "student" / "config.json").read_text())
     assert len(final["unreadable_images"]) == 3
     report = wb.data.skipped_report(data, "train", run.skipped)
     assert report["count"] == 3 and report["by_class"] == {"cat": 2, "dog": 1}
@@ -390,7 +390,7 @@ def test_the_distill_notebook_validates_its_parameters_first(params, message, tm
     ("02_probe_teachers.ipynb", {"shot": "1,5"}, r"did you mean 'shots'"),
     ("02_probe_teachers.ipynb", {"probe": "svm"}, r"probe must be one of \['linear', 'knn', 'both'\]"),
     ("06_synthetic_vs_real.ipynb", {"guidance_scales": "2,2"}, r"guidance_scales must be distinct numbers"),
-    ("06_synthetic_vs_real.ipynb", {"student_init": "nowhere"}, r"student_init must be 'student', 'random' or a"),
+    ("06_synthetic_vs_real.ipynb", {"student_init": "nowhere"}, r"student_init 'nowhere' is not 'random'"),
 ])
 def test_the_other_notebooks_validate_their_parameters_first(notebook, params, message, tmp_path):
     with pytest.raises(ValueError, match=message):
@@ -501,7 +501,7 @@ def test_distill_refuses_checkpoints_of_another_configuration(tmp_path):
         distill(other, data, teachers, out_dir=tmp_path, log=lambda *_: None)
     run = distill(other, data, teachers, out_dir=tmp_path, overwrite=True, log=lambda *_: None)
     assert run.resumed_from is None
-    assert json.loads((tmp_path / "checkpoint" / "config.json").read_text())["config"]["base_lr"] == 1e-3
+    assert json.loads((tmp_path / "student" / "config.json").read_text())["config"]["base_lr"] == 1e-3
     again = distill(other, data, teachers, out_dir=tmp_path, log=lambda *_: None)  # finished: nothing to train
     assert again.resumed_from == 2 and again.history == run.history
 

@@ -56,7 +56,7 @@ def tiny_pipe(tiny_dir):
 
 
 def config(tiny_dir, **overrides):
-    params = dict(classes=CLASSES, images_per_class=3, steps=2, resolution=32, batch_size=2, model=str(tiny_dir),
+    params = dict(classes=CLASSES, images_per_class=3, steps=2, resolution=32, images_per_call=2, model=str(tiny_dir),
                   device="cpu", seed=0)
     return GenerateConfig.from_params(**{**params, **overrides})
 
@@ -269,7 +269,7 @@ def test_command_line(tmp_path, tiny_dir, capsys):
 
     out = tmp_path / "cli"
     common = ["generate", "--classes", "n01440764,n02869837", "--images-per-class", "2", "--model", str(tiny_dir),
-              "--resolution", "32", "--steps", "1", "--batch-size", "1", "--device", "cpu", "--out", str(out)]
+              "--resolution", "32", "--steps", "1", "--images-per-call", "1", "--device", "cpu", "--out", str(out)]
     assert main(common + ["--shard", "1/2"]) == 0
     assert main(common + ["--shard", "0/2"]) == 0
     assert class_counts(out) == {"n01440764": 2, "n02869837": 2}
@@ -330,7 +330,7 @@ def test_two_ranks_under_torchrun_make_exactly_the_one_process_output(tmp_path, 
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "workbench",
            "generate", "--classes", CLASSES, "--images-per-class", "3", "--steps", "2", "--resolution", "32",
-           "--batch-size", "2", "--model", str(tiny_dir), "--device", "cpu", "--seed", "0", "--out", str(ranks)]
+           "--images-per-call", "2", "--model", str(tiny_dir), "--device", "cpu", "--seed", "0", "--out", str(ranks)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert sorted(p.name for p in ranks.glob("manifest-*.jsonl")) == ["manifest-00000-of-00002.jsonl",

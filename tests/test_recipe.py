@@ -168,9 +168,11 @@ def test_recipe_parameters_are_checked():
     for params, message in [({"betas": "0.9"}, "betas must be two numbers"),
                             ({"betas": "0.9,1.5"}, "betas must be two numbers"),
                             ({"augment": "strong"}, "augment must be one of"),
-                            ({"student_init": "/nowhere/unic.pth"}, "student_init '/nowhere/unic.pth' is neither"),
-                            ({"checkpoints": "dino_vitb16=/x.pth"}, r"checkpoints names \['dino_vitb16'\], which"),
-                            ({"teachers": "dino_vitb16", "checkpoints": "dino_vitb16=/x.pth"}, "does not exist"),
+                            ({"student_init": "/nowhere/unic.pth"}, "student_init '/nowhere/unic.pth' is not"),
+                            ({"teacher_weights": "dino_vitb16=/x.pth"},
+                             r"teacher_weights names \['dino_vitb16'\], which"),
+                            ({"teachers": "dino_vitb16", "teacher_weights": "dino_vitb16=/x.pth"},
+                             "does not exist"),
                             ({"preprocessing": "world_shape=dino2"}, "unknown recipe 'dino2'")]:
         with pytest.raises(wb.core.params.ParameterError, match=message):
             DistillConfig.from_params(**params)
@@ -186,10 +188,10 @@ def test_shipped_recipe_is_the_papers_imagenet_configuration():
     assert doc["teachers"] == ["dino_vitb16", "deit3_vitb16", "ibot_vitb16", "dbot_vitb16"]
     paper = {"student": "vit_base_patch16_224", "image_size": 224, "epochs": 200, "batch_size": 512,
              "base_lr": 3e-4, "min_lr": 1e-6, "warmup_epochs": 10, "betas": [0.9, 0.99], "weight_decay": 0.03,
-             "grad_clip": 0.0, "drop_path": 0.1, "tdrop_p": 0.5, "augment": "unic", "normalize": "imagenet",
+             "grad_clip": 0.0, "drop_path": 0.1, "teacher_drop_prob": 0.5, "augment": "unic", "normalize": "imagenet",
              "ladder": "all", "standardize": "running"}
     assert {k: doc[k] for k in paper} == paper
-    assert set(doc["checkpoints"]) == {"ibot_vitb16", "dbot_vitb16"}  # the two without weights in timm's hub
+    assert set(doc["teacher_weights"]) == {"ibot_vitb16", "dbot_vitb16"}  # the two without weights in timm's hub
     unknown = set(doc) - set(DistillConfig.parameter_help()) - {"out_dir"}
     assert not unknown, unknown
 

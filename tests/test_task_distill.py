@@ -37,7 +37,7 @@ def random_teachers():
 
 
 def tiny_config(**overrides):
-    params = dict(student="wb_vit_tiny_patch8_32", labels_per_class=3, steps=3, batch_size=16, finetune_steps=2,
+    params = dict(student="wb_vit_tiny_patch8_32", labels_per_class=3, student_steps=3, batch_size=16, finetune_steps=2,
                   repeats=2, students=list(STUDENTS), workers=1)
     return TaskDistillConfig(**{**params, **overrides})
 
@@ -132,7 +132,7 @@ def test_a_student_has_one_colour_in_both_plots_whatever_the_order_its_records_a
 def test_student_starts_from_a_03_checkpoint(tiny_world, tmp_path):
     distill(DistillConfig(epochs=1, batch_size=32, student="wb_vit_tiny_patch8_32"), tiny_world, random_teachers(),
             out_dir=tmp_path, log=lambda *_: None)
-    ckpt = tmp_path / "checkpoint"
+    ckpt = tmp_path / "student"
     cfg = TaskDistillConfig.from_params(student="wb_vit_tiny_patch8_32", student_init=str(ckpt))
     student = make_student(cfg, n_classes=6)
     reference = load_student(ckpt)
@@ -216,7 +216,7 @@ def test_augment_flips_and_shifts_within_the_image():
     ({"temperature": 0}, "temperature must be > 0"),
     ({"mix": 0, "students": "labels,probed_mix"}, "probed_mix student needs mix > 0"),
     ({"finetune_steps": 0}, "finetuned student needs finetune_steps"),
-    ({"student_init": "/no/such/checkpoint"}, "student_init must be 'random', a checkpoint folder"),
+    ({"student_init": "/no/such/checkpoint"}, "student_init '/no/such/checkpoint' is not 'random'"),
     ({"teachers": "world_shape,nope_teacher"}, "Registered teachers"),
     ({"epochs": 3}, "unknown task-distillation parameter"),
     ({"workers": -1}, "workers must be"),
@@ -227,8 +227,10 @@ def test_config_rejects_bad_input_clearly(params, message):
 
 
 def test_config_accepts_papermill_forms():
-    a = TaskDistillConfig.from_params(students="labels,probed", steps="10", kd_weight="0.5", repeats="2", seed="3")
-    b = TaskDistillConfig.from_params(students=["labels", "probed"], steps=10, kd_weight=0.5, repeats=2, seed=3)
+    a = TaskDistillConfig.from_params(students="labels,probed", student_steps="10", kd_weight="0.5", repeats="2",
+                                      seed="3")
+    b = TaskDistillConfig.from_params(students=["labels", "probed"], student_steps=10, kd_weight=0.5, repeats=2,
+                                      seed=3)
     assert a == b and a.seeds == [3, 4]
     assert TaskDistillConfig.from_params(students="labels,probed", mix=0).mix == 0  # no mixing student: no mix needed
     with pytest.raises(ValueError, match="batch_size must be >= 2"):

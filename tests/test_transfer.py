@@ -163,7 +163,7 @@ def _checkpoint(folder, cfg=None, epoch=None):
 
 
 def test_evaluate_teachers_and_a_student_checkpoint(tmp_path):
-    _checkpoint(tmp_path / "run" / "checkpoint")
+    _checkpoint(tmp_path / "run" / "student")
     models = tr.load_models(f"test_pixels,{tmp_path / 'run'},mine={tmp_path / 'run' / 'checkpoint'}", "cpu")
     assert [(m.name, m.role) for m in models] == [("test_pixels", "teacher"), ("run", "student"), ("mine", "student")]
     tasks = tr.parse_tasks("colour,shape_new_bg_5shot")
@@ -186,8 +186,8 @@ def test_evaluate_teachers_and_a_student_checkpoint(tmp_path):
     assert tr.parse_models(str(tmp_path / "live"))[0][0] == "live@step_00000300"
     with pytest.raises(ValueError, match="unknown teacher"):
         tr.load_models("no_such_teacher_anywhere", "cpu")
-    with pytest.raises(ValueError, match=r"checkpoints names \[.dino_vitb16.\], which are not among the teachers"):
-        tr.load_models("test_pixels", "cpu", checkpoints={"dino_vitb16": "x.pth"})
+    with pytest.raises(ValueError, match=r"teacher_weights names \[.dino_vitb16.\], which are not among the teachers"):
+        tr.load_models("test_pixels", "cpu", teacher_weights={"dino_vitb16": "x.pth"})
     with pytest.raises(ValueError, match="no default_student was given"):
         tr.load_models("student", "cpu")
     assert [m.source for m in tr.load_models("student", "cpu", default_student=lambda: tmp_path / "run")] == [
@@ -200,21 +200,21 @@ def test_default_student_reuses_03s_finished_default_run_then_the_cache(tmp_path
     run = tmp_path / "runs" / "03_distill"
     default = DistillConfig().run_key()  # what 03 records
     prepare_out_dir(run, default, kind="03_distill", log=lambda *a: None)
-    _checkpoint(run / "checkpoint")
-    assert default_student(search=run) == run / "checkpoint"
+    _checkpoint(run / "student")
+    assert default_student(search=run) == run / "student"
     # an unfinished run, or one with other settings, is not 03's default student
-    _checkpoint(run / "checkpoint", epoch=3)
+    _checkpoint(run / "student", epoch=3)
     key = {**default_key(6000, 2000), "world": world.VERSION}
     cached = cache_dir("students") / f"unic-default-{config_hash(key)}"
-    _checkpoint(cached / "checkpoint")
-    assert default_student(search=run) == cached / "checkpoint"
-    _checkpoint(run / "checkpoint")
+    _checkpoint(cached / "student")
+    assert default_student(search=run) == cached / "student"
+    _checkpoint(run / "student")
     other = tmp_path / "other"
     prepare_out_dir(other, {**default, "n_train": 500}, kind="03_distill", log=lambda *a: None)
-    _checkpoint(other / "checkpoint")
-    assert default_student(search=other) == cached / "checkpoint"
+    _checkpoint(other / "student")
+    assert default_student(search=other) == cached / "student"
     (run / "run.json").unlink()  # a folder without its record is not trusted
-    assert default_student(search=run) == cached / "checkpoint"
+    assert default_student(search=run) == cached / "student"
 
 
 # ----------------------------------------------------------------------------- figures
@@ -281,10 +281,8 @@ def test_default_student_is_distilled_once_then_reused(monkeypatch):
         epochs: int = 1
         batch_size: int = 32
 
-        def create_teachers(self, pretrained=True):
-            return {t: PixelTeacher() for t in self.teachers}
-
     monkeypatch.setattr(default_run, "DistillConfig", TinyConfig)
+    monkeypatch.setattr(default_run, "build_teachers", lambda names, *_, **__: {t: PixelTeacher() for t in names})
     logs = []
     first = default_student(n_train=64, n_test=16, search=None, log=logs.append)
     assert (first / "student.safetensors").is_file() and json.loads((first / "config.json").read_text())["epoch"] == 1
@@ -305,7 +303,7 @@ def test_default_student_is_distilled_once_then_reused(monkeypatch):
     ({"tasks": "cars=/no/such/folder"}, FileNotFoundError, r"cars \(Stanford Cars\): nothing to read at /no/such"),
     ({"tasks": "world,dtd", "data_root": "/no/root"}, FileNotFoundError, r"(?s)dtd .*/no/root/dtd .*Expected layout"),
     ({"levels": "sometimes"}, ValueError, r"levels must be True or False"),
-    ({"checkpoints": "student=/x.pth"}, ValueError, r"checkpoints names \['student'\]"),
+    ({"teacher_weights": "student=/x.pth"}, ValueError, r"teacher_weights names \['student'\]"),
     ({"n_train": "lots"}, ValueError, r"n_train must be an integer"),
 ])
 def test_04_checks_its_parameters_before_writing_anything(tmp_path, params, error, message):

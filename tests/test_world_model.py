@@ -121,7 +121,7 @@ def test_prompts_of_each_strategy_give_different_conditioning(world_pipe):
 
 def test_a_fixed_seed_regenerates_the_same_image(world_pipe, tmp_path):
     cfg = GenerateConfig.from_params(classes="red_circle,blue_ring", images_per_class=2, steps=4, model=WORLD_MODEL,
-                                     batch_size=2, prompt="name_hypernym_background")
+                                     images_per_call=2, prompt="name_hypernym_background")
     generate(cfg, tmp_path / "a", pipe=world_pipe, log=None)
     generate(cfg, tmp_path / "b", pipe=world_pipe, log=None)
     for record in read_manifest(tmp_path / "a"):

@@ -3,15 +3,18 @@
     import workbench as wb
     cfg, out = wb.DistillConfig.from_notebook(globals())   # a notebook's parameters, checked; its out_dir claimed
     data = wb.load_data("world")
-    run = wb.distill(cfg, data, {t: wb.create_teacher(t) for t in cfg.teachers}, out_dir=out)
+    teachers = wb.build_teachers(cfg.teachers, cfg.teacher_weights, cfg.preprocessing)
+    run = wb.distill(cfg, data, teachers, out_dir=out)
 
 The package is layered; each layer imports only the ones before it (``tests/test_imports.py``):
 
     core                                   files, configs, output folders, checkpoints, device, processes, plots
-    data, layers, models, probing          datasets; building blocks; teachers and students; frozen-feature probes
-    generation, distillation, transfer     the stages (01, 03 and 05, 04), which never import each other
+    data, layers, models                   datasets; building blocks; teachers and students
+    options                                the options several stages take, each declared once
+    probing                                frozen-feature probes (02)
+    generation, distillation, transfer     the stages (01 and 06, 03 and 05, 04), which never import each other
 """
-from . import core, data, distillation, generation, layers, models, probing, transfer
+from . import core, data, distillation, generation, layers, models, options, probing, transfer
 from .core.device import pick_device
 from .core.figures import show
 from .core.files import save_json
@@ -21,13 +24,13 @@ from .data import Data, load_data
 from .distillation import DistillConfig, default_student, distill
 from .distillation.task import TaskDistillConfig, task_distill
 from .generation import CloneStudyConfig, GenerateConfig, generate
-from .models import create_teacher, list_teachers, load_student
+from .models import build_teachers, create_teacher, list_teachers, load_student
 from .probing import Encoder, ProbeConfig, ProbeTask, probe, probe_table
 from .transfer import TransferConfig
 
-__all__ = ["CloneStudyConfig", "core", "create_teacher", "Data", "data", "default_student", "distill", "distillation",
-           "DistillConfig", "Encoder", "generate", "GenerateConfig", "generation", "layers", "list_teachers",
-           "LivePlot", "load_data", "load_student", "models", "pick_device", "prepare_out_dir", "probe", "probe_table",
-           "ProbeConfig", "ProbeTask", "probing", "save_json", "show", "task_distill", "TaskDistillConfig", "transfer",
-           "TransferConfig"]
+__all__ = ["build_teachers", "CloneStudyConfig", "core", "create_teacher", "Data", "data", "default_student", "distill",
+           "distillation", "DistillConfig", "Encoder", "generate", "GenerateConfig", "generation", "layers",
+           "list_teachers", "LivePlot", "load_data", "load_student", "models", "options", "pick_device",
+           "prepare_out_dir", "probe", "probe_table", "ProbeConfig", "ProbeTask", "probing", "save_json", "show",
+           "task_distill", "TaskDistillConfig", "transfer", "TransferConfig"]
 __version__ = "0.1.0"

@@ -23,19 +23,22 @@ from .generation import GenerateConfig, Shard, audit, class_counts, generate
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per ``GenerateConfig`` field (``--images-per-class``), its help and default from the field."""
+    """One option per ``GenerateConfig`` field (``--images-per-class``), its help and default from the field's
+    declaration; the older names of renamed fields are still taken (``--batch-size``), with a warning."""
     parser.add_argument("--out", required=True, help="output ImageFolder (<out>/<wnid>/<index>.png + manifests)")
+    helps = GenerateConfig.parameter_help()
     for f in dataclasses.fields(GenerateConfig):
-        default = f.default if f.default is not dataclasses.MISSING else "imagenet100"
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name,
-                            help=f"{f.metadata.get('help', '')} (default {default})")
+        default = "world" if f.name == "classes" else "auto" if f.default is None else f.default
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, help=f"{helps[f.name]} (default {default})")
+    for old in GenerateConfig.renamed:
+        parser.add_argument(f"--{old.replace('_', '-')}", dest=old, help=argparse.SUPPRESS)
     parser.add_argument("--format", dest="image_format", help=argparse.SUPPRESS)  # the older name of --image-format
     parser.add_argument("--shard",
                         help="i/n: generate the i-th of n disjoint parts (default: RANK/WORLD_SIZE, else all)")
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    names = {f.name for f in dataclasses.fields(GenerateConfig)}
+    names = {f.name for f in dataclasses.fields(GenerateConfig)} | set(GenerateConfig.renamed)
     cfg = GenerateConfig.from_params(**{k: v for k, v in vars(args).items() if k in names and v is not None})
     shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
     result = generate(cfg, args.out, shard=shard)

@@ -4,7 +4,7 @@
     class DistillConfig(Config):
         kind: ClassVar[str] = "03_distill"    # what a run of it records in its out_dir
         epochs: int = param(8, ge=1, help="passes over the training split")
-        tdrop_p: float = param(0.5, ge=0, le=1, help="teacher dropping probability")
+        teacher_drop_prob: float = param(0.5, ge=0, le=1, help="teacher dropping probability")
         device: str = param("auto", execution=True, check=pick_device)
 
     cfg = DistillConfig.from_params(epochs="4")        # a papermill or command-line string, read by its type
@@ -26,9 +26,11 @@ generated folder.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,20 +40,68 @@ from .runs import prepare_out_dir
 
 ROLES = ("result", "execution", "extent")
 NONE_WORDS = (None, "", "auto", "none", "None", 0, "0")  # what an optional field reads as None (its default)
-NOTEBOOK_NAMES = ("out_dir", "overwrite")  # a notebook's parameters besides its config's fields
+# A notebook's parameters besides its config's fields, and their help.
+NOTEBOOK_PARAMETERS = {"overwrite": "True: delete the run already in out_dir and start over",
+                       "out_dir": "the folder of this run's artifacts: summary.json, figures, tables, checkpoints"}
+NOTEBOOK_NAMES = tuple(NOTEBOOK_PARAMETERS)
+COMMENT_COLUMN, LINE_WIDTH = 39, 120  # a parameters cell: where each help comment starts, and where it wraps
 
 
 def param(default: Any = dataclasses.MISSING, *, default_factory: Callable | Any = dataclasses.MISSING,
           help: str = "", ge: float | None = None, gt: float | None = None, le: float | None = None,
           choices=None, check: Callable | None = None, parse: Callable | None = None,
-          execution: bool = False, extent: bool = False, allow_empty: bool = False) -> Any:
-    """A config field: its default and, as metadata, how a given value is read and checked, and its role."""
+          execution: bool = False, extent: bool = False, allow_empty: bool = False,
+          option: Option | None = None) -> Any:
+    """A config field: its default and, as metadata, how a given value is read and checked, and its role.
+    ``option``: the shared declaration it was made from (``Option``), if any."""
     if execution and extent:
         raise ValueError("a field is execution or extent, not both")
+    if isinstance(default, (list, dict)):  # a mutable default: each config gets its own copy
+        default, default_factory = dataclasses.MISSING, (lambda value=default: copy.deepcopy(value))
     metadata = {"help": help, "ge": ge, "gt": gt, "le": le, "choices": tuple(choices) if choices is not None else None,
-                "check": check, "parse": parse, "allow_empty": allow_empty,
+                "check": check, "parse": parse, "allow_empty": allow_empty, "option": option,
                 "role": "execution" if execution else "extent" if extent else "result"}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+NO_DEFAULT = object()  # an Option whose default each stage gives
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # one declaration is one object: compared by identity
+class Option:
+    """An option that several stages take, declared once (``workbench.options``): its name, type, bounds, checks,
+    role and help. A stage's config makes its field by calling it, with the stage's default when it has its own:
+
+        n_train: int = N_TRAIN(3000)      # the same type, bounds and help as every other stage's n_train
+
+    The default may differ by stage (a transfer task needs fewer images than a distillation); nothing else does
+    (``tests/test_options.py`` checks every stage config against the declarations)."""
+
+    name: str
+    type: Any
+    help: str
+    default: Any = NO_DEFAULT  # each stage gives its own
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    choices: tuple | None = None
+    check: Callable | None = None
+    parse: Callable | None = None
+    execution: bool = False
+    allow_empty: bool = False
+
+    def __call__(self, default: Any = dataclasses.MISSING, *, extent: bool = False) -> Any:
+        """A config field of this option: ``default``, or the declared one. ``extent``: a rerun may extend it (a
+        stage's own reading of the option, as generation's images per class)."""
+        default = self.default if default is dataclasses.MISSING else default
+        if default is NO_DEFAULT:
+            raise TypeError(f"option {self.name!r} has no default of its own: give the stage's")
+        factory = dataclasses.MISSING
+        if callable(default):  # a default computed when a config is made (a shipped class list)
+            default, factory = dataclasses.MISSING, default
+        return param(default, default_factory=factory, help=self.help, ge=self.ge, gt=self.gt, le=self.le,
+                     choices=self.choices, check=self.check, parse=self.parse, execution=self.execution,
+                     extent=extent, allow_empty=self.allow_empty, option=self)
 
 
 def read_value(value: Any, name: str, kind: Any, meta: dict) -> Any:
@@ -122,12 +172,17 @@ class Config:
 
     kind: ClassVar[str] = "run"  # the run kind an out_dir records (e.g. "03_distill"): kinds never share a folder
     what: ClassVar[str] = "run"  # how messages name its parameters ("unknown distillation parameter(s) ...")
+    # A field's older name -> its name now. Run files, papermill parameters and out_dirs that use the older name
+    # still work, with a FutureWarning naming the new spelling.
+    renamed: ClassVar[dict[str, str]] = {}
 
     # ------------------------------------------------------------------ building one
 
     @classmethod
     def from_params(cls, **params) -> Config:
-        """Read and check every field (given or default); an unknown name is refused with the known ones."""
+        """Read and check every field (given or default); an unknown name is refused with the known ones, an older
+        name (``renamed``) read as its name now, with a warning."""
+        params = cls.current_names(params)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(params) - set(fields))
         if unknown:
@@ -141,6 +196,21 @@ class Config:
         cfg.check()
         return cfg
 
+    @classmethod
+    def current_names(cls, params: dict, where: str = "") -> dict:
+        """``params`` with every older name of a field (``renamed``) replaced by its name now, and a FutureWarning
+        for each. ``where``: what holds them, for the message (a run file, an out_dir's record)."""
+        out = dict(params)
+        for old, new in cls.renamed.items():
+            if old not in out:
+                continue
+            if new in out and out[new] != out[old]:
+                raise ParameterError(f"{old} is the older name of {new}: give only {new}")
+            warnings.warn(f"the {cls.what} parameter {old!r}{where} is now called {new!r}; it is read as {new}, "
+                          f"but write {new} (e.g. -p {new} ...) from now on", FutureWarning, stacklevel=3)
+            out[new] = out.pop(old)
+        return out
+
     def check(self) -> None:
         """Checks that relate several fields (the single-field ones are in the fields' metadata)."""
 
@@ -149,17 +219,27 @@ class Config:
         """A notebook's parameters (its ``globals()``): every name papermill injected must be one of the notebook's,
         every field is read and checked, and only then ``out_dir`` is claimed for this configuration
         (``claim_out_dir``). Returns the config and the output folder."""
-        check_injected_parameters(namespace)
+        check_injected_parameters(namespace, older_names=cls.renamed)
         if "out_dir" not in namespace:
             raise ParameterError("the notebook's parameters cell needs out_dir (the folder of this run's artifacts)")
         overwrite = as_bool(namespace.get("overwrite", False), "overwrite")
-        cfg = cls.from_params(**{f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.name in namespace})
+        params = {f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.name in namespace}
+        for old, new in cls.renamed.items():  # only papermill can have injected an older name: it wins
+            if old in namespace:
+                params.pop(new, None)
+                params[old] = namespace[old]
+        cfg = cls.from_params(**params)
         return cfg, cfg.claim_out_dir(namespace["out_dir"], overwrite)
 
     def claim_out_dir(self, out_dir, overwrite: bool = False, log=print) -> Path:
         """Make ``out_dir`` this run's folder (``prepare_out_dir``: the same run continues, another is refused)."""
         return prepare_out_dir(out_dir, self.run_key(), overwrite, kind=self.kind, log=log,
-                               defaults=self.default_run_key())
+                               defaults=self.default_run_key(), current_names=self.recorded_key)
+
+    @classmethod
+    def recorded_key(cls, record: dict) -> dict:
+        """A run key as an out_dir or a checkpoint recorded it, with the names of now (``renamed``)."""
+        return cls.current_names(record, where=" recorded in this run's folder")
 
     # ------------------------------------------------------------------ what it is
 
@@ -183,8 +263,37 @@ class Config:
 
     @classmethod
     def parameter_help(cls) -> dict[str, str]:
-        """Each field's help text, for command lines and tables."""
-        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+        """Each field's help text, for command lines, tables and the notebooks' parameters cells; a field with choices
+        lists them when its help does not."""
+        helps = {}
+        for f in dataclasses.fields(cls):
+            text, choices = f.metadata.get("help", ""), f.metadata.get("choices")
+            if choices and not all(str(c) in text for c in choices):
+                text += f" ({', '.join(map(str, choices))})"
+            helps[f.name] = text
+        return helps
+
+    @classmethod
+    def parameters_cell(cls, values: list[tuple[str, str]]) -> str:
+        """A notebook's parameters cell: ``name = <literal>`` for each (name, literal source) of ``values``, each
+        with its field's help as its comment (wrapped under itself): what the notebooks show is what is declared."""
+        helps = {**cls.parameter_help(), **NOTEBOOK_PARAMETERS}
+        lines = []
+        for name, literal in values:
+            code = f"{name} = {literal}"
+            words, width = helps.get(name, "").split(), LINE_WIDTH - COMMENT_COLUMN - 2
+            if not words:
+                lines.append(code)
+                continue
+            comment = [words[0]]
+            for word in words[1:]:
+                if len(comment[-1]) + 1 + len(word) <= width:
+                    comment[-1] += " " + word
+                else:
+                    comment.append(word)
+            lines.append(f"{code.ljust(COMMENT_COLUMN - 2)}  # {comment[0]}")
+            lines += [f"{'':{COMMENT_COLUMN}}# {text}" for text in comment[1:]]
+        return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:
         """In a notebook: a table of the parameters, those that differ from the default in bold."""

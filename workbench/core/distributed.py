@@ -2,11 +2,11 @@
 
 torchrun starts N copies of the same command and tells each its place through the environment
 (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``); ``init_distributed``
-joins them into a process group (NCCL on GPUs, Gloo on CPUs) and returns a ``World``:
+joins them into a process group (NCCL on GPUs, Gloo on CPUs) and returns a ``ProcessGroup``:
 
-    world = init_distributed()          # World(rank=0, size=1) outside torchrun: nothing to join
-    loader = data.loader(..., rank=world.rank, world_size=world.size)
-    ddp = wrap_ddp(model, device, world)
+    ranks = init_distributed()          # ProcessGroup(rank=0, size=1) outside torchrun: nothing to join
+    loader = data.loader(..., rank=ranks.rank, world_size=ranks.size)
+    ddp = wrap_ddp(model, device, ranks)
     ...
     cleanup()
 
@@ -16,7 +16,7 @@ What keeps N ranks x batch B equal to one process with batch N*B:
   of seed and epoch) and takes every N-th sample (rank r:
   positions r, r + N, ...), so the N local batches of a step together are the global batch of one
   process, and all ranks make the same number of steps (DistributedDataParallel needs that);
-- ``World.all_sum``: the standardization statistics (``workbench.layers.standardize.batch_moments``), the
+- ``ProcessGroup.all_sum``: the standardization statistics (``workbench.layers.standardize.batch_moments``), the
   teacher-dropping normalization (``workbench.distillation.losses``) and the logged metrics are summed over ranks;
 - DistributedDataParallel averages the gradients; everything else (weights at the start, the
   teacher-dropping generator) is seeded identically on every rank.
@@ -35,7 +35,7 @@ from torch.utils.data import Sampler
 
 
 @dataclass(frozen=True)
-class World:
+class ProcessGroup:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
@@ -67,20 +67,20 @@ class World:
             self.barrier()
 
 
-def current_world() -> World:
-    """The running process group's view of this process; a world of one outside ``torch.distributed``."""
+def current_group() -> ProcessGroup:
+    """The running process group's view of this process; a group of one process outside ``torch.distributed``."""
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-    return World()
+        return ProcessGroup(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return ProcessGroup()
 
 
-def init_distributed(device: str = "auto") -> World:
+def init_distributed(device: str = "auto") -> ProcessGroup:
     """Join the process group torchrun describes in the environment (no-op without one).
 
     Backend: NCCL when this run trains on CUDA, Gloo otherwise. On CUDA each process takes the GPU of
     its ``LOCAL_RANK`` (``torch.cuda.set_device``), so ``device="auto"``/``"cuda"`` means that GPU."""
     if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
-        return current_world()
+        return current_group()
     if not dist.is_initialized():
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         on_cuda = torch.cuda.is_available() and not str(device).startswith("cpu")
@@ -90,7 +90,7 @@ def init_distributed(device: str = "auto") -> World:
                                    "node: use torchrun --nproc_per_node <= the number of GPUs")
             torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if on_cuda else "gloo")
-    return current_world()
+    return current_group()
 
 
 def cleanup() -> None:
@@ -98,7 +98,8 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def wrap_ddp(model: nn.Module, device: torch.device, world: World, find_unused_parameters: bool = False) -> nn.Module:
+def wrap_ddp(model: nn.Module, device: torch.device, ranks: ProcessGroup,
+             find_unused_parameters: bool = False) -> nn.Module:
     """DistributedDataParallel around ``model`` on several ranks; ``model`` itself on one.
 
     ``find_unused_parameters``: some parameters take no part in the loss (DistributedDataParallel then looks for
@@ -107,7 +108,7 @@ def wrap_ddp(model: nn.Module, device: torch.device, world: World, find_unused_p
     Buffers are not broadcast from rank 0 at every forward: the only ones that change, the
     standardization statistics, are already equal on every rank (they are updated with all-reduced
     moments), and the broadcast would cost a collective per step."""
-    if world.size == 1:
+    if ranks.size == 1:
         return model
     import inspect
 

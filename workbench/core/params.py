@@ -116,12 +116,13 @@ def _assigned_names(source: str) -> list[str] | None:
     return names
 
 
-def check_injected_parameters(namespace: dict) -> None:
+def check_injected_parameters(namespace: dict, older_names: dict[str, str] | None = None) -> None:
     """Refuse parameters that papermill injected but the notebook does not have (``-p learing_rate 0.1``).
 
     papermill only warns about them and runs on, silently ignoring the value. Call it from the cell after
     the parameters, with ``globals()``: the kernel's input history holds the parameters cell and, right
-    after it, the injected one. Outside papermill nothing is injected and nothing is checked.
+    after it, the injected one. Outside papermill nothing is injected and nothing is checked. ``older_names``:
+    a parameter's older name -> its name now; an older name is known (the config reads it, with a warning).
     """
     history = list(namespace.get("In") or namespace.get("_ih") or [])
     injected = [i for i, src in enumerate(history) if i > 0 and src.lstrip().startswith(INJECTED_HEADER)]
@@ -132,7 +133,7 @@ def check_injected_parameters(namespace: dict) -> None:
     given = _assigned_names(history[i])
     if known is None or given is None:  # cells run out of order by hand: cannot tell, so do not guess
         return
-    unknown = [n for n in given if n not in known]
+    unknown = [n for n in given if n not in known and n not in (older_names or {})]
     if unknown:
         hints = []
         for n in unknown:

@@ -63,17 +63,18 @@ def read_record(out_dir) -> dict | None:
 
 
 def prepare_out_dir(out_dir, config: dict, overwrite: bool = False, kind: str = "run", log=print,
-                    defaults: dict | None = None) -> Path:
+                    defaults: dict | None = None, current_names=None) -> Path:
     """Make ``out_dir`` hold this configuration's run; returns its path. See the module docstring.
-    ``defaults``: the value of each key in a record that lacks it (see ``differences``)."""
+    ``defaults``: the value of each key in a record that lacks it (see ``differences``). ``current_names``: reads
+    a recorded configuration with the keys of now (a config's ``recorded_key``: renamed parameters)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutDirError(f"out_dir {str(out)!r} is a file; give a folder")
     with hold_lock(out, what=kind):
-        return _prepare(out, _normalise(config), overwrite, kind, log, defaults)
+        return _prepare(out, _normalise(config), overwrite, kind, log, defaults, current_names or dict)
 
 
-def _prepare(out: Path, config: dict, overwrite: bool, kind: str, log, defaults: dict | None) -> Path:
+def _prepare(out: Path, config: dict, overwrite: bool, kind: str, log, defaults: dict | None, current_names) -> Path:
     # hidden files (.DS_Store, .ipynb_checkpoints) do not make a folder a run
     entries = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
     record = read_record(out) if entries else None
@@ -90,7 +91,7 @@ def _prepare(out: Path, config: dict, overwrite: bool, kind: str, log, defaults:
         if record.get("kind") != kind:
             raise OutDirError(f"out_dir {str(out)!r} holds a {record.get('kind')!r} run, not {kind!r}: use "
                               f"another out_dir, or overwrite=True to delete that run.")
-        diff = differences(record.get("config", {}), config, defaults)
+        diff = differences(current_names(record.get("config", {})), config, defaults)
         if diff:
             lines = "; ".join(f"{k}: folder {a!r}, this run {b!r}" for k, (a, b) in diff.items())
             raise OutDirError(

@@ -2,7 +2,7 @@
 
     <out_dir>/checkpoints/step_<n>/   every ``ckpt_every`` steps: the training state (``workbench.core.checkpoint``)
                                       beside the model files below; the newest ``keep_checkpoints`` are kept
-    <out_dir>/checkpoint/             the finished student
+    <out_dir>/student/                the finished student
     <out_dir>/timm/                   the same encoder as timm shares models (``config.json``, ``model.safetensors``)
     <out_dir>/preempted.json          while a run stopped by SIGTERM / SIGUSR1 waits to be rerun: the step of its
                                       checkpoint and the signal (a batch script requeues the job when it is there)
@@ -25,7 +25,13 @@ from ..core.checkpoint import Checkpoints, TrainState, load_train_state, save_tr
 from ..core.files import atomic_folder, load_tensors, save_json, save_jsonl, save_tensors
 from ..core.live import MetricsLog
 from ..core.runs import OutDirError, differences
-from ..models.students import STUDENT_CONFIG, STUDENT_WEIGHTS
+from ..models.students import (
+    OLDER_STUDENT_FOLDER,
+    STUDENT_CONFIG,
+    STUDENT_FOLDER,
+    STUDENT_WEIGHTS,
+    finished_student_folder,
+)
 from .config import DistillConfig
 from .unic import UNIC
 
@@ -42,7 +48,7 @@ def resume(ckpts: Checkpoints, model: UNIC, opt, generators: dict, cfg: DistillC
     deletes them; execution fields (device, compilation, checkpointing) may differ."""
     out_dir = ckpts.root.parent
     if overwrite:
-        for p in (ckpts.root, out_dir / "checkpoint", out_dir / TIMM_EXPORT):
+        for p in (ckpts.root, out_dir / STUDENT_FOLDER, out_dir / OLDER_STUDENT_FOLDER, out_dir / TIMM_EXPORT):
             shutil.rmtree(p, ignore_errors=True)
         (out_dir / "history.jsonl").unlink(missing_ok=True)
         return None
@@ -53,8 +59,8 @@ def resume(ckpts: Checkpoints, model: UNIC, opt, generators: dict, cfg: DistillC
         shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()  # other writes cut short
     found = ckpts.all()
     if not found:
-        if (out_dir / "checkpoint" / STUDENT_CONFIG).is_file():
-            raise OutDirError(f"{out_dir} holds a finished student (checkpoint/) but no training state to resume "
+        if (finished_student_folder(out_dir) / STUDENT_CONFIG).is_file():
+            raise OutDirError(f"{out_dir} holds a finished student ({STUDENT_FOLDER}/) but no training state to resume "
                               "from (checkpoints/ was removed): load it with load_student, or pass overwrite=True "
                               "to train again")
         return None
@@ -63,7 +69,8 @@ def resume(ckpts: Checkpoints, model: UNIC, opt, generators: dict, cfg: DistillC
     for path in reversed(found):  # newest first; an unreadable one falls back to the one before
         try:
             have = json.loads((path / STUDENT_CONFIG).read_text())
-            recorded = {k: v for k, v in have.get("config", {}).items() if k in want}  # execution fields may differ
+            recorded = {k: v for k, v in cfg.recorded_key(have.get("config", {})).items()
+                        if k in want}  # execution fields may differ
             diff = [f"{k}: checkpoint {a!r}, this run {b!r}"
                     for k, (a, b) in differences(recorded, want, cfg.default_run_key()).items()]
             if diff or have.get("data") != data_fingerprint:
@@ -111,7 +118,7 @@ def save_checkpoint(model: UNIC, cfg: DistillConfig, folder: Path, extra: dict |
 class RunOutput:
     """What a run writes into its out_dir, by rank 0 alone: ``checkpoints/step_*`` (the training state, every
     ``ckpt_every`` steps or every epoch), ``metrics.jsonl`` (appended at every logged step, so others can
-    follow it live), ``history.jsonl`` and, at the end, ``checkpoint/`` (the student). Without an out_dir it
+    follow it live), ``history.jsonl`` and, at the end, ``student/`` (the student). Without an out_dir it
     writes nothing and resumes nothing."""
 
     def __init__(self, out_dir, cfg: DistillConfig, meta: dict, writes: bool):
@@ -164,7 +171,7 @@ class RunOutput:
         """Write the finished student (once: a rerun of a finished run keeps it); returns its folder."""
         if self.out_dir is None:
             return None
-        final = self.out_dir / "checkpoint"
+        final = finished_student_folder(self.out_dir)
         if self.writes:
             if not (final / STUDENT_CONFIG).is_file():
                 with atomic_folder(final) as tmp:

@@ -13,33 +13,35 @@ from typing import ClassVar
 import yaml
 
 from ..core.config import Config, param
-from ..core.device import pick_device
 from ..core.files import save_text
 from ..core.params import ParameterError, as_list
 from ..core.runs import prepare_out_dir
 from ..data.augment import AUGMENTATIONS
 from ..layers.ladder import select_blocks
 from ..layers.standardize import STANDARDIZERS
-from ..models import (
-    Teacher,
-    check_student_name,
-    check_teacher_names,
-    check_teacher_options,
-    create_teacher,
-    student_geometry,
-)
+from ..models import check_teacher_options, student_geometry
 from ..models.preprocess import NORMALIZATIONS, PREPROCESSING, Preprocessing
+from ..options import (
+    BATCH_SIZE,
+    DATA,
+    DEVICE,
+    GRAD_CLIP,
+    IMAGE_SIZE,
+    N_TEST,
+    N_TRAIN,
+    SEED,
+    STUDENT,
+    STUDENT_INIT,
+    TEACHER_WEIGHTS,
+    TEACHERS,
+    WEIGHT_DECAY,
+)
+from ..options import (
+    PREPROCESSING as PREPROCESSING_OPTION,
+)
 
 RUN_FILE = "run.yaml"
 OFFLINE_AUGMENT = "none"  # augment "auto" on the offline world: the best of the three measured (README, 03)
-
-
-def check_student_init(value: str) -> str:
-    if value != "random" and not Path(value).exists():
-        raise ParameterError(f"student_init {value!r} is neither 'random' nor an existing student folder or UNIC "
-                             "checkpoint file: give the path of a distilled student (its out_dir or checkpoint/) "
-                             "or of a released unic.pth")
-    return value
 
 
 def check_betas(betas: list[float]) -> list[float]:
@@ -76,45 +78,41 @@ def as_ladder(value, name: str = "ladder") -> str | list[int]:
 class DistillConfig(Config):
     kind: ClassVar[str] = "03_distill"
     what: ClassVar[str] = "distillation"
+    renamed: ClassVar[dict[str, str]] = {"checkpoints": "teacher_weights", "tdrop_p": "teacher_drop_prob"}
 
-    teachers: list[str] = param(default_factory=lambda: ["world_colour", "world_shape"], check=check_teacher_names,
-                                help="registry or timm names, comma-separated or a YAML list")
-    student: str = param("wb_vitc_tiny_patch8_32", check=check_student_name,
-                         help="any timm ViT; the default is sized for the 32x32 offline world")
-    data: str = param("world", help='"world", or an ImageFolder path (<class>/<image>, or train/ + val/)')
-    n_train: int = param(6000, ge=1, help="offline world only: training images")
-    n_test: int = param(2000, ge=1, help="offline world only: test images for the probes")
-    checkpoints: dict[str, str] = param(default_factory=dict,
-                                        help="a weight file per teacher, in its release's own format: name=path,...")
-    preprocessing: dict[str, str] = param(default_factory=dict,
-                                          help="a teacher's eval recipe instead of its release's: name=recipe,...")
+    teachers: list[str] = TEACHERS()
+    student: str = STUDENT()
+    data: str = DATA()
+    n_train: int = N_TRAIN()
+    n_test: int = N_TEST()
+    teacher_weights: dict[str, str] = TEACHER_WEIGHTS()
+    preprocessing: dict[str, str] = PREPROCESSING_OPTION()
     augment: str = param("auto", choices=("auto",) + AUGMENTATIONS,
                          help="training views: unic (the official pipeline), light (crop and flip), none; auto: "
                               f"unic for image folders, {OFFLINE_AUGMENT} on the offline world (measured: README)")
     normalize: str = param("imagenet", choices=NORMALIZATIONS, help="the student's input mean/std")
-    student_init: str = param("random", check=check_student_init,
-                              help="random, a student folder of the workbench or a released UNIC checkpoint (unic.pth)")
+    student_init: str = STUDENT_INIT()
     drop_path: float = param(0.0, check=check_drop_path,
                              help="the student's stochastic depth rate (the paper's ViT-B: 0.1)")
     epochs: int = param(8, ge=1, help="passes over the training split")
-    batch_size: int = param(64, ge=1, help="the global batch, whatever the number of processes")
+    batch_size: int = BATCH_SIZE(64)
     base_lr: float = param(8e-3, gt=0,
                            help="peak learning rate per 256 images: the run's peak is base_lr x batch_size / 256")
     min_lr: float = param(0.0, ge=0, help="the learning rate the cosine schedule ends at")
     warmup_epochs: float = param(0.8, ge=0, help="epochs of linear warm-up from 0 to the peak learning rate")
     betas: list[float] = param(default_factory=lambda: [0.9, 0.999], check=check_betas, help="AdamW's beta1, beta2")
-    weight_decay: float = param(0.05, ge=0, help="AdamW weight decay of the weight matrices")
-    grad_clip: float = param(1.0, ge=0, help="gradient norm clipping (0: none)")
-    tdrop_p: float = param(0.5, ge=0, le=1, help="teacher dropping probability (0 disables it)")
+    weight_decay: float = WEIGHT_DECAY()
+    grad_clip: float = GRAD_CLIP(1.0)
+    teacher_drop_prob: float = param(0.5, ge=0, le=1, help="teacher dropping: per image, each teacher but the one "
+                                                           "matched worst is dropped with this probability (0: none)")
     ladder: str | list[int] = param("all", parse=as_ladder,
                                     help='"all" blocks, "last" (plain projector baseline), or indices like 1,3')
     standardize: str = param("running", choices=STANDARDIZERS, help="teacher feature standardization")
-    image_size: int | None = param(None, ge=1,
-                                   help="student input size in pixels, a multiple of its patch; auto: its own")
-    seed: int = param(0, ge=0, help="weights, data order and teacher dropping")
+    image_size: int | None = IMAGE_SIZE()
+    seed: int = SEED()
     fused_ladder: bool = param(True,
                                help="the ladder as batched matrix products (the same function as one MLP per block)")
-    device: str = param("auto", execution=True, check=pick_device, help='"auto" picks CUDA when present')
+    device: str = DEVICE()
     torch_compile: bool = param(False, execution=True, help="torch.compile the student and ladder (long GPU runs)")
     nproc: int = param(1, ge=1, execution=True,
                        help="processes the notebook launches with torchrun (N GPUs); the command line takes torchrun's")
@@ -134,12 +132,7 @@ class DistillConfig(Config):
             raise ParameterError(str(err)) from None
         if self.data == "world":  # an ImageFolder's size is known once it is read: distill checks it then
             check_batch_size(self.batch_size, self.n_train, self.data)
-        check_teacher_options(self.teachers, self.checkpoints, self.preprocessing)
-
-    def create_teachers(self, pretrained: bool = True) -> dict[str, Teacher]:
-        """The teachers, each from its ``checkpoints`` file if given, with its ``preprocessing`` recipe if given."""
-        return {t: create_teacher(t, pretrained=pretrained, checkpoint=self.checkpoints.get(t),
-                                  preprocessing=self.preprocessing.get(t)) for t in self.teachers}
+        check_teacher_options(self.teachers, self.teacher_weights, self.preprocessing)
 
     @property
     def peak_lr(self) -> float:
@@ -169,7 +162,7 @@ class DistillConfig(Config):
         """``prepare_out_dir``, then the run file goes there: the out_dir documents its run, and
         ``python -m workbench distill --config <out_dir>/run.yaml`` (or torchrun) continues it."""
         out = prepare_out_dir(out_dir, self.run_key(), overwrite, kind=self.kind, log=log,
-                              defaults=self.default_run_key())
+                              defaults=self.default_run_key(), current_names=self.recorded_key)
         save_run_config(out / RUN_FILE, self, out_dir=out)
         return out
 

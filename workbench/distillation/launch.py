@@ -9,7 +9,7 @@ one or many GPUs and machines:
 ``batch_size`` is the global batch whatever the number of processes, so a run file means one recipe.
 The out_dir rules are the notebook's (``DistillConfig.claim_out_dir``): a rerun continues the run there (resuming
 from its last checkpoint, with any number of processes), another configuration is refused unless
-``--overwrite``. Rank 0 writes ``checkpoints/``, ``checkpoint/``, ``history.jsonl`` and
+``--overwrite``. Rank 0 writes ``checkpoints/``, ``student/``, ``history.jsonl`` and
 ``metrics.jsonl``, which it appends to at every logged step: ``launch_distill`` (what the notebook
 calls when ``nproc > 1``) starts torchrun, follows that file and feeds the live plot.
 
@@ -42,7 +42,7 @@ from ..core.live import follow
 from ..core.lock import hold_lock
 from ..core.preemption import Preempted, handle_preemption, requested, stop_message
 from ..data import load_data
-from ..models import Teacher
+from ..models import Teacher, build_teachers, finished_student_folder
 from .checkpoint import PREEMPTED
 from .config import RUN_FILE, DistillConfig, load_run_config
 from .train import DistillRun, describe_run, distill
@@ -65,32 +65,33 @@ def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_ev
     if out_dir is None:
         raise ValueError(f"no out_dir: give --out DIR or an out_dir entry in {config_path}")
     with handle_preemption():  # from the start: a signal while loading stops the run after its first step
-        world = init_distributed(cfg.device)
+        ranks = init_distributed(cfg.device)
         try:
-            with hold_lock(out_dir, what=cfg.kind) if world.main else nullcontext():  # rank 0 writes for all
-                return _run(cfg, out_dir, world, random_teachers, log_every, overwrite, log)
+            with hold_lock(out_dir, what=cfg.kind) if ranks.main else nullcontext():  # rank 0 writes for all
+                return _run(cfg, out_dir, ranks, random_teachers, log_every, overwrite, log)
         finally:
             cleanup()
 
 
-def _run(cfg: DistillConfig, out_dir, world, random_teachers: bool, log_every: int, overwrite: bool,
+def _run(cfg: DistillConfig, out_dir, ranks, random_teachers: bool, log_every: int, overwrite: bool,
          log) -> DistillRun:
-    if world.size > 1 and cfg.device.startswith("cuda:"):
+    if ranks.size > 1 and cfg.device.startswith("cuda:"):
         raise ValueError(f"device={cfg.device!r} would put every rank on one GPU: under torchrun use device "
                          "'auto' (or 'cuda'): each rank takes the GPU of its LOCAL_RANK")
-    say = log if world.main else (lambda *_: None)
-    say(f"{world.size} process(es); global batch {cfg.batch_size} ({cfg.batch_size // world.size} per process); "
+    say = log if ranks.main else (lambda *_: None)
+    say(f"{ranks.size} process(es); global batch {cfg.batch_size} ({cfg.batch_size // ranks.size} per process); "
         f"writing to {Path(out_dir).resolve()}")
     data = load_data(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test,
                      image_size=cfg.input_size, seed=cfg.seed)
-    with world.main_first():  # rank 0 checks (or, with overwrite, clears) out_dir before anyone writes there
-        if world.main:
+    with ranks.main_first():  # rank 0 checks (or, with overwrite, clears) out_dir before anyone writes there
+        if ranks.main:
             cfg.claim_out_dir(out_dir, overwrite, log=say)
     # each machine's local rank 0 first: an offline teacher trained on first use is cached once per machine
     # (its $WORKBENCH_CACHE), and the machine's other ranks load it instead of training it again
-    with world.main_first(per_node=True):
+    with ranks.main_first(per_node=True):
         torch.manual_seed(cfg.seed)  # the same random teachers on every rank (random_teachers)
-        teachers = cfg.create_teachers(pretrained=not random_teachers)
+        teachers = build_teachers(cfg.teachers, cfg.teacher_weights, cfg.preprocessing,
+                                  pretrained=not random_teachers)
     run = distill(cfg, data, teachers, out_dir=out_dir, log_every=log_every, log=say)
     say(run.describe())
     return run
@@ -100,7 +101,7 @@ def _run(cfg: DistillConfig, out_dir, world, random_teachers: bool, log_every: i
 class LaunchedRun:
     """A finished run of other processes: what the notebook uses of a ``DistillRun``."""
     history: list[dict]
-    checkpoint: Path  # out_dir/checkpoint: the finished student
+    student_folder: Path  # out_dir/student: the finished student
     runtime_s: float  # wall time of the launch, start-up included
     skipped: list[str] = field(default_factory=list)  # unreadable training files
     resumed_from: int | None = None  # the step the run resumed from, None for a fresh start
@@ -174,7 +175,7 @@ def launch_distill(config_path, out_dir, nproc: int, callback: Callable[[dict], 
     if proc.returncode != 0:
         raise RuntimeError(f"distillation with {nproc} processes failed (exit code {proc.returncode}); "
                            f"end of {log_file}:\n{text[-3000:]}")
-    final = out_dir / "checkpoint"
+    final = finished_student_folder(out_dir)
     meta = json.loads((final / "config.json").read_text()) if (final / "config.json").is_file() else {}
     resumed = re.search(r"resumed from step (\d+)", text)
     return LaunchedRun(read_jsonl(metrics)[0], final, time.time() - t0, meta.get("unreadable_images", []),

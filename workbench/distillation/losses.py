@@ -7,7 +7,7 @@ with the highest loss and drops every other teacher with probability ``p``: the 
 over-fitting the teachers it already matches and spends its capacity on the one it matches worst.
 Coefficients are normalized over the active (teacher, image) pairs and detached.
 
-Distributed (``world`` of ``workbench.core.distributed``): every rank draws the dropping randomness of the
+Distributed (``ranks`` of ``workbench.core.distributed``): every rank draws the dropping randomness of the
 whole global batch from the same generator and keeps its own columns (rank r holds global images r,
 r + N, ...), and the coefficients are normalized over the active pairs of every rank, so N ranks
 make the same decisions and the same gradient as one process with the global batch.
@@ -37,13 +37,13 @@ def teacher_losses(preds: dict, targets: dict) -> torch.Tensor:
 
 @torch.no_grad()
 def teacher_keep(losses: torch.Tensor, drop_p: float, generator: torch.Generator | None = None,
-                 world=None) -> torch.Tensor:
+                 ranks=None) -> torch.Tensor:
     """(T, B) losses -> (T, B) bool mask of the kept (teacher, image) pairs.
 
     Vectorised: the highest-loss teacher of each image is always kept; each other one is kept with
     probability ``1 - drop_p``. ``drop_p=0`` (and evaluation) keeps every pair.
     """
-    rank, size = (world.rank, world.size) if world is not None else (0, 1)
+    rank, size = (ranks.rank, ranks.size) if ranks is not None else (0, 1)
     t, b = losses.shape
     draws = torch.rand((t, b * size), generator=generator, device="cpu")[:, rank::size]  # this rank's columns
     keep = draws.to(losses.device) >= drop_p
@@ -53,20 +53,20 @@ def teacher_keep(losses: torch.Tensor, drop_p: float, generator: torch.Generator
 
 @torch.no_grad()
 def teacher_coefficients(losses: torch.Tensor, drop_p: float, generator: torch.Generator | None = None,
-                         world=None) -> torch.Tensor:
+                         ranks=None) -> torch.Tensor:
     """(T, B) losses -> (T, B) coefficients that sum to 1 over the active (teacher, image) pairs (of every rank)."""
-    coeffs = teacher_keep(losses, drop_p, generator, world).to(losses.dtype)
+    coeffs = teacher_keep(losses, drop_p, generator, ranks).to(losses.dtype)
     total = coeffs.sum()
-    if world is not None and world.size > 1:
-        total = world.all_sum(total.clone())
+    if ranks is not None and ranks.size > 1:
+        total = ranks.all_sum(total.clone())
     return coeffs / total
 
 
-def distillation_loss(losses: torch.Tensor, drop_p: float, generator: torch.Generator | None = None, world=None):
+def distillation_loss(losses: torch.Tensor, drop_p: float, generator: torch.Generator | None = None, ranks=None):
     """Total loss and the coefficients used; per-teacher alpha = ``coeffs.sum(1)`` (its share of the loss).
 
-    With ``world`` the loss is this rank's part of the global loss times N: DistributedDataParallel
+    With ``ranks`` the loss is this rank's part of the global loss times N: DistributedDataParallel
     averages the gradients of the N ranks, which gives the gradient of the global loss."""
-    coeffs = teacher_coefficients(losses, drop_p, generator, world)
+    coeffs = teacher_coefficients(losses, drop_p, generator, ranks)
     loss = (coeffs * losses).sum()
-    return (loss * world.size if world is not None else loss), coeffs
+    return (loss * ranks.size if ranks is not None else loss), coeffs

@@ -8,7 +8,7 @@ With an ``out_dir`` the run checkpoints every ``ckpt_every`` steps (or every epo
 ``out_dir/checkpoints/step_<n>/`` (``workbench.distillation.checkpoint``), and a rerun with the same
 ``out_dir`` resumes from the newest one: on CPU the resumed run ends with the very same weights as an
 uninterrupted one. Another configuration in that ``out_dir`` is refused unless ``overwrite=True``.
-The finished student goes to ``out_dir/checkpoint/`` (``load_student``).
+The finished student goes to ``out_dir/student/`` (``load_student``).
 
 Under torchrun (``python -m workbench distill``, which joins the process group) the same loop runs on
 every rank (``workbench.core.distributed``): ``batch_size`` is the global batch, split evenly over the
@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from ..core.device import autocast_for, pick_device
-from ..core.distributed import World, current_world, wrap_ddp
+from ..core.distributed import ProcessGroup, current_group, wrap_ddp
 from ..core.lock import hold_lock
 from ..core.params import ParameterError
 from ..core.preemption import Preempted, handle_preemption, requested, stop_message
@@ -47,7 +47,7 @@ from ..models.preprocess import Preprocessing
 from .checkpoint import RunOutput
 from .config import DistillConfig, check_batch_size
 from .losses import teacher_losses
-from .unic import UNIC, distill_step, teacher_feature_shapes
+from .unic import UNIC, distill_forward, teacher_feature_shapes
 
 TRAIN_DECODE_SCALE = 1.5  # image folders: training files are decoded at 1.5x the input side, then cropped on device
 
@@ -56,7 +56,7 @@ TRAIN_DECODE_SCALE = 1.5  # image folders: training files are decoded at 1.5x th
 class DistillRun:
     model: UNIC
     history: list[dict]
-    checkpoint: Path | None  # out_dir/checkpoint: the finished student (None without out_dir)
+    student_folder: Path | None  # out_dir/student: the finished student (None without out_dir)
     runtime_s: float  # training time, over every (re)start
     skipped: list[str] = field(default_factory=list)  # unreadable training files, each once ("path: reason")
     resumed_from: int | None = None  # the step this call resumed from, None for a fresh start
@@ -70,13 +70,13 @@ def describe_run(head: str, run) -> str:
     what it skipped and where the student is."""
     return (head + (f", resumed from step {run.resumed_from}" if run.resumed_from is not None else "")
             + (f", {len(run.skipped)} unreadable training images skipped" if run.skipped else "")
-            + f"; student: {run.checkpoint}")
+            + f"; student: {run.student_folder}")
 
 
-def check_global_batch(batch_size: int, world: World) -> None:
-    if batch_size % world.size:
-        raise ParameterError(f"batch_size {batch_size} (the global batch) does not split evenly over {world.size} "
-                             f"processes: use a multiple of {world.size}")
+def check_global_batch(batch_size: int, ranks: ProcessGroup) -> None:
+    if batch_size % ranks.size:
+        raise ParameterError(f"batch_size {batch_size} (the global batch) does not split evenly over {ranks.size} "
+                             f"processes: use a multiple of {ranks.size}")
 
 
 def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str | Path | None = None,
@@ -84,8 +84,8 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
             overwrite: bool = False) -> DistillRun:
     """Train the student; with ``out_dir``, checkpoint and resume (``overwrite=True`` starts over instead).
     SIGTERM or SIGUSR1 stops it after the current step, with a checkpoint (``Preempted``, exit code 75)."""
-    world = current_world()
-    lock = hold_lock(out_dir, what=cfg.kind) if out_dir is not None and world.main else nullcontext()
+    ranks = current_group()
+    lock = hold_lock(out_dir, what=cfg.kind) if out_dir is not None and ranks.main else nullcontext()
     with handle_preemption(), lock:
         return _distill(cfg, data, teachers, out_dir, callback, log_every, log, overwrite)
 
@@ -93,12 +93,12 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
 def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, callback, log_every: int, log,
              overwrite: bool) -> DistillRun:
     # Where and with whom: this rank's device, and a global batch that splits evenly over the ranks.
-    device, world = pick_device(cfg.device), current_world()
+    device, ranks = pick_device(cfg.device), current_group()
     data = decoded_for_training(cfg, data)
-    usable = len(data.train) - len(data.train) % world.size  # every rank must make the same steps
-    check_global_batch(cfg.batch_size, world)
+    usable = len(data.train) - len(data.train) % ranks.size  # every rank must make the same steps
+    check_global_batch(cfg.batch_size, ranks)
     check_batch_size(cfg.batch_size, usable, data.name)
-    log = log if world.main else (lambda *_: None)
+    log = log if ranks.main else (lambda *_: None)
 
     # The model: the student, and a ladder and standardizers shaped by the teachers' features.
     torch.manual_seed(cfg.seed)
@@ -109,7 +109,7 @@ def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, ca
         model.compile()  # in place: the state dict keeps its keys
     # The ladder reads the blocks before the student's final norm, which only the features read after training
     # use: the norm takes no part in the loss (UNIC's own DistributedDataParallel finds unused parameters too).
-    forward = wrap_ddp(model, device, world, find_unused_parameters=True)
+    forward = wrap_ddp(model, device, ranks, find_unused_parameters=True)
 
     # The recipe: AdamW by parameter role, the peak lr scaled with the global batch, warm-up in epochs, then
     # a cosine to min_lr; one augmented view of each image, drawn on the device, for student and teachers.
@@ -122,10 +122,10 @@ def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, ca
     # Resume last: loading restores every random generator, so nothing may draw from them after it.
     # Every rank loads the same checkpoint; rank 0 first, which alone removes leftovers (and the old run).
     output = RunOutput(out_dir, cfg, {"config": cfg.to_dict(), "teacher_grids": grids, "data": data.fingerprint},
-                       writes=world.main)
-    with world.main_first():
+                       writes=ranks.main)
+    with ranks.main_first():
         state, resumed_from = output.resume(model, opt, generators, overwrite, log)
-    if callback is not None and world.main:
+    if callback is not None and ranks.main:
         for record in state.history:  # a resumed run's plot starts with what was recorded before
             callback(record)
 
@@ -136,16 +136,16 @@ def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, ca
     t0 = time.time() - state.train_s
     model.train()
     while state.epoch < cfg.epochs:
-        loader = data.loader("train", cfg.batch_size // world.size, shuffle=True, seed=cfg.seed, epoch=state.epoch,
-                             start=state.batch * cfg.batch_size, rank=world.rank, world_size=world.size)
+        loader = data.loader("train", cfg.batch_size // ranks.size, shuffle=True, seed=cfg.seed, epoch=state.epoch,
+                             start=state.batch * cfg.batch_size, rank=ranks.rank, world_size=ranks.size)
         for batch in loader:
             # A batch whose files are all unreadable is skipped, and counted; under torchrun the other ranks
             # would wait for this one's gradients forever, so there it is an error.
             state.batch += 1
             state.note_skipped(batch.skipped)
             if batch.images is None:
-                if world.size > 1:
-                    raise ValueError(f"rank {world.rank}: no image of a batch is readable "
+                if ranks.size > 1:
+                    raise ValueError(f"rank {ranks.rank}: no image of a batch is readable "
                                      f"({'; '.join(batch.skipped[:3])}); "
                                      "a distributed run needs a readable image in every batch: remove the broken files")
                 continue
@@ -154,14 +154,15 @@ def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, ca
 
             # Forward: standardized teacher targets, the ladder's predictions, teacher dropping (unic.py).
             images = batch.images.to(device, non_blocking=True)
-            images = augment(images, step, positions=world.rank + world.size * torch.arange(len(images)))
-            loss, losses, coeffs = distill_step(model, teachers, images, batch_weight(step, total), cfg.tdrop_p,
-                                                generators["teacher_drop"], amp, world, forward)
+            images = augment(images, step, positions=ranks.rank + ranks.size * torch.arange(len(images)))
+            loss, losses, coeffs = distill_forward(model, teachers, images, batch_weight(step, total),
+                                                   cfg.teacher_drop_prob, generators["teacher_drop"], amp, ranks,
+                                                   forward)
             # One all-reduce for two things every rank must agree on: the loss (a NaN on any rank stops every
             # rank) and whether any rank was asked to stop (then all finish this step and stop after it).
             value = loss.detach().float()
-            sums = world.all_sum(torch.stack([value, value.new_tensor(float(bool(requested())))]))
-            global_loss, asked = sums[0] / world.size, bool(sums[1] > 0)
+            sums = ranks.all_sum(torch.stack([value, value.new_tensor(float(bool(requested())))]))
+            global_loss, asked = sums[0] / ranks.size, bool(sums[1] > 0)
             if not torch.isfinite(global_loss):
                 bad = [t for t, row in zip(teachers, losses) if not torch.isfinite(row).all()]
                 raise NonFiniteLoss(
@@ -181,7 +182,7 @@ def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, ca
             # Metrics over the global batch (sums of every rank), and the periodic checkpoint.
             if step % log_every == 0 or step == total - 1:
                 n = len(teachers)
-                sums = world.all_sum(torch.cat([losses.detach().sum(1), coeffs.sum(1),
+                sums = ranks.all_sum(torch.cat([losses.detach().sum(1), coeffs.sum(1),
                                                 losses.new_tensor([losses.shape[1]])]))
                 per_teacher, alphas = (sums[:n] / sums[-1]).tolist(), sums[n:2 * n].tolist()
                 record = {"step": step, "epoch": step / steps_per_epoch, "lr": lr, "loss": global_loss.item(),
@@ -190,15 +191,15 @@ def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, ca
                           **{f"alpha/{t}": a for t, a in zip(teachers, alphas)}}
                 state.history.append(record)
                 output.record(record)
-                if callback is not None and world.main:
+                if callback is not None and ranks.main:
                     callback(record)
             # Preempted: this step is done; a checkpoint now, whatever ckpt_every says. One process stops after the
             # step the signal came in; ranks after the step whose all-reduce told them all (this one or the next).
-            stop = asked if world.size > 1 else bool(requested())
+            stop = asked if ranks.size > 1 else bool(requested())
             if stop:
                 checkpoint()
                 where = output.preempted(state.step, requested() or "a stop on another rank")
-                world.barrier()  # the other ranks wait for rank 0's checkpoint before they exit
+                ranks.barrier()  # the other ranks wait for rank 0's checkpoint before they exit
                 message = stop_message("distillation", state.step, where)
                 log(message)
                 raise Preempted(message)
@@ -208,10 +209,10 @@ def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, ca
         # The epoch's end: the validation loss (recorded with the epoch's last step), then its checkpoint.
         state.epoch, state.batch = state.epoch + 1, 0
         record = {"step": state.step - 1, "epoch": state.epoch, "time_s": time.time() - t0,
-                  **validation_loss(model, teachers, data, cfg.batch_size // world.size, device, amp, world)}
+                  **validation_loss(model, teachers, data, cfg.batch_size // ranks.size, device, amp, ranks)}
         state.history.append(record)
         output.record(record)
-        if callback is not None and world.main:
+        if callback is not None and ranks.main:
             callback(record)
         if not cfg.ckpt_every or state.epoch == cfg.epochs:
             checkpoint()
@@ -253,7 +254,7 @@ def make_student(cfg: DistillConfig) -> Student:
 def decoded_for_training(cfg: DistillConfig, data):
     """How image folders are decoded: the val split as the student is evaluated (its preprocessing); the train
     split as that too without augmentation, else the central square at ``TRAIN_DECODE_SCALE`` times the input
-    side, from which the augmentation crops on the device. In-memory data (the offline world) is unchanged."""
+    side, from which the augmentation crops on the device. In-memory data (the offline ranks) is unchanged."""
     p = cfg.student_preprocessing
     if cfg.augmentation != "none":
         side = round(p.crop * TRAIN_DECODE_SCALE)
@@ -266,13 +267,13 @@ def decoded_for_training(cfg: DistillConfig, data):
 
 @torch.no_grad()
 def validation_loss(model: UNIC, teachers: dict[str, Teacher], data, batch_size: int, device, amp,
-                    world: World) -> dict[str, float]:
+                    ranks: ProcessGroup) -> dict[str, float]:
     """The loss of the student against each teacher on the test (val) split, every teacher weighted alike (no
     dropping), targets standardized by the running statistics as they are (not updated): the mean over
     every rank's images."""
     model.eval()
     sums = torch.zeros(len(teachers) + 1, device=device)
-    for batch in data.loader("test", batch_size, rank=world.rank, world_size=world.size):
+    for batch in data.loader("test", batch_size, rank=ranks.rank, world_size=ranks.size):
         if batch.images is None:
             continue
         images = batch.images.to(device, non_blocking=True)
@@ -282,7 +283,7 @@ def validation_loss(model: UNIC, teachers: dict[str, Teacher], data, batch_size:
         losses = teacher_losses(preds, model.targets(feats, update_weight=None)).float()
         sums += torch.cat([losses.sum(1), losses.new_tensor([losses.shape[1]])])
     model.train()
-    sums = world.all_sum(sums)
+    sums = ranks.all_sum(sums)
     per_teacher = (sums[:-1] / sums[-1].clamp(min=1)).tolist()
     return {"val_loss": sum(per_teacher) / len(per_teacher),
             **{f"val_loss/{t}": v for t, v in zip(teachers, per_teacher)}}

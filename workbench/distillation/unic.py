@@ -1,9 +1,9 @@
 """The UNIC model: the student, its ladder of expendable projectors, and the teachers' standardizers.
 
-One training step reads top to bottom in ``distill_step``: the teachers encode the batch without
-autograd; their CLS and patch features are standardized with running statistics; the student's blocks
-feed the ladder, whose predictions meet the targets in the per-(teacher, image) loss; teacher dropping
-weighs those losses into the one that is minimised.
+The forward half of a training step reads top to bottom in ``distill_forward``: the teachers encode the batch
+without autograd; their CLS and patch features are standardized with running statistics; the student's blocks
+feed the ladder, whose predictions meet the targets in the per-(teacher, image) loss; teacher dropping weighs
+those losses into the one that is minimised (the backward half and the update are the training loop's).
 """
 from __future__ import annotations
 
@@ -53,17 +53,17 @@ def teacher_feature_shapes(teachers: dict[str, Teacher], images: torch.Tensor) -
     return {t: f.cls.shape[-1] for t, f in feats.items()}, {t: f.grid for t, f in feats.items()}
 
 
-def distill_step(model: UNIC, teachers: dict[str, Teacher], images: torch.Tensor, stats_weight: float,
-                 drop_p: float, generator: torch.Generator | None, amp, world=None, forward=None):
+def distill_forward(model: UNIC, teachers: dict[str, Teacher], images: torch.Tensor, stats_weight: float,
+                 drop_p: float, generator: torch.Generator | None, amp, ranks=None, forward=None):
     """Forward half of one training step: returns the loss, the (T, B) losses and the coefficients.
 
-    Distributed: ``world`` (``workbench.core.distributed.World``) and ``forward``, the model wrapped in
+    Distributed: ``ranks`` (``workbench.core.distributed.ProcessGroup``) and ``forward``, the model wrapped in
     DistributedDataParallel (its gradients are averaged over the ranks)."""
     with torch.inference_mode(), amp:  # teachers never build autograd state
         feats = {t: m(images) for t, m in teachers.items()}
-    targets = model.targets(feats, update_weight=stats_weight, all_sum=world.all_sum if world else None)
+    targets = model.targets(feats, update_weight=stats_weight, all_sum=ranks.all_sum if ranks else None)
     with amp:
         preds = (forward or model)(images)
     losses = teacher_losses(preds, targets)  # (T, B), float32
-    loss, coeffs = distillation_loss(losses, drop_p, generator, world)
+    loss, coeffs = distillation_loss(losses, drop_p, generator, ranks)
     return loss, losses, coeffs

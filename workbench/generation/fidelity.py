@@ -31,7 +31,7 @@ from ..core.device import pick_device
 from ..core.files import cache_dir, config_hash, load_tensors, save_json, save_tensors
 from ..data import load_data, world, world_fingerprint
 from ..data.folders import image_files
-from ..models import create_teacher
+from ..models import build_teachers
 from ..probing import Encoder, LinearClassifier, encode_images, fit_linear_probe, model_fingerprint, split_features
 from .prompts import STRATEGIES, WORLD_CLASSES, is_world, prompt_strategy, stable_seed
 
@@ -98,8 +98,9 @@ class WorldJudges:
         device, t0 = pick_device(device) if isinstance(device, str) else torch.device(device), time.time()
         data = None  # the real images are rendered only when a probe is to be fitted
         encoders, heads, real = {}, {}, {}
+        specialists = build_teachers(list(JUDGES.values()), device=device)
         for factor, name in JUDGES.items():
-            model = create_teacher(name).to(device).eval()
+            model = specialists[name]
             key = config_hash({"judge": name, "weights": model_fingerprint(model),
                                "data": world_fingerprint(n_train, n_test)})
             folder = cache_dir("judges", f"{name}-{key}")

@@ -33,12 +33,10 @@ from ..core.config import Config, param
 from ..core.params import ParameterError, as_float, as_list
 from ..core.stats import seed_stats
 from ..data import world
-from ..models import check_student_name
-from .config import GenerateConfig
+from ..options import DEVICE, LR, N_TEST, REPEATS, SEED, STUDENT, STUDENT_INIT, STUDENT_STEPS
+from .config import IMAGES_PER_CALL, IMAGES_PER_CLASS, MODEL, STEPS, GenerateConfig
 from .fidelity import FIDELITY_ALIGN, FIDELITY_COLUMNS, SWEEP_GUIDANCE, ImageSet, class_index, fidelity_cells, percent
-from .pipelines import check_model
-from .prompts import STRATEGIES, prompt_strategy
-from .world_model import WORLD_MODEL
+from .prompts import STRATEGIES, WORLD_CLASSES, prompt_strategy
 from .writer import generate
 
 TESTS = {"real": "real test images (training backgrounds)", "new_bg": "real images, held-out backgrounds"}
@@ -67,24 +65,24 @@ class CloneStudyConfig(Config):
                                help="prompt strategies (or templates): one clone each, per guidance scale")
     guidance_scales: list[float] = param(default_factory=lambda: list(SWEEP_GUIDANCE), parse=_floats,
                                          help="classifier-free guidance of the clones: low and high")
-    images_per_class: int = param(8, ge=1, help="images per class of every clone, and of the real set")
-    steps: int = param(10, ge=1, help="denoising steps")
-    model: str = param(WORLD_MODEL, check=check_model, help="the text-to-image model (a world model)")
-    student: str = param("wb_vitc_tiny_patch8_32", check=check_student_name, help="any timm ViT")
-    student_init: str = param("student", help='"student" (03\'s default student), "random", or a student folder')
-    student_steps: int = param(100, ge=1, help="training steps of each student")
-    student_batch: int = param(32, ge=2, help="images per student step")
-    lr: float = param(1e-3, gt=0, help="the students' peak learning rate (AdamW)")
-    seed: int = param(0, ge=0, help="clones, real images and the first student seed")
-    repeats: int = param(2, ge=1, help="student seeds seed, seed + 1, ...")
-    n_test: int = param(1000, ge=36, help="real test images of each test set")
-    batch_size: int = param(72, ge=1, execution=True, help="images per pipeline call")
-    device: str = param("auto", execution=True, help='"auto" picks CUDA when present')
+    images_per_class: int = IMAGES_PER_CLASS()
+    steps: int = STEPS(10)
+    model: str = MODEL()
+    student: str = STUDENT()
+    student_init: str = STUDENT_INIT("student")
+    student_steps: int = STUDENT_STEPS(100)
+    student_batch: int = param(32, ge=2, help="real or generated images per student step")
+    lr: float = LR(1e-3)
+    seed: int = SEED()
+    repeats: int = REPEATS(2)
+    n_test: int = N_TEST(1000)
+    images_per_call: int | None = IMAGES_PER_CALL()
+    device: str = DEVICE()
 
     def check(self) -> None:
-        if self.student_init not in ("student", "random") and not Path(self.student_init).is_dir():
-            raise ParameterError(f"student_init must be 'student', 'random' or a student folder; "
-                                 f"{self.student_init!r} is not a folder")
+        if self.n_test < len(WORLD_CLASSES):
+            raise ParameterError(f"n_test must be at least the world's {len(WORLD_CLASSES)} classes (each test set "
+                                 f"holds every class), got {self.n_test}")
 
     @property
     def seeds(self) -> list[int]:
@@ -97,7 +95,7 @@ class CloneStudyConfig(Config):
     def clone_config(self, prompt: str, guidance: float) -> GenerateConfig:
         return GenerateConfig.from_params(classes="world", prompt=prompt, guidance_scale=guidance, steps=self.steps,
                                           model=self.model, images_per_class=self.images_per_class, seed=self.seed,
-                                          batch_size=self.batch_size, device=self.device)
+                                          images_per_call=self.images_per_call, device=self.device)
 
 
 def clone_name(prompt: str, guidance: float) -> str:

@@ -257,7 +257,7 @@ def _generate(cfg: GenerateConfig, out: Path, shard: Shard, pipe, log, log_every
     say = log or (lambda _: None)
 
     settings = _lock_settings(out, cfg)
-    my_batches = shard_batches(batches(plan(cfg), cfg.batch_size), shard)
+    my_batches = shard_batches(batches(plan(cfg), cfg.call_size), shard)
     my_jobs = [j for b in my_batches for j in b]
     _remove_leftovers(out, my_jobs)
     todo = [b for b in my_batches if not all((out / j.file).is_file() for j in b)]

@@ -149,6 +149,8 @@ class PhiS(Standardizer):
         return (x - self.mean) @ self.transform.t()
 
 
+# "phis" is PHI-S, the name its paper gives it (Ranzinger et al., 2024, "PHI-S: Distribution Balancing for
+# Label-Free Multi-Teacher Distillation"): a Hadamard rotation that gives every dimension the same variance.
 STANDARDIZERS = {"none": Standardizer, "running": RunningStandardizer, "phis": PhiS}
 
 

@@ -7,12 +7,22 @@ Importing this package registers every teacher (``zoo``, ``specialists``) in the
 ``_registry``, as timm's model modules register themselves.
 """
 from . import specialists, zoo  # noqa: F401  (register the offline-world teachers and the zoo)
-from ._factory import check_teacher_names, check_teacher_options, create_teacher
-from ._registry import list_teachers, register_teacher
-from .students import Student, check_student_name, find_student_checkpoint, load_student, student_geometry
+from ._factory import build_teachers, check_teacher_names, check_teacher_options, create_teacher
+from ._registry import list_teachers, register_named_student, register_teacher
+from .students import (
+    STUDENT_FOLDER,
+    TRAINING_CHECKPOINTS,
+    Student,
+    check_student_init,
+    check_student_name,
+    find_student_folder,
+    finished_student_folder,
+    load_student,
+    student_geometry,
+)
 from .teachers import FEATURE_KINDS, Features, Teacher, TimmTeacher
 
-__all__ = ["FEATURE_KINDS", "check_student_name", "check_teacher_names", "check_teacher_options", "create_teacher",
-           "Features",
-           "find_student_checkpoint", "list_teachers", "load_student", "register_teacher", "Student",
-           "student_geometry", "Teacher", "TimmTeacher"]
+__all__ = ["build_teachers", "FEATURE_KINDS", "check_student_init", "check_student_name", "check_teacher_names",
+           "check_teacher_options", "create_teacher", "Features", "find_student_folder", "finished_student_folder",
+           "list_teachers", "load_student", "register_named_student", "register_teacher", "Student", "STUDENT_FOLDER",
+           "student_geometry", "Teacher", "TimmTeacher", "TRAINING_CHECKPOINTS"]

@@ -53,17 +53,33 @@ def check_teacher_names(names: list[str]) -> list[str]:
 
 
 def check_teacher_options(teachers: list[str], checkpoints: dict[str, str], preprocessing: dict[str, str]) -> None:
-    """A config's per-teacher ``checkpoints`` (files that exist) and ``preprocessing`` (known recipes) name teachers
-    of the run."""
-    for field_name, mapping in (("checkpoints", checkpoints), ("preprocessing", preprocessing)):
+    """A config's per-teacher ``teacher_weights`` (files that exist) and ``preprocessing`` (known recipes) name
+    teachers of the run."""
+    for field_name, mapping in (("teacher_weights", checkpoints), ("preprocessing", preprocessing)):
         unknown = sorted(set(mapping) - set(teachers))
         if unknown:
             raise ParameterError(f"{field_name} names {unknown}, which are not among the teachers {teachers}")
     for name, path in checkpoints.items():
         if not Path(path).is_file():
-            raise ParameterError(f"checkpoints: the file of {name!r}, {path!r}, does not exist; give the path of its "
-                                 "weights as its release ships them (e.g. checkpoint_teacher.pth)")
+            raise ParameterError(f"teacher_weights: the file of {name!r}, {path!r}, does not exist; give the path of "
+                                 "its weights as its release ships them (e.g. checkpoint_teacher.pth)")
     for name, recipe in preprocessing.items():
         if recipe not in PREPROCESSING:
             raise ParameterError(f"preprocessing of {name!r}: unknown recipe {recipe!r}; "
                                  f"known: {sorted(PREPROCESSING)}")
+
+
+def build_teachers(names: list[str], weights: dict[str, str] | None = None,
+                   preprocessing: dict[str, str | Preprocessing] | None = None, device=None,
+                   pretrained: bool = True) -> dict[str, Teacher]:
+    """The teachers of a run, by name and in order: each from its release weight file (``weights``: name -> path)
+    when given, fed by its ``preprocessing`` recipe when given, frozen, on ``device`` (None: where built).
+
+    The one way every stage (02 to 06) and the command line build their teachers; ``create_teacher`` builds one."""
+    weights, preprocessing = weights or {}, preprocessing or {}
+    teachers = {}
+    for name in names:
+        teacher = create_teacher(name, pretrained=pretrained, checkpoint=weights.get(name),
+                                 preprocessing=preprocessing.get(name))
+        teachers[name] = teacher if device is None else teacher.to(device)
+    return teachers

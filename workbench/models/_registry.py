@@ -1,4 +1,4 @@
-"""The teacher registry: names -> builders. A leaf: it imports nothing of the workbench.
+"""The teacher registry (names -> builders) and the named students. A leaf: it imports nothing of the workbench.
 
 Modules that define teachers register them when they are imported (``workbench.models`` imports them
 all); ``create_teacher`` (``workbench.models._factory``) looks them up here.
@@ -39,3 +39,21 @@ def teacher_builder(name: str) -> Callable:
 def list_teachers() -> dict[str, str]:
     """Registered teacher names and what they are. Any timm model name also works."""
     return dict(sorted(_descriptions.items()))
+
+
+_students: dict[str, Callable] = {}
+
+
+def register_named_student(name: str, provider: Callable) -> None:
+    """``provider() -> Path``: the folder of the student called ``name`` (``"student"``: 03's default student, which
+    ``workbench.distillation`` registers), made when first asked for. ``load_student(name)`` loads it."""
+    _students[name] = provider
+
+
+def named_students() -> list[str]:
+    return sorted(_students)
+
+
+def named_student(name: str):
+    """The folder of the named student (its provider may distill it first)."""
+    return _students[name]()

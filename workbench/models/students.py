@@ -11,6 +11,7 @@ A trained student is a folder: ``student.safetensors`` (the encoder's weights) a
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import timm
@@ -24,11 +25,15 @@ from ..core.files import load_tensors
 from ..core.params import ParameterError
 from ..layers.attention import use_fused_attention
 from ..layers.conv_stem import ConvStemEmbed
+from ._registry import named_student, named_students
 from .preprocess import Normalize, Preprocessing, preprocessing_named
 from .weights import CHECKPOINT_FORMATS, load_into, load_weights, unwrap_state_dict
 
 STUDENT_WEIGHTS = "student.safetensors"  # the encoder's weights in a student folder
 STUDENT_CONFIG = "config.json"  # {"config": {"student": ..., "image_size": ...}, ...}; written last
+# In a run's out_dir: the finished student (``student/``) and the resumable training states (``checkpoints/``).
+# ``checkpoint/`` is where out_dirs written before the workbench 0.2 keep their finished student: still read.
+STUDENT_FOLDER, OLDER_STUDENT_FOLDER, TRAINING_CHECKPOINTS = "student", "checkpoint", "checkpoints"
 
 
 def _cfg() -> dict:
@@ -38,6 +43,9 @@ def _cfg() -> dict:
             "first_conv": "patch_embed.proj", "classifier": "head"}
 
 
+# The offline world's students, named as timm names its ViTs: ``wb_`` registered by the workbench, ``vit`` a plain
+# ViT or ``vitc`` one with a convolutional stem (Xiao et al., 2021, "Early Convolutions Help Transformers See
+# Better"), ``tiny`` width 128 and 4 blocks, ``patch8_32`` 8-pixel patches of a 32-pixel image.
 default_cfgs = generate_default_cfgs({name: _cfg() for name in (
     "wb_vit_tiny_patch4_32", "wb_vitc_tiny_patch8_32", "wb_vitc_tiny_patch4_32", "wb_vit_tiny_patch8_32")})
 
@@ -185,27 +193,60 @@ def student_geometry(name: str, img_size: int | None = None) -> tuple[int, int, 
     return img_size or int(vit.patch_embed.img_size[0]), int(vit.patch_embed.patch_size[0]), len(vit.blocks)
 
 
-def find_student_checkpoint(folder) -> Path:
-    """A student folder: ``folder`` itself, ``folder/checkpoint`` (a finished run's out_dir), or the newest
-    ``folder/checkpoints/step_*`` (a run still training, or killed)."""
+def finished_student_folder(out_dir) -> Path:
+    """Where a run's finished student is, or goes: ``<out_dir>/student``, or ``<out_dir>/checkpoint`` in an out_dir
+    that an older workbench wrote (read with a warning; the folder is not moved)."""
+    out_dir = Path(out_dir)
+    older = out_dir / OLDER_STUDENT_FOLDER
+    if not (out_dir / STUDENT_FOLDER).exists() and (older / STUDENT_CONFIG).is_file():
+        warnings.warn(f"{out_dir} keeps its finished student in {OLDER_STUDENT_FOLDER}/, the older name of "
+                      f"{STUDENT_FOLDER}/: it is read from there (rename the folder to {STUDENT_FOLDER}/ to silence "
+                      "this)", FutureWarning, stacklevel=2)
+        return older
+    return out_dir / STUDENT_FOLDER
+
+
+def find_student_folder(folder) -> Path:
+    """A student folder: ``folder`` itself, the finished student of a run's out_dir (``student/``), or the newest
+    training checkpoint ``checkpoints/step_*`` of a run still training, or killed."""
     folder = Path(folder)
     if (folder / STUDENT_CONFIG).is_file():
         return folder
-    if (folder / "checkpoint" / STUDENT_CONFIG).is_file():
-        return folder / "checkpoint"
-    latest = Checkpoints(folder / "checkpoints").latest()
+    finished = finished_student_folder(folder)
+    if (finished / STUDENT_CONFIG).is_file():
+        return finished
+    latest = Checkpoints(folder / TRAINING_CHECKPOINTS).latest()
     if latest is not None:
         return latest
-    raise FileNotFoundError(f"no distillation checkpoint in {folder} (expected {STUDENT_CONFIG} and {STUDENT_WEIGHTS}, "
-                            "or an out_dir holding checkpoint/ or checkpoints/)")
+    raise FileNotFoundError(f"no distilled student in {folder} (expected {STUDENT_CONFIG} and {STUDENT_WEIGHTS}, or "
+                            f"an out_dir holding {STUDENT_FOLDER}/ or {TRAINING_CHECKPOINTS}/)")
+
+
+def check_student_init(value: str) -> str:
+    """``student_init``: "random", a named student (``register_named_student``: "student" is 03's default), an
+    existing file (a released unic.pth) or a folder that holds a student."""
+    if value == "random" or value in named_students() or Path(value).is_file():
+        return value
+    try:
+        find_student_folder(value)
+    except FileNotFoundError:
+        names = " or ".join(repr(n) for n in named_students()) or "a named student"
+        raise ParameterError(
+            f"student_init {value!r} is not 'random', {names}, "
+            f"a student folder (an out_dir of 03 or its {STUDENT_FOLDER}/, holding {STUDENT_CONFIG} and "
+            f"{STUDENT_WEIGHTS}) or a released UNIC checkpoint file (unic.pth)") from None
+    return value
 
 
 def load_student(source, device: str | torch.device = "cpu") -> Student:
-    """A distilled student encoder (projectors are not needed): from its folder or a run's out_dir, or from a
-    released UNIC checkpoint file (``unic.pth``: its encoder, a ViT of timm's ``vit_<size>_patch<p>_224``)."""
+    """A distilled student encoder (projectors are not needed): from its folder or a run's out_dir, from a released
+    UNIC checkpoint file (``unic.pth``: its encoder, a ViT of timm's ``vit_<size>_patch<p>_224``), or by name
+    (``"student"``: 03's default student, distilled on first use)."""
+    if str(source) in named_students():
+        source = named_student(str(source))
     if Path(source).is_file():
         return load_unic_student(source).to(device).eval()
-    folder = find_student_checkpoint(source)
+    folder = find_student_folder(source)
     saved = json.loads((folder / STUDENT_CONFIG).read_text())
     cfg = saved["config"]
     preprocessing = Preprocessing.from_dict(saved["preprocessing"]) if "preprocessing" in saved else None

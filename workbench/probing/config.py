@@ -5,12 +5,26 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..core.config import Config, param
-from ..core.device import pick_device
 from ..core.params import ParameterError
 from ..data import NamedDataset, named_dataset
-from ..models import FEATURE_KINDS, check_teacher_names, check_teacher_options
+from ..models import FEATURE_KINDS, check_teacher_options
+from ..options import (
+    DATA,
+    DATA_ROOT,
+    DENSE_LR,
+    DENSE_STEPS,
+    DEVICE,
+    IMAGE_SIZE,
+    N_TEST,
+    N_TRAIN,
+    PREPROCESSING,
+    TEACHER_WEIGHTS,
+    TEACHERS,
+)
 from .dense import DenseProtocol
 from .runner import ProbeTask
+
+TEACHER_INPUT = 224  # image_size "auto": the input side of most released teachers, which then resize and crop
 
 
 def _names(items: list[str]) -> None:
@@ -28,36 +42,34 @@ class ProbeConfig(Config):
     kind: ClassVar[str] = "02_probe_teachers"
     what: ClassVar[str] = "probing"
 
-    teachers: list[str] = param(default_factory=lambda: ["world_colour", "world_shape"], check=check_teacher_names,
-                                help="registry or timm names")
-    data: str = param("world", help='"world", or an ImageFolder path (<class>/<image>, or train/ + val/)')
-    tasks: list[str] = param(default_factory=list, allow_empty=True, check=_names,
-                             help="datasets by name probed besides data: flowers, cars, ..., in1k, cog_l3, "
-                                  "cog_l3_16shot, ade20k, nyud (flowers=/path reads one from elsewhere)")
-    data_root: str = param("data", help="datasets by name are read from <data_root>/<name> (CoG levels: "
-                                        "<data_root>/imagenet21k), in their own published layout")
+    renamed: ClassVar[dict[str, str]] = {"tasks": "benchmarks", "checkpoints": "teacher_weights"}
+
+    teachers: list[str] = TEACHERS()
+    data: str = DATA()
+    benchmarks: list[str] = param(default_factory=list, allow_empty=True, check=_names,
+                                  help="datasets by name probed besides data: flowers, cars, ..., in1k, cog_l3, "
+                                       "cog_l3_16shot, ade20k, nyud (flowers=/path reads one from elsewhere)")
+    data_root: str = DATA_ROOT()
     probe: str = param("both", choices=("linear", "knn", "both"), help="which probes")
     shots: list[int] = param(default_factory=lambda: [1, 5, 25], allow_empty=True, check=_positive,
                              help="few-shot linear probes: images per class (none: no few-shot probe)")
     feature: str = param("cls", choices=FEATURE_KINDS, help="which pooled feature of each teacher")
-    checkpoints: dict[str, str] = param(default_factory=dict,
-                                        help="a weight file per teacher, in its release's own format: name=path,...")
-    preprocessing: dict[str, str] = param(default_factory=dict,
-                                          help="a teacher's eval recipe instead of its release's: name=recipe,...")
-    image_size: int = param(224, ge=8, help="ImageFolder data: images are decoded at this size")
-    n_train: int = param(6000, ge=10, help="offline world only: training images")
-    n_test: int = param(2000, ge=10, help="offline world only: test images")
-    dense_steps: int = param(1500, ge=1, help="training steps of each dense probe, 16 images a step (DINOv2: 40000)")
-    dense_lr: float = param(0.01, gt=0, help="peak AdamW learning rate of the dense probes (DINOv2: 0.001)")
-    device: str = param("auto", execution=True, check=pick_device, help='"auto" picks CUDA when present')
+    teacher_weights: dict[str, str] = TEACHER_WEIGHTS()
+    preprocessing: dict[str, str] = PREPROCESSING()
+    image_size: int | None = IMAGE_SIZE(TEACHER_INPUT)
+    n_train: int = N_TRAIN()
+    n_test: int = N_TEST()
+    dense_steps: int = DENSE_STEPS()
+    dense_lr: float = DENSE_LR()
+    device: str = DEVICE()
 
     def check(self) -> None:
-        check_teacher_options(self.teachers, self.checkpoints, self.preprocessing)
+        check_teacher_options(self.teachers, self.teacher_weights, self.preprocessing)
         for ref in self.named_datasets():  # each one where data_root (or name=path) says, in its layout: now
             ref.check()
 
     def named_datasets(self) -> list[NamedDataset]:
-        return [named_dataset(item, self.data_root) for item in self.tasks]
+        return [named_dataset(item, self.data_root) for item in self.benchmarks]
 
     def probe_tasks(self, labels, dense: dict[str, str] | None = None, name: str = "") -> list[ProbeTask]:
         """For each label of the data: the linear probe and/or k-NN, and a few-shot probe per entry of ``shots``; a
@@ -81,6 +93,11 @@ class ProbeConfig(Config):
         if ref.shots is not None:
             return [ProbeTask(ref.task, ref.label, shots=ref.shots)]
         return self.probe_tasks([ref.label], dense, name=ref.task)
+
+    @property
+    def decode_size(self) -> int:
+        """The side image folders are decoded to: ``image_size``, or the teachers' usual input (auto)."""
+        return self.image_size or TEACHER_INPUT
 
     @property
     def dense_protocol(self) -> DenseProtocol:

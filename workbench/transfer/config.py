@@ -5,9 +5,19 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..core.config import Config, param
-from ..core.device import pick_device
 from ..models import check_teacher_options
-from ..probing import DenseProtocol
+from ..options import (
+    DATA_ROOT,
+    DENSE_LR,
+    DENSE_STEPS,
+    DEVICE,
+    IMAGE_SIZE,
+    N_TEST,
+    N_TRAIN,
+    PREPROCESSING,
+    TEACHER_WEIGHTS,
+)
+from ..probing import TEACHER_INPUT, DenseProtocol
 from .models import parse_models
 from .tasks import check_roots, parse_tasks
 
@@ -16,6 +26,7 @@ from .tasks import check_roots, parse_tasks
 class TransferConfig(Config):
     kind: ClassVar[str] = "04_transfer"
     what: ClassVar[str] = "transfer"
+    renamed: ClassVar[dict[str, str]] = {"checkpoints": "teacher_weights"}
 
     models: list[str] = param(default_factory=lambda: ["world_colour", "world_shape", "student"],
                               check=parse_models,
@@ -25,29 +36,31 @@ class TransferConfig(Config):
                              help='"world" (the offline suite), world task names, datasets by name (flowers, cog_l3, '
                                   'cog_l3_16shot, ade20k, ...; flowers=/path reads one from elsewhere) and/or '
                                   'name=path ImageFolders')
-    data_root: str = param("data", help="datasets by name are read from <data_root>/<name> (CoG levels: "
-                                        "<data_root>/imagenet21k), in their own published layout")
-    checkpoints: dict[str, str] = param(default_factory=dict,
-                                        help="a weight file per teacher, in its release's own format: name=path,...")
-    preprocessing: dict[str, str] = param(default_factory=dict,
-                                          help="a teacher's eval recipe instead of its release's: name=recipe,...")
+    data_root: str = DATA_ROOT()
+    teacher_weights: dict[str, str] = TEACHER_WEIGHTS()
+    preprocessing: dict[str, str] = PREPROCESSING()
     levels: bool = param(True, help="concept-generalization levels (CoG) and the accuracy-per-level plot")
-    n_train: int = param(3000, ge=20, help="offline world only: training images per dataset")
-    n_test: int = param(1000, ge=20, help="offline world only: test images per dataset")
-    image_size: int = param(224, ge=8, help="ImageFolder tasks: images are decoded at this size")
+    n_train: int = N_TRAIN(3000)
+    n_test: int = N_TEST(1000)
+    image_size: int | None = IMAGE_SIZE(TEACHER_INPUT)
     pca_images: int = param(6, ge=1, help="images in the patch-feature PCA pictures")
-    dense_steps: int = param(1500, ge=1, help="training steps of each dense probe, 16 images a step (DINOv2: 40000)")
-    dense_lr: float = param(0.01, gt=0, help="peak AdamW learning rate of the dense probes (DINOv2: 0.001)")
-    device: str = param("auto", execution=True, check=pick_device, help='"auto" picks CUDA when present')
+    dense_steps: int = DENSE_STEPS()
+    dense_lr: float = DENSE_LR()
+    device: str = DEVICE()
 
     def check(self) -> None:
         teachers = [name for name, role, _ in parse_models(self.models) if role == "teacher"]
-        check_teacher_options(teachers, self.checkpoints, self.preprocessing)
+        check_teacher_options(teachers, self.teacher_weights, self.preprocessing)
         check_roots(self.task_list())
 
     def task_list(self):
         """The tasks, with the datasets given by name read from ``data_root``."""
         return parse_tasks(self.tasks, self.data_root)
+
+    @property
+    def decode_size(self) -> int:
+        """The side image folders are decoded to: ``image_size``, or the teachers' usual input (auto)."""
+        return self.image_size or TEACHER_INPUT
 
     @property
     def dense_protocol(self) -> DenseProtocol:

@@ -14,13 +14,17 @@ from pathlib import Path
 
 from ..core.params import as_list
 from ..models import (
+    STUDENT_FOLDER,
+    TRAINING_CHECKPOINTS,
     Features,
+    Teacher,
+    build_teachers,
     check_teacher_names,
     check_teacher_options,
-    create_teacher,
-    find_student_checkpoint,
+    find_student_folder,
     load_student,
 )
+from ..models.students import OLDER_STUDENT_FOLDER
 from ..probing import Encoder
 
 DEFAULT_STUDENT = "student"  # the models entry that stands for 03's default student
@@ -35,8 +39,7 @@ class TransferModel(Encoder):
     source: str = ""
 
 
-def teacher_model(name: str, device, checkpoint: str | None = None, preprocessing: str | None = None) -> TransferModel:
-    m = create_teacher(name, checkpoint=checkpoint, preprocessing=preprocessing).to(device)
+def teacher_model(name: str, m: Teacher) -> TransferModel:
     return TransferModel(name, lambda x: m(x).cls, m, features=m, role="teacher", source=name)
 
 
@@ -53,8 +56,8 @@ def student_model(name: str, folder: Path, device) -> TransferModel:
 def parse_models(specs) -> list[tuple[str, str, str | None]]:
     """Check the ``models`` parameter without loading anything: [(name, "teacher" | "student", source)].
 
-    ``student`` is 03's default student (source None); a folder is a distillation checkpoint (a run's
-    ``out_dir``, its ``checkpoint/``, or a ``checkpoints/step_*`` of a run still training), named after the
+    ``student`` is 03's default student (source None); a folder is a distilled student (a run's ``out_dir``, its
+    ``student/``, or a training checkpoint ``checkpoints/step_*`` of a run still training), named after the
     run; a file is a released UNIC checkpoint (``unic.pth``), named after the file; ``name=path`` names
     either; anything else is a teacher (registry or timm name).
     """
@@ -66,7 +69,7 @@ def parse_models(specs) -> list[tuple[str, str, str | None]]:
         elif sep or os.sep in item or Path(item).exists():
             source = Path(path.strip() if sep else item)
             if not source.is_file():  # a file is a released UNIC checkpoint; a folder, one of ours
-                source = find_student_checkpoint(source)
+                source = find_student_folder(source)
             label = name.strip() if sep else run_label(source)
             parsed.append((label, "student", str(source)))
         else:
@@ -79,34 +82,36 @@ def parse_models(specs) -> list[tuple[str, str, str | None]]:
 
 
 def run_label(folder: Path) -> str:
-    """A student's name from its checkpoint folder: the run's folder (``runs/03_a/checkpoint`` -> ``03_a``),
-    with the step for a run still training (``runs/03_a/checkpoints/step_00000300`` -> ``03_a@step_00000300``);
-    a checkpoint file's name without its suffix (``unic_l.pth`` -> ``unic_l``)."""
+    """A student's name from its folder: the run's folder (``runs/03_a/student`` -> ``03_a``), with the step for a
+    run still training (``runs/03_a/checkpoints/step_00000300`` -> ``03_a@step_00000300``); a release file's name
+    without its suffix (``unic_l.pth`` -> ``unic_l``)."""
     if folder.is_file():
         return folder.stem
-    if folder.name == "checkpoint":
+    if folder.name in (STUDENT_FOLDER, OLDER_STUDENT_FOLDER):
         return folder.parent.name
-    if folder.parent.name == "checkpoints":
+    if folder.parent.name == TRAINING_CHECKPOINTS:
         return f"{folder.parent.parent.name}@{folder.name}"
     return folder.name
 
 
-def load_models(specs, device, checkpoints: dict[str, str] | None = None,
+def load_models(specs, device, teacher_weights: dict[str, str] | None = None,
                 default_student: Path | Callable[[], Path] | None = None,
                 preprocessing: dict[str, str] | None = None) -> list[TransferModel]:
     """The models of ``parse_models(specs)``, loaded.
 
-    ``checkpoints`` maps teacher names to weight files in their release's format, as in 02; ``preprocessing``
+    ``teacher_weights`` maps teacher names to release weight files in their authors' format, as in 02; ``preprocessing``
     a teacher's evaluation recipe instead of its release's (students bring the one they were trained with);
     ``default_student`` is the folder of the model named ``student``, or a function that returns it (called
     only when that name is asked for: it may have to train the student).
     """
     parsed = parse_models(specs)
-    check_teacher_options([n for n, role, _ in parsed if role == "teacher"], checkpoints or {}, preprocessing or {})
+    names = [n for n, role, _ in parsed if role == "teacher"]
+    check_teacher_options(names, teacher_weights or {}, preprocessing or {})
+    teachers = build_teachers(names, teacher_weights, preprocessing, device)
     models = []
     for name, role, source in parsed:
         if role == "teacher":
-            models.append(teacher_model(name, device, (checkpoints or {}).get(name), (preprocessing or {}).get(name)))
+            models.append(teacher_model(name, teachers[name]))
             continue
         if source is None:
             if default_student is None:

@@ -23,7 +23,8 @@ import torch.nn as nn
 
 from ...core.checkpoint import TrainState, load_train_state, save_train_state
 from ...core.files import atomic_folder, load_tensors, save_json, save_tensors
-from ...core.runs import OutDirError
+from ...core.runs import OutDirError, differences
+from .config import TaskDistillConfig
 
 CHECKPOINTS = "student_checkpoints"  # beside students/ (``checkpoints/`` is 03's, UNIC distillation's)
 JOB_FILE = "job.json"
@@ -48,7 +49,11 @@ class StudentCheckpoint:
         if self.folder is None or not (self.folder / JOB_FILE).is_file():
             return None
         job = json.loads((self.folder / JOB_FILE).read_text())
-        if job.get("key") != self.key:
+        have = job.get("key") or {}
+        # a parameter added since the folder was written reads as its default; a renamed one by its name now
+        recorded = TaskDistillConfig.recorded_key(have.get("run", {}))
+        if have.get("data") != self.key.get("data") or differences(recorded, self.key.get("run", {}),
+                                                                    TaskDistillConfig.default_run_key()):
             raise OutDirError(f"{self.folder} holds a student of another run (other parameters or data): rerun with "
                               "that run's configuration to resume it, use another out_dir, or overwrite=True.")
         return job

@@ -101,8 +101,8 @@ def train_student(cfg: TaskDistillConfig, name: str, teacher: TeacherClassifier 
             if callback is not None:
                 callback(record)
     model.train()
-    for step in range(start, cfg.steps):
-        set_lr(opt, get_lr(step, cfg.steps, cfg.lr, int(cfg.warmup_frac * cfg.steps)))
+    for step in range(start, cfg.student_steps):
+        set_lr(opt, get_lr(step, cfg.student_steps, cfg.lr, int(cfg.warmup_frac * cfg.student_steps)))
         x, y, kd_images = step_inputs(cfg, batches, extra, gen, rng, teacher is not None, mixing)
         inputs = torch.cat([x, kd_images]) if mixing else kd_images  # unmixed, the labelled images lead the batch
         with amp:
@@ -122,15 +122,15 @@ def train_student(cfg: TaskDistillConfig, name: str, teacher: TeacherClassifier 
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
 
-        if callback is not None and (step % eval_every == 0 or step == cfg.steps - 1):
+        if callback is not None and (step % eval_every == 0 or step == cfg.student_steps - 1):
             record = {"student": name, "seed": seed, "step": step, "loss": loss.total.item(), "ce": loss.ce.item(),
                       "kd": loss.kd.item()}
-            if step % (2 * eval_every) == 0 or step == cfg.steps - 1:
+            if step % (2 * eval_every) == 0 or step == cfg.student_steps - 1:
                 record["top1"] = evaluate(model)
                 model.train()
             records.append(record)
             callback(record)
-        if checkpoint is not None and requested() and step < cfg.steps - 1:  # preempted: saved after this step
+        if checkpoint is not None and requested() and step < cfg.student_steps - 1:  # preempted: saved after this step
             checkpoint.save(model, opt, step + 1, records)
             return StoppedJob(step + 1)
     return model.eval()
@@ -201,7 +201,7 @@ def run_student(job: StudentJob, shared: tuple,
     if isinstance(model, StoppedJob):
         return model
     result = top1(model, eval_batches(data, cfg.task), device)
-    checkpoint.save(model if keep else None, None, cfg.steps, records, top1=result)
+    checkpoint.save(model if keep else None, None, cfg.student_steps, records, top1=result)
     return result, model
 
 
