@@ -7,18 +7,28 @@ pass written from the releases' model code, which shares nothing with timm or th
 """
 import argparse
 import dataclasses
+import json
 
 import matplotlib.cbook
 import numpy as np
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors.torch import save_file
 from torchvision import transforms
 
 import workbench as wb
-from workbench.models import load_student, zoo
-from workbench.models.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, PREPROCESSING
+from workbench.models import check_teacher_options, load_student, zoo
+from workbench.models.preprocess import (
+    CLIP_MEAN,
+    CLIP_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PREPROCESSING,
+    timm_preprocessing,
+)
 from workbench.models.weights import SkippedValue, load_weights
 
 DIM, DEPTH, HEADS, PATCH, SIZE = 48, 2, 3, 8, 32  # a tiny ViT of the releases' layout: 16 patches of 8x8
@@ -315,3 +325,133 @@ def test_preprocessing_is_overridable_per_teacher(photo_folder):
     assert torch.equal(teacher.preprocess(data.test[0][0].unsqueeze(0))[0], theirs)
     with pytest.raises(wb.core.params.ParameterError, match="unknown recipe 'dino2'"):
         wb.ProbeConfig.from_params(teachers="dino_vitb16", preprocessing="dino_vitb16=dino2")
+
+
+# ----------------------------------------------------------------------------- a release file under a timm name
+
+@pytest.fixture
+def tiny_timm(monkeypatch):
+    """Every timm model built DIM wide and DEPTH deep (its name's patch and input size kept): seconds, not minutes."""
+    create = timm.create_model
+    monkeypatch.setattr(timm, "create_model",
+                        lambda name, **kw: create(name, **{**kw, "embed_dim": DIM, "depth": DEPTH, "num_heads": HEADS}))
+
+
+def vit_224(gen, **kwargs):
+    """``official_vit`` for a /16 model at 224 px (a 14 x 14 grid): the names' own size."""
+    state = official_vit(gen, patch=16, **kwargs)
+    positions = 196 + (1 if kwargs.get("cls_in_pos", True) else 0)
+    state["pos_embed"] = torch.randn(1, positions, DIM, generator=gen) * 0.2
+    return state
+
+
+def save_release(path, release, gen):
+    """A file in the layout of ``release`` whose encoder is a tiny ViT at 224 px; returns the encoder's weights."""
+    if release == "deit3":
+        state = vit_224(gen, layer_scale=True, cls_in_pos=False)
+        torch.save({"model": state, "model_ema": state, "epoch": 399, "args": training_args()}, path)
+        return state
+    state = vit_224(gen)
+    if release == "unic":
+        torch.save({"model": {f"module.encoder.{k}": v for k, v in state.items()}, "epoch": 200}, path)
+    elif release == "dino_backbone":  # dino_vitbase16_pretrain.pth: the bare backbone
+        torch.save(state, path)
+    else:  # the training checkpoint of main_dino.py / main_ibot.py
+        teacher = {f"backbone.{k}": v for k, v in state.items()} | projection_head("head.", gen)
+        student = {f"module.{k}": v for k, v in teacher.items()}
+        if release == "ibot":
+            student["module.backbone.masked_embed"] = torch.zeros(1, DIM)
+        torch.save({"student": student, "teacher": teacher, "epoch": 100, "args": training_args(),
+                    f"{release}_loss": {"center": torch.zeros(1, 64)}}, path)
+    return state
+
+
+@pytest.mark.parametrize("release, zoo_name, timm_name", [
+    ("dino", "dino_vitb16", "vit_base_patch16_224"), ("dino", "dino_vits16", "vit_small_patch16_224.augreg_in21k"),
+    ("ibot", "ibot_vitb16", "vit_base_patch16_224"), ("deit3", "deit3_vitb16", "deit3_base_patch16_224"),
+    ("unic", "unic_vitb16", "vit_base_patch16_224")])
+def test_release_file_under_a_timm_name_is_read_and_fed_as_its_release(tmp_path, tiny_timm, release, zoo_name,
+                                                                       timm_name):
+    """The issue: DINO's file under vit_base_patch16_224 was fed timm's mean/std 0.5 and a 248 px resize."""
+    gen = torch.Generator().manual_seed(0)
+    path = tmp_path / "checkpoint.pth"
+    state = save_release(path, release, gen)
+    said = []
+    by_timm = wb.create_teacher(timm_name, checkpoint=str(path), log=said.append)
+    by_zoo = wb.create_teacher(zoo_name, checkpoint=str(path))
+    recipe = PREPROCESSING[zoo.SPECS[zoo_name].preprocessing]
+    assert by_timm.preprocessing == by_zoo.preprocessing == recipe
+    assert by_timm.preprocessing != timm_preprocessing(timm.models.get_pretrained_cfg(timm_name).to_dict())
+    assert len(said) == 1 and repr(zoo_name) in said[0] and repr(timm_name) in said[0]
+    images = torch.rand(2, 3, 160, 200, generator=torch.Generator().manual_seed(1))  # resized by each to 224
+    assert torch.equal(by_timm.preprocess(images), by_zoo.preprocess(images))
+    a, b = by_timm(images), by_zoo(images)
+    assert torch.equal(a.cls, b.cls) and torch.equal(a.patch, b.patch)
+    deit3 = {"layer_scale": True, "cls_in_pos": False} if release == "deit3" else {}
+    cls, _ = reference_forward(state, by_zoo.preprocess(images), **deit3)
+    assert (a.cls - cls).abs().max() < 1e-5
+
+
+def test_unrecognised_file_under_a_timm_name_must_be_told_its_preprocessing(tmp_path, tiny_timm):
+    """DINO's released backbone is a bare state dict, as a headless timm save is: nothing in it says whose."""
+    gen = torch.Generator().manual_seed(0)
+    path = tmp_path / "dino_vitbase16_pretrain.pth"
+    state = save_release(path, "dino_backbone", gen)
+    message = (r"dino_vitbase16_pretrain\.pth.*'vit_base_patch16_224'.*"
+               r"create_teacher\('dino_vitb16', checkpoint=\.\.\.\).*preprocessing=<recipe>.*'deit3', 'dino'")
+    with pytest.raises(wb.core.params.ParameterError, match=message):
+        wb.create_teacher("vit_base_patch16_224", checkpoint=str(path))
+    with pytest.raises(wb.core.params.ParameterError, match=message):  # up front, before a run claims its out_dir
+        wb.ProbeConfig.from_params(teachers="vit_base_patch16_224", checkpoints=f"vit_base_patch16_224={path}")
+
+    teacher = wb.create_teacher("vit_base_patch16_224", checkpoint=str(path), preprocessing="dino")
+    assert teacher.preprocessing == PREPROCESSING["dino"]
+    wb.ProbeConfig.from_params(teachers="vit_base_patch16_224", checkpoints=f"vit_base_patch16_224={path}",
+                               preprocessing="vit_base_patch16_224=dino")
+    images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    cls, patch = reference_forward(state, teacher.preprocess(images))
+    assert (teacher(images).cls - cls).abs().max() < 1e-5
+
+    other = tmp_path / "dino_deitsmall8_pretrain.pth"  # a release recognised, but no zoo entry of its architecture
+    save_release(other, "dino", gen)
+    with pytest.raises(wb.core.params.ParameterError, match=r"DINO's training checkpoint.*no zoo entry.*"
+                                                            r"'vit_base_patch8_224'.*'dino_vits16'.*preprocessing="):
+        wb.create_teacher("vit_base_patch8_224", checkpoint=str(other))
+
+
+def test_timm_files_keep_timm_preprocessing(tmp_path, tiny_timm):
+    """timm's own weights: a model saved whole (its classifier, as its config says), a headless save under a
+    headless config's tag, timm's train.py checkpoint, a hub file beside its config.json. A headless file under a
+    name whose config has a classifier is not: it is refused, by create_teacher and by the config check alike."""
+    name = "vit_base_patch16_224"
+    whole = timm.create_model(name, pretrained=False).state_dict()
+    headless = {k: v for k, v in whole.items() if not k.startswith("head.")}
+    hub = tmp_path / "models--timm--vit_base_patch16_224.dino" / "snapshots" / "0123"
+    hub.mkdir(parents=True)
+    cfg = timm.models.get_pretrained_cfg(f"{name}.dino").to_dict()
+    (hub / "config.json").write_text(json.dumps({"architecture": name, "num_classes": 0, "pretrained_cfg": cfg}))
+    default = timm.models.get_pretrained_cfg(name).to_dict()  # its augreg2_in21k_ft_in1k tag: mean 0.5, 248 px
+    cases = [  # (file, contents, the name it is given under, the preprocessing expected; None: refused)
+        ("whole.safetensors", whole, name, default),
+        ("whole.pth", {f"module.{k}": v for k, v in whole.items()}, name, default),
+        ("headless.pth", headless, f"{name}.dino", cfg),
+        ("last.pth.tar", {"epoch": 3, "arch": name, "state_dict": whole, "version": 2}, name, default),
+        (str(hub / "model.safetensors"), headless, name, cfg),
+        ("headless.safetensors", headless, name, None),
+        ("augreg.pth", whole, f"{name}.dino", None),
+    ]
+    for filename, contents, under, expected in cases:
+        path = tmp_path / filename
+        if path.suffix == ".safetensors":
+            save_file({k: v.contiguous() for k, v in contents.items()}, str(path))
+        else:
+            torch.save(contents, path)
+        if expected is None:
+            with pytest.raises(wb.core.params.ParameterError, match="preprocessing=<recipe>"):
+                wb.create_teacher(under, checkpoint=str(path))
+            with pytest.raises(wb.core.params.ParameterError, match="preprocessing=<recipe>"):
+                check_teacher_options([under], {under: str(path)}, {})
+            continue
+        check_teacher_options([under], {under: str(path)}, {})
+        teacher = wb.create_teacher(under, checkpoint=str(path))
+        assert teacher.preprocessing == timm_preprocessing(expected), filename

@@ -17,8 +17,9 @@ def test_offline_teachers_are_listed():
 
 
 def test_timm_teacher_features_and_checkpoint_round_trip(tmp_path):
+    """A timm model saved whole (its classifier: what its timm config describes) keeps timm's preprocessing."""
     name = "vit_tiny_patch16_224"
-    reference = timm.create_model(name, pretrained=False, num_classes=0).eval()
+    reference = timm.create_model(name, pretrained=False).eval()
     path = tmp_path / "vit_tiny.safetensors"
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
     teacher = wb.create_teacher(name, checkpoint=str(path))
@@ -30,6 +31,7 @@ def test_timm_teacher_features_and_checkpoint_round_trip(tmp_path):
     expected = reference.forward_features(x)
     assert torch.allclose(feats.cls, expected[:, 0], atol=1e-5)
     assert torch.allclose(feats.patch, expected[:, 1:], atol=1e-5)
+    assert teacher.preprocessing.mean == tuple(reference.pretrained_cfg["mean"])
 
 
 def test_missing_hub_weights_fail_at_once_naming_the_teacher(tmp_path, monkeypatch):

@@ -5,24 +5,34 @@ be a timm model, whose weights come from the local Hugging Face cache or a check
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import timm
+from timm.models import get_pretrained_cfg
 
 from ..core.params import ParameterError
 from ._registry import is_registered, list_teachers, teacher_builder
-from .preprocess import PREPROCESSING, Preprocessing, preprocessing_named
+from .preprocess import PREPROCESSING, Preprocessing, preprocessing_named, timm_hub_preprocessing, timm_preprocessing
 from .teachers import Teacher, TimmTeacher
-from .weights import create_timm_model, load_checkpoint
+from .weights import checkpoint_kind, classifier_outputs, create_timm_model, load_into, load_weights, peek_weights
+from .zoo import entries_reading, release_entry
 
 
 def create_teacher(name: str, pretrained: bool = True, checkpoint: str | None = None,
-                   preprocessing: str | Preprocessing | None = None) -> Teacher:
+                   preprocessing: str | Preprocessing | None = None,
+                   log: Callable[[str], None] | None = print) -> Teacher:
     """Build a teacher by registry name, or any timm model name; returns it frozen and in eval mode.
 
-    ``checkpoint``: a weight file (a timm name reads it as a timm-family file; a zoo name in its release's own
-    format). ``preprocessing``: a recipe name (``workbench.models.preprocess.PREPROCESSING``) or a
-    ``Preprocessing``, instead of the release's (zoo) or the timm config's (timm names)."""
+    ``checkpoint``: a weight file. A zoo name reads it in its release's own format. ``preprocessing``: a recipe
+    name (``workbench.models.preprocess.PREPROCESSING``) or a ``Preprocessing``, instead of the release's (zoo)
+    or the timm config's (timm names).
+
+    A file under a timm architecture name is fed as its release evaluates it, never by a guess
+    (``timm_checkpoint_plan``): a file whose layout is one release's alone (DINO's or iBOT's training
+    checkpoint, DeiT III's, UNIC's: ``weights.checkpoint_kind``), where a zoo entry of that release has this
+    architecture, is read and preprocessed as that zoo name (``log`` says which); timm's own files keep timm's
+    ``pretrained_cfg``; any other file needs ``preprocessing=``, else a ``ParameterError`` names the choices."""
     if isinstance(preprocessing, str):
         preprocessing = preprocessing_named(preprocessing)
     if is_registered(name):
@@ -31,13 +41,80 @@ def create_teacher(name: str, pretrained: bool = True, checkpoint: str | None = 
     else:
         check_teacher_names([name])
         if checkpoint is not None:
+            if not Path(checkpoint).is_file():
+                raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} for {name!r} does not exist")
+            weights = load_weights(checkpoint)
+            fmt, preprocessing, note = timm_checkpoint_plan(name, weights, checkpoint, preprocessing)
+            if note and log is not None:
+                log(note)
             model = timm.create_model(name, pretrained=False, num_classes=0)
-            load_checkpoint(model, checkpoint, "timm", name)
+            load_into(model, weights, fmt, name, checkpoint)
         else:
             model = create_timm_model(name, pretrained)
         teacher = TimmTeacher(name, model, preprocessing)
     teacher.requires_grad_(False)
     return teacher.eval()
+
+
+def timm_checkpoint_plan(name: str, checkpoint, path, preprocessing: Preprocessing | None = None
+                         ) -> tuple[str, Preprocessing | None, str]:
+    """How to load a checkpoint (already read, or only its layout: ``peek_weights``) under the timm name ``name``:
+    (the format that reads it, its preprocessing (None: timm's ``pretrained_cfg``), a line saying what was
+    recognised, or ""). Raises ``ParameterError`` when nothing says how its input must be preprocessed.
+
+    The reader is the one of the release the file's layout identifies, else the first that takes its layout.
+    Without ``preprocessing``, in this order:
+
+    1. the layout is one release's alone (``weights.checkpoint_kind``) and a zoo entry of that release has this
+       architecture (the timm name's, tag aside): that entry's recipe, e.g. ``dino`` for DINO's training
+       checkpoint under ``vit_base_patch16_224``;
+    2. timm's own files keep timm's preprocessing, which is theirs: a hub file beside its ``config.json``
+       (a Hugging Face cache snapshot of a ``timm/`` repository: that config's ``pretrained_cfg``, the file's own
+       tag, whatever tag the name gives), a timm ``train.py`` checkpoint (``state_dict`` beside ``arch``), or a
+       bare state dict that is the weights the name's ``pretrained_cfg`` describes, as far as a file can show:
+       a classifier of the config's ``num_classes`` (``timm.create_model(name).state_dict()``, a hub file of
+       the tag), or none when that config describes headless weights (``vit_base_patch16_224.dino``);
+    3. anything else refuses: a headless backbone under a name whose config has a classifier is what DINO, iBOT
+       and MAE release (``dino_vitbase16_pretrain.pth``) as well as a headless timm save, and nothing in it says
+       which; so are ``state_dict`` alone, ``model`` (DeiT, MAE, dBOT) and a release under another architecture.
+    """
+    kind = checkpoint_kind(checkpoint)
+    fmt = kind.release or (kind.readers[0] if kind.readers else "timm")
+    if preprocessing is not None:
+        return fmt, preprocessing, ""
+    entry = release_entry(kind, name)
+    if entry is not None:
+        return fmt, preprocessing_named(entry.preprocessing), (
+            f"{str(path)!r}: {kind.what}, read and preprocessed as {entry.name!r} ({entry.preprocessing!r} recipe) "
+            f"under the timm name {name!r}")
+    own = timm_hub_preprocessing(path) if (kind.bare or kind.timm) else None
+    if own is not None:
+        return fmt, own, f"{str(path)!r}: timm's hub file, preprocessed as its config.json says"
+    cfg = _pretrained_cfg(name)
+    if kind.timm or (kind.bare and cfg and cfg.get("num_classes") is not None
+                     and classifier_outputs(checkpoint, cfg.get("classifier") or "head") == cfg["num_classes"]):
+        return fmt, None, ""
+    zoo = entries_reading(kind, name)
+    arch = name.partition(".")[0]
+    why = (f"{kind.what}, but no zoo entry of that release has the architecture {arch!r}" if kind.release else
+           f"{kind.what}, which does not say which release made it")
+    if cfg:
+        p = timm_preprocessing(cfg)
+        why += (f"; timm's config for {name!r} describes other weights (its {cfg.get('tag')!r} tag: mean "
+                f"{p.mean[0]:g}, resize {p.resize}, crop {p.crop}"
+                f"{', a classifier of ' + str(cfg.get('num_classes')) + ' classes' if cfg.get('num_classes') else ''})")
+    by_zoo = (f"load it by the zoo name of its release, create_teacher({zoo[0]!r}, checkpoint=...)"
+              f"{' (or ' + ', '.join(repr(z) for z in zoo[1:]) + ')' if zoo[1:] else ''}, or " if zoo else "")
+    raise ParameterError(
+        f"checkpoint {str(path)!r} under the timm architecture name {name!r}: {why}. Its preprocessing (resize, crop, "
+        f"mean/std) is not guessed: {by_zoo}give preprocessing=<recipe>, one of {sorted(PREPROCESSING)}, or a "
+        f"Preprocessing (in a config: -p preprocessing {name}=<recipe>)")
+
+
+def _pretrained_cfg(name: str) -> dict:
+    """timm's ``pretrained_cfg`` of a model name (its default tag when it names none), without building it."""
+    cfg = get_pretrained_cfg(name)
+    return cfg.to_dict() if cfg is not None else {}
 
 
 def check_teacher_names(names: list[str]) -> list[str]:
@@ -52,14 +129,20 @@ def check_teacher_names(names: list[str]) -> list[str]:
     return list(names)
 
 
-def check_teacher_options(teachers: list[str], checkpoints: dict[str, str], preprocessing: dict[str, str]) -> None:
+def check_teacher_options(teachers: list[str], weights: dict[str, str], preprocessing: dict[str, str]) -> None:
     """A config's per-teacher ``teacher_weights`` (files that exist) and ``preprocessing`` (known recipes) name
-    teachers of the run."""
-    for field_name, mapping in (("teacher_weights", checkpoints), ("preprocessing", preprocessing)):
+    teachers of the run, and a file under a timm name says how to preprocess its input or has its ``preprocessing``
+    (``timm_checkpoint_plan``), checked up front, before a run claims its out_dir.
+
+    That check reads no tensor: it looks at the file's layout (``peek_weights``: a safetensors header, a zip-format
+    torch file mapped into memory, not read), so a large checkpoint is still read once, when the teacher is built.
+    An old-format (pre-zip) torch file cannot be looked into without reading it whole: it is checked then, by
+    ``create_teacher``."""
+    for field_name, mapping in (("teacher_weights", weights), ("preprocessing", preprocessing)):
         unknown = sorted(set(mapping) - set(teachers))
         if unknown:
             raise ParameterError(f"{field_name} names {unknown}, which are not among the teachers {teachers}")
-    for name, path in checkpoints.items():
+    for name, path in weights.items():
         if not Path(path).is_file():
             raise ParameterError(f"teacher_weights: the file of {name!r}, {path!r}, does not exist; give the path of "
                                  "its weights as its release ships them (e.g. checkpoint_teacher.pth)")
@@ -67,6 +150,15 @@ def check_teacher_options(teachers: list[str], checkpoints: dict[str, str], prep
         if recipe not in PREPROCESSING:
             raise ParameterError(f"preprocessing of {name!r}: unknown recipe {recipe!r}; "
                                  f"known: {sorted(PREPROCESSING)}")
+    for name, path in weights.items():
+        if name in preprocessing or is_registered(name) or not timm.is_model(name):
+            continue
+        try:  # names and shapes only: the run reads the file once, when it builds the teacher
+            layout = peek_weights(path)
+        except ValueError as err:  # not a checkpoint, or a pickle that would run code: refused now, not later
+            raise ParameterError(f"teacher_weights: the file of {name!r}: {err}") from None
+        if layout is not None:
+            timm_checkpoint_plan(name, layout, path)
 
 
 def build_teachers(names: list[str], weights: dict[str, str] | None = None,

@@ -19,9 +19,11 @@ The recipes of the releases (their evaluation code, read at the source):
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -87,10 +89,10 @@ def preprocessing_named(name: str) -> Preprocessing:
     return PREPROCESSING[name]
 
 
-def timm_preprocessing(model: nn.Module) -> Preprocessing:
-    """What timm's ``pretrained_cfg`` of a model says (its ``create_transform``: the shorter side to
-    floor(size / crop_pct), a centre crop, the config's interpolation and mean/std)."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
+def timm_preprocessing(model: nn.Module | dict) -> Preprocessing:
+    """What timm's ``pretrained_cfg`` of a model (or that config itself, a dict) says (its ``create_transform``:
+    the shorter side to floor(size / crop_pct), a centre crop, the config's interpolation and mean/std)."""
+    cfg = (model if isinstance(model, dict) else getattr(model, "pretrained_cfg", None)) or {}
     crop = int(cfg.get("input_size", (3, 224, 224))[-1])
     interpolation = cfg.get("interpolation", "bicubic")
     return Preprocessing(resize=math.floor(crop / cfg.get("crop_pct", 0.875)), crop=crop,
@@ -114,3 +116,17 @@ class Normalize(nn.Module):
             mode = self.preprocessing.interpolation if self.preprocessing.interpolation != "nearest" else "bilinear"
             images = nn.functional.interpolate(images, size=self.size, mode=mode, align_corners=False, antialias=True)
         return (images - self.mean) / self.std
+
+
+def timm_hub_preprocessing(weights_file) -> Preprocessing | None:
+    """The preprocessing a timm hub file says of itself: the ``pretrained_cfg`` of the ``config.json`` that timm
+    writes beside its weights (``push_to_hub``; a Hugging Face cache snapshot of a ``timm/`` repository holds
+    both). None when there is no such config beside the file."""
+    config = Path(weights_file).parent / "config.json"
+    try:
+        cfg = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("pretrained_cfg"), dict) or "architecture" not in cfg:
+        return None
+    return timm_preprocessing(cfg["pretrained_cfg"])

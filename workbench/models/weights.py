@@ -19,13 +19,20 @@ containers only, never code), and its weights are taken out of it as its authors
 
 Every format ends in timm's checkpoint filter for Vision Transformers, which also resamples position
 embeddings to the model's grid.
+
+``checkpoint_kind`` says what a file's layout shows of where it comes from (for ``create_teacher`` under a timm
+architecture name, which must not guess a release's preprocessing): the release, where the layout is that
+release's alone; the formats whose reader takes it; whether it carries timm's own marks.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import pickle
 import re
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -34,7 +41,7 @@ import torch
 import torch.nn as nn
 from huggingface_hub import try_to_load_from_cache
 from huggingface_hub.constants import HF_HUB_CACHE
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from timm.models import clean_state_dict
 from timm.models.vision_transformer import VisionTransformer
@@ -105,13 +112,16 @@ class _MetadataPickle:
         return _MetadataUnpickler(file, **kwargs).load()
 
 
-def load_weights(path, map_location: str | torch.device = "cpu"):
+def load_weights(path, map_location: str | torch.device = "cpu", mmap: bool = False):
     """Weights from a file someone else made: safetensors, or a pickle-based file (.pth, .pt, .bin, .ckpt)
     read with ``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers.
 
     A training checkpoint's numpy values (UNIC's ``args`` hold its schedules as arrays) are skipped
     (``SkippedValue``); a pickle that asks for anything else (a class, a function: the way a malicious file
     runs code on load) is refused with ``UnsafeCheckpoint``, and nothing of it is executed.
+
+    ``mmap``: a pickle-based file's tensors are mapped, not read (``torch.load(mmap=True)``; files torch saved
+    in its zip format, as every torch since 1.6 does), for a look at its layout that costs no reading.
     """
     path = Path(path)
     if not path.is_file():
@@ -126,13 +136,14 @@ def load_weights(path, map_location: str | torch.device = "cpu"):
     try:
         # argparse.Namespace: training scripts (timm, DINO, iBOT) store their arguments; it only holds values
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         if "weights only" not in str(err).lower():
             raise ValueError(f"{str(path)!r} is not a readable checkpoint ({err})") from None
         if "numpy" in str(err):  # values of numpy in the metadata: read again, skipping them
             try:
-                return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_MetadataPickle)
+                return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap,
+                                  pickle_module=_MetadataPickle)
             except pickle.UnpicklingError as again:
                 err = again
         reason = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
@@ -213,6 +224,105 @@ def load_into(model: nn.Module, checkpoint, fmt: str, name: str = "", path="") -
                          f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
                          f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
     return checkpoint if isinstance(checkpoint, dict) else {}
+
+
+# ----------------------------------------------------------------------------- where a file comes from
+
+def peek_weights(path):
+    """A file's layout at almost no cost: its names and shapes, without reading its tensors (safetensors: the
+    header, as tensors on the ``meta`` device; a zip-format torch file: mapped, ``load_weights(mmap=True)``).
+    None for an old-format (pre-zip) torch file, which only a full read can look into."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+        except SafetensorError as err:
+            raise ValueError(f"{str(path)!r} is not a readable safetensors file ({err})") from None
+    if not zipfile.is_zipfile(path):
+        return None
+    return load_weights(path, mmap=True)
+
+
+@dataclass(frozen=True)
+class CheckpointKind:
+    """What a file's layout says of where it comes from: ``release``, the one release format
+    (``CHECKPOINT_FORMATS``) whose layout it is, when the layout is that release's alone; ``readers``, the formats
+    whose reader takes this layout; ``timm``, whether it carries timm's own marks (its ``train.py`` checkpoint);
+    ``bare``, whether it is a bare state dict (names -> tensors, nothing around them); ``what``, in words."""
+
+    release: str | None
+    readers: tuple[str, ...]
+    what: str
+    timm: bool = False
+    bare: bool = False
+
+
+def _tensors(d) -> dict:
+    return {k: v for k, v in d.items() if isinstance(v, torch.Tensor)} if isinstance(d, dict) else {}
+
+
+def checkpoint_kind(checkpoint) -> CheckpointKind:
+    """The release a checkpoint's layout identifies, from its keys alone, only where no other release or tool
+    saves that layout:
+
+        unic    ``model`` holding ``module.encoder.*`` (UNIC(encoder, ladder) in DistributedDataParallel)
+        ibot    ``teacher`` and ``student`` beside ``ibot_loss``, or the student's ``masked_embed``
+        dino    ``teacher`` and ``student`` beside ``dino_loss``
+        deit3   ``model`` whose blocks have ``gamma_1`` (layer scale) and whose position embedding leaves out the
+                class token (a square number of positions): DeiT III's models_v2 (CaiT, the same repository's
+                other layer-scale model, has ``blocks_token_only``)
+
+    Layouts several releases share identify none: a bare backbone (DINO's and MAE's ``*_pretrain.pth``, iBOT's,
+    a timm model's headless ``state_dict()``), ``state_dict`` alone (iBOT's ``checkpoint_teacher.pth``, Lightning,
+    mmcv), ``model`` with ``fc_norm`` (dBOT's and MAE's fine-tuned), ``model`` otherwise (DeiT's, MAE's),
+    ``teacher``/``student`` without the loss's state (DINO, iBOT and their descendants). timm's marks: its
+    ``train.py`` checkpoint (``state_dict`` beside ``arch``, or ``state_dict_ema``)."""
+    if not isinstance(checkpoint, dict):
+        return CheckpointKind(None, (), f"a {type(checkpoint).__name__}, not a state dict")
+    model = checkpoint.get("model")
+    model = model if isinstance(model, dict) else None
+    if model is not None and any(k.startswith("module.encoder.") for k in model):
+        return CheckpointKind("unic", ("unic",), "UNIC's checkpoint (model: module.encoder.*)")
+    teacher, student = checkpoint.get("teacher"), checkpoint.get("student")
+    if isinstance(teacher, dict) and isinstance(student, dict):
+        if "ibot_loss" in checkpoint or any(k.endswith("backbone.masked_embed") for k in student):
+            return CheckpointKind("ibot", ("ibot",), "iBOT's training checkpoint (teacher, student, ibot_loss)")
+        if "dino_loss" in checkpoint:
+            return CheckpointKind("dino", ("dino",), "DINO's training checkpoint (teacher, student, dino_loss)")
+        return CheckpointKind(None, ("dino", "ibot"), "a DINO-style training checkpoint (teacher, student)")
+    if model is not None:
+        state = {k.removeprefix("module."): v for k, v in _tensors(model).items()}
+        pos = state.get("pos_embed")
+        if (any(re.match(r"blocks\.\d+\.gamma_1$", k) for k in state) and pos is not None and pos.ndim == 3
+                and math.isqrt(pos.shape[1]) ** 2 == pos.shape[1]
+                and not any(k.startswith("blocks_token_only.") for k in state)):
+            return CheckpointKind("deit3", ("deit3",), "DeiT III's checkpoint (model: gamma_1/gamma_2, a position "
+                                                       "embedding without the class token)")
+        if "fc_norm.weight" in state and "norm.weight" not in state:
+            return CheckpointKind(None, ("dbot",), "an MAE-style fine-tuned checkpoint (model: fc_norm, global pool; "
+                                                   "dBOT's, MAE's)")
+        return CheckpointKind(None, ("timm", "deit3"), "weights under model (DeiT's, DeiT III's, MAE's layout)")
+    if isinstance(checkpoint.get("state_dict_ema"), dict) or (
+            isinstance(checkpoint.get("state_dict"), dict) and isinstance(checkpoint.get("arch"), str)):
+        return CheckpointKind(None, ("timm",), "timm's training checkpoint (state_dict, arch)", timm=True)
+    if isinstance(checkpoint.get("state_dict"), dict):
+        if any(k.startswith(("backbone.", "module.backbone.")) for k in checkpoint["state_dict"]):
+            return CheckpointKind(None, ("ibot", "dino"), "a DINO-style backbone under state_dict (backbone.*)")
+        return CheckpointKind(None, ("ibot", "dino", "timm"), "weights under state_dict (iBOT's "
+                                                              "checkpoint_teacher.pth, Lightning's, ...)")
+    if _tensors(checkpoint) and len(_tensors(checkpoint)) == len(checkpoint):
+        return CheckpointKind(None, ("timm", "dino", "ibot"), "a bare state dict", bare=True)
+    return CheckpointKind(None, ("timm",), f"a dict of {sorted(checkpoint)[:6]}")
+
+
+def classifier_outputs(state: dict, classifier: str = "head") -> int:
+    """How many outputs the classifier ``classifier`` (timm's ``pretrained_cfg['classifier']``: ``head``,
+    ``fc``, ``head.fc``) of a bare state dict has; 0 when it has none."""
+    weight = next((v for k, v in state.items() if k.removeprefix("module.") == f"{classifier}.weight"), None)
+    return int(weight.shape[0]) if isinstance(weight, torch.Tensor) and weight.ndim >= 1 else 0
 
 
 # ----------------------------------------------------------------------------- timm weights from the local cache

@@ -19,7 +19,7 @@ import timm
 from ._registry import register_teacher
 from .preprocess import Preprocessing, preprocessing_named
 from .teachers import TimmTeacher
-from .weights import create_timm_model, load_checkpoint
+from .weights import CheckpointKind, create_timm_model, load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -92,3 +92,19 @@ def _register(spec: TeacherSpec) -> None:
 for _spec in ZOO:
     _register(_spec)
 SPECS = {s.name: s for s in ZOO}
+
+
+def release_entry(kind: CheckpointKind, timm_name: str) -> TeacherSpec | None:
+    """The zoo entry of a file loaded under a timm name: the one whose release the file's layout identifies
+    (``kind.release``) and whose architecture is the timm name's (its tag aside); None when there is none."""
+    arch = timm_name.partition(".")[0]
+    return next((s for s in ZOO if kind.release and s.checkpoint_format == kind.release and s.arch == arch), None)
+
+
+def entries_reading(kind: CheckpointKind, timm_name: str) -> list[str]:
+    """The zoo names whose release format reads a file of this layout and whose architecture is the timm
+    name's; where none is, those of the release the layout identifies (another size of it), else none."""
+    readers = (kind.release,) if kind.release else kind.readers
+    names = [s.name for s in ZOO if s.checkpoint_format in readers]
+    same_arch = [n for n in names if SPECS[n].arch == timm_name.partition(".")[0]]
+    return same_arch or (names if kind.release else [])
