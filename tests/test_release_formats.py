@@ -455,3 +455,32 @@ def test_timm_files_keep_timm_preprocessing(tmp_path, tiny_timm):
         check_teacher_options([under], {under: str(path)}, {})
         teacher = wb.create_teacher(under, checkpoint=str(path))
         assert teacher.preprocessing == timm_preprocessing(expected), filename
+
+
+def test_task_distillation_takes_a_release_file_as_its_teacher(tmp_path, monkeypatch):
+    """05 with DINO's own checkpoint file as its teacher, built the way 05 builds its teachers (``teacher_weights``
+    through ``build_teachers``), the zoo entry at the tiny size: the probed teacher is that file's, and the KD
+    student learns from it."""
+    from workbench.distillation.task import TaskDistillConfig, task_distill
+    from workbench.models import _registry
+
+    gen = torch.Generator().manual_seed(0)
+    state = official_vit(gen)
+    path = tmp_path / "checkpoint.pth"
+    teacher = {f"backbone.{k}": v for k, v in state.items()} | projection_head("head.", gen)
+    torch.save({"student": {f"module.backbone.{k}": v for k, v in state.items()}, "teacher": teacher,
+                "epoch": 100, "args": training_args(), "dino_loss": {"center": torch.zeros(1, 64)}}, path)
+    monkeypatch.setitem(_registry._builders, "dino_vitb16",
+                        lambda pretrained=True, checkpoint=None, preprocessing=None: tiny_teacher("dino_vitb16",
+                                                                                                  checkpoint))
+    cfg = TaskDistillConfig.from_params(teachers="dino_vitb16", teacher_weights=f"dino_vitb16={path}",
+                                        student="wb_vit_tiny_patch8_32", labels_per_class=3, student_steps=4,
+                                        batch_size=12, repeats=1, students="labels,probed", workers=1,
+                                        n_train=120, n_test=40)
+    teachers = wb.build_teachers(cfg.teachers, cfg.teacher_weights, cfg.preprocessing)
+    assert_same_features(teachers["dino_vitb16"], state)  # the file's weights, fed as DINO feeds them
+    run = task_distill(cfg, wb.load_data("world", n_train=120, n_test=40), teachers, out_dir=tmp_path / "run",
+                       log=lambda *_: None)
+    summary = run.summary()
+    assert summary["teacher_per_seed"] == ["dino_vitb16"] and set(summary["teachers"]) == {"probed dino_vitb16"}
+    assert set(summary["students"]) == {"labels", "probed"}

@@ -73,7 +73,7 @@ def build(spec: TeacherSpec, pretrained: bool = True, checkpoint: str | None = N
     if checkpoint is None and pretrained and spec.tag is None:
         raise FileNotFoundError(
             f"teacher {spec.name!r} has no weights in timm's hub: download {spec.weights_hint} and pass "
-            f"checkpoint='path/to/file' (-p checkpoints {spec.name}=path/to/file in the notebooks)"
+            f"checkpoint='path/to/file' (-p teacher_weights {spec.name}=path/to/file in the notebooks)"
         )
     if checkpoint is None:
         model = create_timm_model(spec.timm_name, pretrained, **spec.model_kwargs)
