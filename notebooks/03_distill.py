@@ -82,6 +82,9 @@ seed = 0                               # the seed everything random derives from
 fused_ladder = True                    # the ladder as batched matrix products (the same function as one MLP per block)
 device = "auto"                        # "auto": CUDA when present (under torchrun, the rank's own GPU); or cpu, cuda,
                                        # cuda:1
+precision = "auto"                     # fp32, or bf16 / fp16 (CUDA) autocast for the models' matrix products; auto:
+                                       # bf16 where the device computes it natively and it is faster for this run's
+                                       # models (timed once per machine), else fp32
 torch_compile = False                  # torch.compile the student and ladder (long GPU runs)
 nproc = 1                              # processes the notebook launches with torchrun (N GPUs); the command line takes
                                        # torchrun's
@@ -185,6 +188,7 @@ summary = {
     "probe": probe,
     "gain_over_best_teacher": gains,
     "student_folder": str(run.student_folder),
+    "precision": run.precision,
 }
 wb.save_json(summary, out / "summary.json")
 print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")

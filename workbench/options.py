@@ -16,12 +16,17 @@ from __future__ import annotations
 
 from .core.config import Option
 from .core.device import pick_device
+from .core.precision import PRECISIONS
 from .models import check_student_init, check_student_name, check_teacher_names
 
 # ----------------------------------------------------------------------------- where and with what it runs
 
 DEVICE = Option("device", str, '"auto": CUDA when present (under torchrun, the rank\'s own GPU); or cpu, cuda, cuda:1',
                 default="auto", check=pick_device, execution=True)
+PRECISION = Option("precision", str, "fp32, or bf16 / fp16 (CUDA) autocast for the models' matrix products; auto: "
+                                     "bf16 where the device computes it natively and it is faster for this run's "
+                                     "models (timed once per machine), else fp32", default="auto",
+                   choices=PRECISIONS)
 SEED = Option("seed", int, "the seed everything random derives from (weights, data order, sampling); with "
                            "repeats, the first of the seeds", default=0, ge=0)
 REPEATS = Option("repeats", int, "seeds seed, seed + 1, ...: each result is a mean and spread over them",
@@ -71,6 +76,6 @@ DENSE_STEPS = Option("dense_steps", int, "training steps of each dense probe, 16
 DENSE_LR = Option("dense_lr", float, "peak AdamW learning rate of the dense probes (DINOv2: 0.001)", default=0.01,
                   gt=0)
 
-SHARED_OPTIONS = {o.name: o for o in (DEVICE, SEED, REPEATS, DATA, DATA_ROOT, N_TRAIN, N_TEST, IMAGE_SIZE,
+SHARED_OPTIONS = {o.name: o for o in (DEVICE, PRECISION, SEED, REPEATS, DATA, DATA_ROOT, N_TRAIN, N_TEST, IMAGE_SIZE,
                                       TEACHERS, TEACHER_WEIGHTS, PREPROCESSING, STUDENT, STUDENT_INIT, STUDENT_STEPS,
                                       LR, BATCH_SIZE, WEIGHT_DECAY, GRAD_CLIP, DENSE_STEPS, DENSE_LR)}

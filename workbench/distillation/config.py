@@ -29,6 +29,7 @@ from ..options import (
     IMAGE_SIZE,
     N_TEST,
     N_TRAIN,
+    PRECISION,
     SEED,
     STUDENT,
     STUDENT_INIT,
@@ -113,6 +114,7 @@ class DistillConfig(Config):
     fused_ladder: bool = param(True,
                                help="the ladder as batched matrix products (the same function as one MLP per block)")
     device: str = DEVICE()
+    precision: str = PRECISION()
     torch_compile: bool = param(False, execution=True, help="torch.compile the student and ladder (long GPU runs)")
     nproc: int = param(1, ge=1, execution=True,
                        help="processes the notebook launches with torchrun (N GPUs); the command line takes torchrun's")

@@ -108,6 +108,7 @@ class LaunchedRun:
     command: list[str] = field(default_factory=list)
     log_file: Path | None = None
     nproc: int = 1
+    precision: str = "fp32"  # what the ranks computed in
 
     def describe(self) -> str:
         return describe_run(f"distilled in {self.runtime_s:.0f}s in {self.nproc} processes, start-up included", self)
@@ -179,7 +180,7 @@ def launch_distill(config_path, out_dir, nproc: int, callback: Callable[[dict], 
     meta = json.loads((final / "config.json").read_text()) if (final / "config.json").is_file() else {}
     resumed = re.search(r"resumed from step (\d+)", text)
     return LaunchedRun(read_jsonl(metrics)[0], final, time.time() - t0, meta.get("unreadable_images", []),
-                       int(resumed.group(1)) if resumed else None, cmd, log_file, nproc)
+                       int(resumed.group(1)) if resumed else None, cmd, log_file, nproc, meta.get("precision", "fp32"))
 
 
 def distill_or_launch(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir,

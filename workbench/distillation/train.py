@@ -34,10 +34,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..core.device import autocast_for, pick_device
+from ..core.device import pick_device
 from ..core.distributed import ProcessGroup, current_group, wrap_ddp
 from ..core.lock import hold_lock
 from ..core.params import ParameterError
+from ..core.precision import PRECISIONS, autocast, resolve_precision
 from ..core.preemption import Preempted, handle_preemption, requested, stop_message
 from ..core.training import NonFiniteLoss, configure_optimizer, get_lr, set_lr
 from ..data.augment import Augmentation
@@ -60,6 +61,7 @@ class DistillRun:
     runtime_s: float  # training time, over every (re)start
     skipped: list[str] = field(default_factory=list)  # unreadable training files, each once ("path: reason")
     resumed_from: int | None = None  # the step this call resumed from, None for a fresh start
+    precision: str = "fp32"  # what the run computed in (``precision`` "auto" resolved)
 
     def describe(self) -> str:
         return describe_run(f"distilled in {self.runtime_s:.0f}s of training", self)
@@ -117,12 +119,13 @@ def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, ca
     steps_per_epoch = math.ceil(usable / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
     augment = Augmentation(cfg.augmentation, cfg.input_size, cfg.seed)
-    amp, generators = autocast_for(device), {"teacher_drop": torch.Generator().manual_seed(cfg.seed)}
+    precision = pick_precision(cfg, model, teachers, data, device, ranks, log)
+    amp, generators = autocast(precision, device), {"teacher_drop": torch.Generator().manual_seed(cfg.seed)}
 
     # Resume last: loading restores every random generator, so nothing may draw from them after it.
     # Every rank loads the same checkpoint; rank 0 first, which alone removes leftovers (and the old run).
-    output = RunOutput(out_dir, cfg, {"config": cfg.to_dict(), "teacher_grids": grids, "data": data.fingerprint},
-                       writes=ranks.main)
+    output = RunOutput(out_dir, cfg, {"config": cfg.to_dict(), "teacher_grids": grids, "data": data.fingerprint,
+                                      "precision": precision}, writes=ranks.main)
     with ranks.main_first():
         state, resumed_from = output.resume(model, opt, generators, overwrite, log)
     if callback is not None and ranks.main:
@@ -221,7 +224,8 @@ def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, ca
             f"({time.time() - t0:.0f}s){unreadable}")
 
     model.eval()
-    return DistillRun(model, state.history, output.finish(model, state), time.time() - t0, state.skipped, resumed_from)
+    return DistillRun(model, state.history, output.finish(model, state), time.time() - t0, state.skipped, resumed_from,
+                      precision)
 
 
 def last_loss(history: list[dict]) -> str:
@@ -263,6 +267,29 @@ def decoded_for_training(cfg: DistillConfig, data):
     else:
         data = data.with_transform(p.image_transform(), key=f"eval-{p}", splits=("train",))
     return data.with_transform(p.image_transform(), key=f"eval-{p}", splits=("test",))
+
+
+def pick_precision(cfg: DistillConfig, model: UNIC, teachers: dict[str, Teacher], data, device,
+                   ranks: ProcessGroup, log=print) -> str:
+    """``cfg.precision``, "auto" resolved by timing a few steps of these models at this batch (``core.precision``):
+    forward and backward only, every random draw undone, gradients cleared, so the run is as if untimed. Every
+    rank takes rank 0's choice."""
+    images = data.first_image("test").to(device).expand(cfg.batch_size // ranks.size, -1, -1, -1).contiguous()
+
+    def trial(precision: str) -> None:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            loss, _, _ = distill_forward(model, teachers, images, None, cfg.teacher_drop_prob, None,
+                                         autocast(precision, device))
+            loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    shapes = {"student": cfg.student, "size": cfg.input_size, "batch": len(images), "ladder": cfg.ladder,
+              "teachers": {t: [m.embed_dim, *model.teacher_grids[t]] for t, m in teachers.items()}}
+    chosen = resolve_precision(cfg.precision, device, trial, shapes, log) if ranks.main else "fp32"
+    if ranks.size > 1:
+        chosen = PRECISIONS[int(ranks.all_sum(torch.tensor(float(PRECISIONS.index(chosen) if ranks.main else 0),
+                                                           device=device)).item())]
+    return chosen
 
 
 @torch.no_grad()
