@@ -6,8 +6,8 @@ Four worker processes start first and stay up, so start-up is never timed: A and
 A' and B' with the workbench's default (nothing set: ``import workbench`` sets it before torch loads, the
 path every workbench process takes). Each round then times, in this order, A alone, A' alone, A and B at once,
 A' and B' at once: the variants alternate, so a change in the machine's other load hits both alike. Each
-measurement is ``--steps`` training steps after the worker's warm-up step; a pair starts both on the same
-signal. Prints every time, then per variant the median over rounds of
+measurement is ``--steps`` training steps after one untimed step; a pair starts both on the same signal.
+Prints every time, then per variant the median over rounds of
 
 - pair / alone: each of the pair's time over the same worker's time alone (fair sharing of the cores: 2x;
   target with the policy: at most 2.2x);
@@ -16,6 +16,7 @@ signal. Prints every time, then per variant the median over rounds of
 with the spin count libgomp read in each worker (``OMP_DISPLAY_ENV=VERBOSE``), the CPU model and ``uptime``.
 
     python benchmarks/contention.py [--rounds 2] [--steps 6]
+    python benchmarks/contention.py --policy GOMP_SPINCOUNT=10000   # another "with" setting against the default
     # another configuration (the options of benchmarks/distill_step.py)
     python benchmarks/contention.py --student vit_small_patch16_224 --image-size 224 --batch 32 --steps 3
 """
@@ -42,7 +43,8 @@ VARIANTS = {"without policy": DEFAULT, "with policy": {}}
 
 
 def worker(args) -> None:
-    """A worker process: build the step, warm it up, then run ``--steps`` steps each time it reads a line."""
+    """A worker process: build the step, warm it up, then each time it reads "go", one step untimed and
+    ``--steps`` timed."""
     step, _ = build_step(args, "step", fused=True, precision="fp32")
     step(0)
     print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
@@ -50,6 +52,8 @@ def worker(args) -> None:
     for line in sys.stdin:
         if line.strip() != "go":
             break
+        step(i)  # untimed: caches and pages back after the idle wait (the first step after one is slower)
+        i += 1
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(args.steps):
             step(i)
@@ -121,7 +125,11 @@ def main():
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--policy", default="", help="the 'with policy' workers' environment instead of the "
+                        "workbench's default, e.g. GOMP_SPINCOUNT=10000 (comma-separated KEY=VALUE)")
     args = parser.parse_args()
+    if args.policy:
+        VARIANTS["with policy"] = dict(kv.split("=", 1) for kv in args.policy.split(","))
     if args.worker:
         worker(args)
         return
@@ -129,6 +137,7 @@ def main():
     print(f"cpu        {cpu_model()}, {os.cpu_count()} cores, {len(os.sched_getaffinity(0))} usable")
     print(f"config     03's default step: student {args.student}, teachers {args.teachers}, batch {args.batch}, "
           f"{args.image_size} px, ladder {args.ladder}; {args.steps} steps per measurement, {args.rounds} rounds")
+    print(f"policy     {VARIANTS['with policy'] or 'the workbench default (nothing set)'}; without: {DEFAULT}")
     print(f"before     {uptime()}")
     workers = {name: (Worker(args, env), Worker(args, env)) for name, env in VARIANTS.items()}
     threads = {name: [w.read()["threads"] for w in pair] for name, pair in workers.items()}

@@ -114,6 +114,7 @@ def test_torch_imported_first_keeps_libgomps_default_so_the_check_can_tell():
     assert out.strip() == "PASSIVE" and read == DEFAULT  # its children get the policy; its own libgomp did not
 
 
+@pytest.mark.slow
 def test_pytest_itself_runs_with_the_policy():
     """tests/conftest.py imports workbench before torch (pytest -s: libgomp's stderr is not captured)."""
     out, read = run(["-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
@@ -128,6 +129,7 @@ def report_environment(job, shared, emit):
     return started.get("OMP_WAIT_POLICY"), os.environ.get("OMP_WAIT_POLICY")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc (Linux)")
 @pytest.mark.parametrize("users", [None, "ACTIVE"])
 def test_pool_workers_start_with_the_policy_or_the_users_choice(monkeypatch, users):
