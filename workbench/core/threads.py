@@ -8,7 +8,7 @@ costs nothing; beside another job (a second kernel, the tests next to a notebook
 core the other job's threads are waiting for, and both slow down far more than sharing explains. A timm ViT
 training loop on a 2-core machine: 43.1 s alone, 169.6 s each as two at once (3.9x, where fair sharing is 2x);
 with ``OMP_WAIT_POLICY=PASSIVE``, 45.4 s alone and 81 s each as two (1.9x). ``benchmarks/contention.py``
-measures the same on 03's distillation step (README, "Performance").
+measures the same on 03's distillation step (README, "Benchmarks").
 
 When. libgomp reads its environment once, when it is loaded, which is at ``import torch``; setting the variable
 afterwards changes nothing in that process. So ``share_cores()`` runs as the very first statement of
