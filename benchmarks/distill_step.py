@@ -74,8 +74,9 @@ def peak_rss_bytes() -> int:
 
 # ----------------------------------------------------------------------------- one measurement (child process)
 
-def measure(args, what: str, fused: bool, precision: str) -> dict:
-    """``what``: "step" (the whole training step) or "ladder" (the ladder alone on fixed block outputs)."""
+def build_step(args, what: str, fused: bool, precision: str):
+    """(step, device): ``step(i)`` runs training step ``i`` of ``what``: "step" (the whole training step) or
+    "ladder" (the ladder alone on fixed block outputs)."""
     device = pick_device(args.device)
     torch.manual_seed(0)
     teachers = {n: create_teacher(n, pretrained=False).to(device) for n in args.teachers.split(",")}
@@ -105,6 +106,12 @@ def measure(args, what: str, fused: bool, precision: str) -> dict:
             model.ladder.zero_grad(set_to_none=True)
             loss.backward()
 
+    return step, device
+
+
+def measure(args, what: str, fused: bool, precision: str) -> dict:
+    """``what``: "step" (the whole training step) or "ladder" (the ladder alone on fixed block outputs)."""
+    step, device = build_step(args, what, fused, precision)
     result = {"what": what, "fused": fused, "precision": precision, "device": str(device)}
     sync(device)
     rss_start = rss_bytes()

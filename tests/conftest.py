@@ -1,3 +1,7 @@
+# first: importing workbench sets OpenMP's wait policy before torch loads it (workbench/core/threads.py)
+import workbench  # noqa: F401
+
+# isort: split
 import pytest
 import torch
 

@@ -14,6 +14,10 @@ The package is layered; each layer imports only the ones before it (``tests/test
     probing                                frozen-feature probes (02)
     generation, distillation, transfer     the stages (01 and 06, 03 and 05, 04), which never import each other
 """
+from .core.threads import share_cores
+
+share_cores()  # before the imports below load torch: libgomp reads OMP_WAIT_POLICY once, as it loads (core/threads.py)
+
 from . import core, data, distillation, generation, layers, models, options, probing, transfer
 from .core.device import pick_device
 from .core.figures import show

@@ -18,7 +18,6 @@ yet see it at once.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -28,16 +27,9 @@ import torch
 import torch.multiprocessing
 
 from .preemption import requested, watch_parent
+from .threads import cpu_cores  # the cores this process may use: affinity mask and cgroup quota
 
 _worker: dict = {}  # in a pool process: fn, shared and emit, set once by _init_worker
-
-
-def cpu_cores() -> int:
-    """The cores this process may run on (a container's or a job scheduler's share, not the machine's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def auto_workers(n_jobs: int, device: torch.device) -> int:

@@ -1,0 +1,156 @@
+"""Fair under load (``workbench.core.threads``): every way into the workbench starts OpenMP with a passive wait
+policy unless the user chose one, and thread counts follow the cores this process may use.
+
+What libgomp itself read is checked where it can be: ``OMP_DISPLAY_ENV=VERBOSE`` makes it print its settings,
+``GOMP_SPINCOUNT`` among them (0 passive, 300000 its default, 30000000000 active), to stderr as it loads."""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.core import threads
+from workbench.core.parallel import map_jobs
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+PASSIVE, DEFAULT, ACTIVE = "0", "300000", "30000000000"  # libgomp's spin count for each wait policy
+
+
+def clean_env(**extra) -> dict:
+    """This environment without any OpenMP setting of the user's, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in threads.USER_WAIT + threads.USER_THREADS}
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               OMP_DISPLAY_ENV="VERBOSE", **extra)
+    return env
+
+
+def run(args: list[str], **extra) -> tuple[str, str]:
+    """(stdout, the spin count libgomp read) of ``python args`` in a clean environment plus ``extra``."""
+    done = subprocess.run([sys.executable, *args], env=clean_env(**extra), cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    spins = re.findall(r"GOMP_SPINCOUNT = '(\d+)'", done.stderr)
+    assert spins, f"libgomp printed no settings (is torch's OpenMP libgomp?):\n{done.stderr[-2000:]}"
+    return done.stdout, spins[0]
+
+
+# ----------------------------------------------------------------------------- the defaults, on a dict
+
+def test_the_policy_is_a_default_never_an_override():
+    env = {}
+    assert threads.share_cores(env, cgroup="/nonexistent") == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert threads.share_cores(env, cgroup="/nonexistent") == {}  # twice: nothing more
+    for users in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"OMP_WAIT_POLICY": "passive"}, {"GOMP_SPINCOUNT": "1000"}):
+        env = dict(users)
+        assert threads.share_cores(env, cgroup="/nonexistent") == {}
+        assert env == users
+
+
+def cgroup_v2(tmp_path, cpu_max: str) -> Path:
+    (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(("cpu_max", "quota", "cores"), [("max 100000", None, 4), ("200000 100000", 2.0, 2),
+                                                          ("150000 100000", 1.5, 2), ("50000 100000", 0.5, 1),
+                                                          ("800000 100000", 8.0, 4)])
+def test_cores_are_the_affinity_mask_capped_by_the_cgroup_quota(tmp_path, monkeypatch, cpu_max, quota, cores):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    root = cgroup_v2(tmp_path, cpu_max)
+    assert threads.cpu_quota(root) == quota
+    assert threads.cpu_cores(root) == cores
+    env = {}
+    added = threads.share_cores(env, cgroup=root)
+    assert added.get("OMP_NUM_THREADS") == (str(cores) if cores < 4 else None)  # only where the quota is smaller
+
+
+def test_cgroup_v1_quota_and_no_cgroup(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert threads.cpu_quota(tmp_path) == 3.0 and threads.cpu_cores(tmp_path) == 3
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # v1's "no quota"
+    assert threads.cpu_quota(tmp_path) is None and threads.cpu_cores(tmp_path) == 8
+    assert threads.cpu_quota(tmp_path / "nonexistent") is None
+
+
+def test_a_users_thread_count_is_left_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    root = cgroup_v2(tmp_path, "100000 100000")
+    for users in ({"OMP_NUM_THREADS": "3"}, {"MKL_NUM_THREADS": "4"}):
+        env = dict(users)
+        assert threads.share_cores(env, cgroup=root) == {"OMP_WAIT_POLICY": "PASSIVE"}
+        assert env == {**users, "OMP_WAIT_POLICY": "PASSIVE"}
+    assert threads.share_cores({}, cgroup=root) == {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
+
+
+# ----------------------------------------------------------------------------- the entry points, as processes
+
+@pytest.mark.parametrize(("users", "printed", "spin"), [({}, "PASSIVE", PASSIVE), ({"OMP_WAIT_POLICY": "ACTIVE"},
+                                                                                    "ACTIVE", ACTIVE),
+                                                        ({"GOMP_SPINCOUNT": "1234"}, "None", "1234")])
+def test_importing_workbench_sets_the_policy_before_torch_loads_unless_the_user_chose(users, printed, spin):
+    out, read = run(["-c", "import workbench, os; print(os.environ.get('OMP_WAIT_POLICY'))"], **users)
+    assert out.strip() == printed
+    assert read == spin
+
+
+def test_the_command_line_runs_with_the_policy():
+    out, read = run(["-m", "workbench", "--help"])
+    assert "usage: python -m workbench" in out and read == PASSIVE
+
+
+def test_torch_imported_first_keeps_libgomps_default_so_the_check_can_tell():
+    """The limit the docstring states (and the proof that the checks above see a difference)."""
+    out, read = run(["-c", "import torch, workbench, os; print(os.environ.get('OMP_WAIT_POLICY'))"])
+    assert out.strip() == "PASSIVE" and read == DEFAULT  # its children get the policy; its own libgomp did not
+
+
+@pytest.mark.slow
+def test_pytest_itself_runs_with_the_policy():
+    """tests/conftest.py imports workbench before torch (pytest -s: libgomp's stderr is not captured)."""
+    out, read = run(["-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                     f"tests/{Path(__file__).name}::test_the_policy_is_a_default_never_an_override"])
+    assert "1 passed" in out and read == PASSIVE
+
+
+def report_environment(job, shared, emit):
+    """A pool job (module level: the workers import it by name): its process's environment as it started (exec),
+    before anything in it ran, and now."""
+    started = dict(e.split("=", 1) for e in Path("/proc/self/environ").read_text().split("\0") if "=" in e)
+    return started.get("OMP_WAIT_POLICY"), os.environ.get("OMP_WAIT_POLICY")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("users", [None, "ACTIVE"])
+def test_pool_workers_start_with_the_policy_or_the_users_choice(monkeypatch, users):
+    for name in threads.USER_WAIT:
+        monkeypatch.delenv(name, raising=False)
+    if users:
+        monkeypatch.setenv("OMP_WAIT_POLICY", users)
+    else:
+        threads.share_cores()  # what importing workbench did in this process before the user's choice was cleared
+    results = {}
+    map_jobs(report_environment, [0, 1], None, 2, lambda r: None, results.__setitem__)
+    expected = users or "PASSIVE"
+    assert results == {0: (expected, expected), 1: (expected, expected)}  # set before the worker's torch loaded
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_notebook_imports_workbench_before_anything_that_loads_torch(notebook):
+    """A kernel's libgomp loads with the notebook's first import of torch (or timm, numpy's neighbours...): the
+    notebook's first import is workbench, so the kernel runs with the policy (papermill, nbval, JupyterLab)."""
+    first = min((node for node in ast.walk(ast.parse(notebook.read_text()))
+                 if isinstance(node, (ast.Import, ast.ImportFrom)) and getattr(node, "module", "") != "__future__"),
+                key=lambda node: node.lineno)
+    names = [a.name for a in first.names] if isinstance(first, ast.Import) else [first.module]
+    assert names[0].split(".")[0] == "workbench", f"{notebook.name} line {first.lineno} imports {names} first"
