@@ -16,9 +16,9 @@ Each measurement runs in its own process, so that peak memory is its own: on CUD
 allocations are invisible to tracemalloc), and its rise over the resident set before the first step.
 ``--repeats R`` alternates the variants R times and keeps each one's best (the machine may be shared).
 
-    python benchmarks/distill_forward.py [--batch 32] [--steps 3] [--repeats 1] [--device auto]
+    python benchmarks/distill_step.py [--batch 32] [--steps 3] [--repeats 1] [--device auto]
     # the offline world's default 03 run (what a CPU runs here): small student, 32 px, batch 64
-    python benchmarks/distill_forward.py --student wb_vitc_tiny_patch8_32 --teachers world_colour,world_shape \
+    python benchmarks/distill_step.py --student wb_vitc_tiny_patch8_32 --teachers world_colour,world_shape \
         --image-size 32 --batch 64
 """
 from __future__ import annotations
