@@ -78,6 +78,7 @@ def train_classifier(*, build: Callable[[], nn.Module], labelled: Labelled, batc
     ``StoppedJob`` is returned instead of the model)."""
     # Seeded before the model is built: its initialisation, its batches and its augmentation are the seed's alone.
     torch.manual_seed(seed)
+    device = torch.device(device)
     model = build().to(device)
     opt = configure_optimizer(model, lr, weight_decay)
     gen, rng, amp = torch.Generator().manual_seed(seed), np.random.default_rng(seed), autocast_for(device)
