@@ -26,8 +26,9 @@
 # real images with the two held-out backgrounds (stripes and checker), which neither the world model nor any
 # student has seen.
 #
-# The student is the label-only student of task-specific distillation (05, `workbench.distillation.task`): a ViT
-# with a linear head trained by cross-entropy on the set's labels (the prompted classes of a clone). By default it
+# The student is the label-only student of task-specific distillation (05): a ViT with a linear head
+# (`wb.models.make_classifier`) trained by cross-entropy on the set's labels (the prompted classes of a clone), by the
+# loop every student classifier of the workbench shares (`wb.models.train_classifier`). By default it
 # starts from the student 03 distills (`student_init = "student"`: from a finished default run of 03, else from the
 # cache, else distilled first): from random weights, these small students need far more steps than a notebook's
 # default run to tell shapes apart (`student_init = "random"` asks that question).
@@ -100,19 +101,19 @@ display(Markdown(wb.generation.study.fidelity_table(fidelity)))
 # %% [markdown]
 # ## The students
 #
-# One student per training set and seed; `train` is the label-only student of 05, on the set's images and labels.
+# One student per training set and seed; `train` trains it on the set's images and labels (cross-entropy, 05's
+# recipe: AdamW, warm-up then cosine, clipped gradients).
 
 # %%
 init = wb.generation.study.student_init(cfg.student_init, wb.default_student)
-student_cfg = wb.TaskDistillConfig.from_params(student=cfg.student, student_init=init, student_steps=cfg.student_steps,
-                                               batch_size=3 * cfg.student_batch, lr=cfg.lr, device=cfg.device)
+n_classes = len(wb.generation.WORLD_CLASSES)
 
 
 def train(pixels, labels, seed):
-    labelled = wb.distillation.task.Labelled(pixels, labels, torch.arange(len(labels)))
-    n_classes = len(wb.generation.WORLD_CLASSES)
-    return wb.distillation.task.train_student(student_cfg, "labels", None, labelled, None, n_classes, seed, dev,
-                                              evaluate=None)
+    return wb.models.train_classifier(build=lambda: wb.models.make_classifier(cfg.student, init, n_classes),
+                                      labelled=wb.data.Labelled(pixels, labels, torch.arange(len(labels))),
+                                      batch_size=cfg.student_batch, steps=cfg.student_steps, lr=cfg.lr, seed=seed,
+                                      device=dev)
 
 
 tests = wb.generation.study.real_test_sets(cfg)

@@ -4,7 +4,7 @@
     clones = generate_clones(cfg, out / "clones", pipe)           # one clone per prompt strategy and guidance
     sets = {"real": real_world_set(cfg.images_per_class, cfg.seed)}
     sets.update({name: read_world_folder(folder) for name, folder in clones.items()})
-    rows = train_students(cfg, sets, real_test_sets(cfg), train)       # train(pixels, labels, seed) -> classifier
+    rows = train_students(cfg, sets, real_test_sets(cfg), train, device)   # train(pixels, labels, seed) -> model
 
 ImageNet-SD (Sariyildiz et al., CVPR 2023) trains a classifier on a synthetic clone of ImageNet and measures it
 on real ImageNet images, for each prompt strategy and guidance scale. Here the clone is the world model's
@@ -14,8 +14,9 @@ Each set trains the same student with the same recipe and seeds; it is measured 
 training backgrounds) and on real images with the held-out backgrounds (stripes, checker), which no model of the
 world, the world model included, has seen: 36-way top-1, and its shape and colour parts.
 
-The stages never import each other: the training function comes from the caller (the notebook passes the
-label-only student of task distillation, ``workbench.distillation.task.train_student``).
+The training function comes from the caller: the notebook trains a student classifier
+(``workbench.models.make_classifier``) by cross-entropy on the set with the loop every student classifier shares,
+``workbench.models.train_classifier`` (05's label-only student, with the study's steps, batch size and lr).
 """
 from __future__ import annotations
 

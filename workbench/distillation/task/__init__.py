@@ -4,10 +4,11 @@
     run = task_distill(cfg, data, teachers, out_dir="runs/05_task_distill")
     run.summary()["students"]["probed"]["mean"]
 """
+from ...data.labelled import Labelled, augment
 from .config import EXTRA_SOURCES, STUDENTS, TaskDistillConfig
-from .data import Labelled, augment, eval_batches, extra_images, labelled_subset
+from .data import eval_batches, extra_images, labelled_subset
 from .figures import TaskLivePlot, results_figure, student_colour, task_table
-from .kd import kd_loss, mix_images, task_distillation_loss
+from .kd import TaskObjective, kd_loss, mix_images, task_distillation_loss
 from .teachers import PROBE_WEIGHT_DECAYS, TeacherClassifier, finetune_teacher, probe_teacher
 from .train import (
            StudentJob,
@@ -18,11 +19,10 @@ from .train import (
            save_task_student,
            task_distill,
            top1,
-           train_student,
 )
 
 __all__ = ["EXTRA_SOURCES", "PROBE_WEIGHT_DECAYS", "STUDENTS", "augment", "eval_batches", "extra_images",
            "finetune_teacher", "kd_loss", "Labelled", "labelled_subset", "make_student", "mix_images", "probe_teacher",
            "results_figure", "run_student", "save_task_student", "student_colour", "StudentJob", "task_distill",
-           "task_distillation_loss", "task_table", "TaskDistillConfig", "TaskLivePlot", "TaskRun", "TaskStudent",
-           "TeacherClassifier", "top1", "train_student"]
+           "task_distillation_loss", "task_table", "TaskDistillConfig", "TaskLivePlot", "TaskObjective", "TaskRun",
+           "TaskStudent", "TeacherClassifier", "top1"]

@@ -1,44 +1,21 @@
 """The images of task-specific distillation: a few labelled ones, extra ones without labels, the test split.
 
 Labelled images are few (``labels_per_class``), so they are held in memory and seen again every few
-steps; extra distillation images carry the teacher's knowledge to the student, fresh ones every step
-where possible: rendered by the offline world, the rest of the training split with labels hidden, or
-a folder of images such as 01's synthetic clone.
+steps (``workbench.data.labelled``, the set every student classifier trains on); extra distillation images
+carry the teacher's knowledge to the student, fresh ones every step where possible: rendered by the offline
+world, the rest of the training split with labels hidden, or a folder of images such as 01's synthetic clone.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ...core.preemption import ignore_stop_signals
 from ...data import IMAGE_EXTENSIONS, Data, ImageFolderSplit, InMemorySplit, collate, image_files, world
+from ...data.labelled import Labelled
 from ...probing import few_shot_indices
-
-
-@dataclass
-class Labelled:
-    """The few labelled training images of a task, held in memory as uint8 (they were decoded from 8 bits)."""
-
-    pixels: torch.Tensor  # (N, 3, H, W) uint8
-    labels: torch.Tensor
-    indices: torch.Tensor  # positions in the training split
-
-    @property
-    def images(self) -> torch.Tensor:
-        return self.pixels.float() / 255
-
-    def batches(self, batch_size: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless random batches of float images in [0, 1], every image once per pass."""
-        batch_size = min(batch_size, len(self.labels))
-        while True:
-            order = torch.randperm(len(self.labels), generator=gen)
-            for i in range(0, len(order) - batch_size + 1, batch_size):
-                idx = order[i : i + batch_size]
-                yield self.pixels[idx].float() / 255, self.labels[idx]
 
 
 def labelled_subset(data: Data, task: str, per_class: int, seed: int) -> Labelled:
@@ -55,17 +32,6 @@ def labelled_subset(data: Data, task: str, per_class: int, seed: int) -> Labelle
         raise ValueError(f"no readable labelled image in the training split of {data.name!r}")
     pixels = (torch.stack(images) * 255).round().to(torch.uint8)
     return Labelled(pixels, torch.stack(labels).long(), torch.tensor(kept))
-
-
-def augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip and a random shift of up to 1/16 of the side (reflected border)."""
-    n, _, h, w = images.shape
-    pad = max(1, h // 16)
-    flip = torch.rand(n, generator=gen) < 0.5
-    images = torch.where(flip.view(n, 1, 1, 1), images.flip(-1), images)
-    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, n), generator=gen).tolist()
-    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
 
 
 def extra_images(source: str, data: Data, labelled: Labelled, batch_size: int,

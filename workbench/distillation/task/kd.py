@@ -11,14 +11,23 @@ the hard term when T changes (the soft gradients scale as 1 / T^2), so ``a`` mea
 Mixing (mixup, Zhang et al. 2018, used for distillation as "function matching" by Beyer et al. 2022):
 each distillation image is blended with another one of the batch, ``lam * x_i + (1 - lam) * x_j``, and
 the teacher labels the blend; the student learns the teacher's function between images, not only at them.
+
+``TaskObjective`` is a student's step of 05 for the shared loop (``workbench.models.supervised``): its
+distillation images and its loss.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+
+from ...core.device import autocast_for
+from ...data.labelled import augment
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -78,3 +87,39 @@ def mix_images(images: torch.Tensor, concentration: float, rng: np.random.Genera
     shape = (n,) + (1,) * (images.ndim - 1)
     blended = lam.view(shape) * images + (1 - lam.view(shape)) * images[partner]
     return Mixed(blended.to(images.dtype), lam, partner)
+
+
+@dataclass
+class TaskObjective:
+    """A student of 05 in ``workbench.models.train_classifier``: the labelled images, the ``extra`` ones (augmented)
+    where there is a ``teacher``, blended with each other with ``mix`` (the Beta concentration; None: unmixed), and
+    ``task_distillation_loss`` (no teacher: cross-entropy only)."""
+
+    teacher: nn.Module | None
+    extra: Iterator[torch.Tensor] | None
+    kd_weight: float
+    temperature: float
+    mix: float | None
+    device: torch.device
+
+    def draw(self, x: torch.Tensor, gen: torch.Generator, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        """(the student's images, the teacher's): unmixed, both the distillation images, the labelled ones first;
+        mixed, the labelled images then the blends, and the blends."""
+        kd_images = x
+        if self.teacher is not None and self.extra is not None:
+            kd_images = torch.cat([x, augment(next(self.extra), gen)])
+        if self.mix is None:
+            return kd_images, kd_images
+        kd_images = mix_images(kd_images, self.mix, rng).images
+        return torch.cat([x, kd_images]), kd_images
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, kd_images: torch.Tensor) -> dict[str, torch.Tensor]:
+        teacher_logits = None
+        if self.teacher is not None:
+            with torch.inference_mode(), autocast_for(self.device):
+                teacher_logits = self.teacher(kd_images.to(self.device, non_blocking=True)).float()
+            teacher_logits = teacher_logits.clone()  # inference tensors cannot enter autograd
+        n = len(labels)
+        loss = task_distillation_loss(logits[:n], labels, logits[n:] if self.mix is not None else logits,
+                                      teacher_logits, self.kd_weight, self.temperature)
+        return {"loss": loss.total, "ce": loss.ce, "kd": loss.kd}

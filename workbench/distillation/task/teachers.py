@@ -10,14 +10,11 @@ import copy
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ...core.device import autocast_for
-from ...core.training import configure_optimizer, get_lr, set_lr
-from ...models import Teacher
+from ...data.labelled import Labelled
+from ...models import Teacher, train_classifier
 from ...probing import FEW_SHOT_WEIGHT_DECAY, WEIGHT_DECAYS, encode_images, fit_linear_probe
 from .config import TaskDistillConfig
-from .data import Labelled, augment
 
 # The probe's weight decay sets the scale of its logits, so it is chosen by held-out cross-entropy; every
 # other decay of the probing grid is enough with a few labelled images (and twice as fast).
@@ -53,20 +50,12 @@ def probe_teacher(teacher: Teacher, labelled: Labelled, n_classes: int, device,
 
 def finetune_teacher(teacher: Teacher, labelled: Labelled, n_classes: int, cfg: TaskDistillConfig, device,
                      seed: int) -> TeacherClassifier:
-    """The teacher fine-tuned end to end with a new linear head on the labelled images (a short schedule)."""
-    torch.manual_seed(seed)
-    model = TeacherClassifier(copy.deepcopy(teacher), nn.Linear(teacher.embed_dim, n_classes)).to(device)
-    model.requires_grad_(True).train()
-    opt = configure_optimizer(model, cfg.finetune_lr, cfg.weight_decay)
-    gen, amp = torch.Generator().manual_seed(seed), autocast_for(device)
-    batches = labelled.batches(cfg.labelled_batch, gen)
-    for step in range(cfg.finetune_steps):
-        set_lr(opt, get_lr(step, cfg.finetune_steps, cfg.finetune_lr, int(cfg.warmup_frac * cfg.finetune_steps)))
-        x, y = next(batches)
-        with amp:
-            logits = model(augment(x, gen).to(device))
-        loss = F.cross_entropy(logits.float(), y.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    """The teacher fine-tuned end to end with a new linear head on the labelled images (a short schedule, no
+    clipping): the loop of every student classifier, on a copy of the teacher."""
+    def build() -> TeacherClassifier:
+        return TeacherClassifier(copy.deepcopy(teacher), nn.Linear(teacher.embed_dim, n_classes)).requires_grad_(True)
+
+    model = train_classifier(build=build, labelled=labelled, batch_size=cfg.labelled_batch, steps=cfg.finetune_steps,
+                             lr=cfg.finetune_lr, seed=seed, device=device, weight_decay=cfg.weight_decay,
+                             warmup_frac=cfg.warmup_frac, grad_clip=0, name="fine-tuned teacher")
     return model.requires_grad_(False).eval()

@@ -17,9 +17,11 @@ the same extra images and the same initialisation:
 Distillation images are the labelled ones plus ``extra`` images without labels: rendered on the fly
 (``world``: the offline world's generator draws fresh images every step), the rest of the training
 split with labels hidden (``unlabelled``), or a folder of images such as the synthetic clone of 01.
-The loss is ``kd.task_distillation_loss``. The students are independent jobs: on CPU they
-train side by side, one single-threaded process per core (``workbench.core.parallel``), each seeded on its
-own, so a student is the same whether it trained here or in a worker process.
+The loss is ``kd.task_distillation_loss``. Every student (and the fine-tuned teacher) is trained by the one loop
+of a student classifier, ``workbench.models.train_classifier``, with its own step (``kd.TaskObjective``). The
+students are independent jobs: on CPU they train side by side, one single-threaded process per core
+(``workbench.core.parallel``), each seeded on its own, so a student is the same whether it trained here or in a
+worker process.
 
 With an ``out_dir``, every student keeps a folder under ``<out_dir>/student_checkpoints/`` (``task.checkpoint``): on
 SIGTERM or SIGUSR1 each running student finishes its step and saves itself there, students not started yet
@@ -30,122 +32,36 @@ run never stopped. The run's out_dir is locked while it runs (``workbench.core.l
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from ...core.device import autocast_for, pick_device
+from ...core.device import pick_device
 from ...core.files import save_json, save_jsonl, save_tensors
 from ...core.lock import hold_lock
 from ...core.parallel import auto_workers, map_jobs
 from ...core.preemption import EXIT_PREEMPTED, Preempted, StoppedJob, handle_preemption, requested
 from ...core.stats import seed_stats
-from ...core.training import NonFiniteLoss, configure_optimizer, get_lr, set_lr
 from ...data import Data
-from ...models import Student, Teacher, load_student
+from ...data.labelled import Labelled
+from ...models import StudentClassifier, Teacher, make_classifier, train_classifier
 from ...models.students import STUDENT_CONFIG, STUDENT_WEIGHTS
 from .checkpoint import CHECKPOINTS, StudentCheckpoint
 from .config import TaskDistillConfig
-from .data import Labelled, augment, eval_batches, extra_images, labelled_subset
-from .kd import mix_images, task_distillation_loss
+from .data import eval_batches, extra_images, labelled_subset
+from .kd import TaskObjective
 from .teachers import TeacherClassifier, finetune_teacher, probe_teacher
 
-
-class TaskStudent(nn.Module):
-    """The student encoder with a linear head on its final CLS token."""
-
-    def __init__(self, student: Student, n_classes: int):
-        super().__init__()
-        self.student, self.head = student, nn.Linear(student.embed_dim, n_classes)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.student.forward_features(images)[0])
+TaskStudent = StudentClassifier  # 05's name for the student with a head
 
 
-def make_student(cfg: TaskDistillConfig, n_classes: int) -> TaskStudent:
+def make_student(cfg: TaskDistillConfig, n_classes: int) -> StudentClassifier:
     """Random initialisation, or the encoder of a 03 checkpoint or a released UNIC file (a fresh head either way)."""
-    if cfg.student_init == "random":
-        return TaskStudent(Student(cfg.student), n_classes)
-    student = load_student(cfg.student_init)
-    if student.name != cfg.student:
-        raise ValueError(f"student_init {cfg.student_init!r} holds a {student.name!r} student but "
-                         f"student={cfg.student!r}; set student={student.name!r}")
-    return TaskStudent(student.train(), n_classes)
-
-
-def train_student(cfg: TaskDistillConfig, name: str, teacher: TeacherClassifier | None, labelled: Labelled,
-                  extra: Iterator[torch.Tensor] | None, n_classes: int, seed: int, device,
-                  evaluate: Callable[[nn.Module], float], callback: Callable[[dict], None] | None = None,
-                  eval_every: int = 25, checkpoint: StudentCheckpoint | None = None) -> TaskStudent | StoppedJob:
-    """One student: (1 - a) * CE on labelled images + a * KD on the distillation images (no teacher: CE only).
-
-    With a ``checkpoint``, a student stopped before continues from it, and a preemption stops this one after
-    its current step, saved there (a ``StoppedJob`` is returned instead of the student)."""
-    torch.manual_seed(seed)
-    model = make_student(cfg, n_classes).to(device)
-    opt = configure_optimizer(model, cfg.lr, cfg.weight_decay)
-    gen, rng, amp = torch.Generator().manual_seed(seed), np.random.default_rng(seed), autocast_for(device)
-    batches = labelled.batches(cfg.labelled_batch, gen)
-    mixing = name == "probed_mix"
-    start, records = 0, []
-    if checkpoint is not None and checkpoint.job() is not None:
-        start, records = checkpoint.restore(model, opt)
-        for _ in range(start):  # the student's own streams, drawn again up to where it stopped
-            step_inputs(cfg, batches, extra, gen, rng, teacher is not None, mixing)
-        for record in records:
-            if callback is not None:
-                callback(record)
-    model.train()
-    for step in range(start, cfg.student_steps):
-        set_lr(opt, get_lr(step, cfg.student_steps, cfg.lr, int(cfg.warmup_frac * cfg.student_steps)))
-        x, y, kd_images = step_inputs(cfg, batches, extra, gen, rng, teacher is not None, mixing)
-        inputs = torch.cat([x, kd_images]) if mixing else kd_images  # unmixed, the labelled images lead the batch
-        with amp:
-            logits = model(inputs.to(device, non_blocking=True))
-        teacher_logits = None
-        if teacher is not None:
-            with torch.inference_mode(), amp:
-                teacher_logits = teacher(kd_images.to(device, non_blocking=True)).float()
-            teacher_logits = teacher_logits.clone()  # inference tensors cannot enter autograd
-        loss = task_distillation_loss(logits[: len(x)], y.to(device), logits[len(x):] if mixing else logits,
-                                      teacher_logits, cfg.kd_weight, cfg.temperature)
-        if not torch.isfinite(loss.total):
-            raise NonFiniteLoss(f"non-finite loss at step {step} of student {name!r} (seed {seed}); lower lr")
-        opt.zero_grad(set_to_none=True)
-        loss.total.backward()
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-
-        if callback is not None and (step % eval_every == 0 or step == cfg.student_steps - 1):
-            record = {"student": name, "seed": seed, "step": step, "loss": loss.total.item(), "ce": loss.ce.item(),
-                      "kd": loss.kd.item()}
-            if step % (2 * eval_every) == 0 or step == cfg.student_steps - 1:
-                record["top1"] = evaluate(model)
-                model.train()
-            records.append(record)
-            callback(record)
-        if checkpoint is not None and requested() and step < cfg.student_steps - 1:  # preempted: saved after this step
-            checkpoint.save(model, opt, step + 1, records)
-            return StoppedJob(step + 1)
-    return model.eval()
-
-
-def step_inputs(cfg: TaskDistillConfig, batches, extra, gen: torch.Generator, rng: np.random.Generator,
-                has_teacher: bool, mixing: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A step's labelled images and labels and its distillation images: every random draw of a step but the
-    model's, so that a resumed student can draw the steps it already took again."""
-    x, y = next(batches)
-    x = augment(x, gen)
-    kd_images = x if (not has_teacher or extra is None) else torch.cat([x, augment(next(extra), gen)])
-    if mixing:
-        kd_images = mix_images(kd_images, cfg.mix, rng).images
-    return x, y, kd_images
+    return make_classifier(cfg.student, cfg.student_init, n_classes)
 
 
 @torch.no_grad()
@@ -173,7 +89,7 @@ class StudentJob:
 
 
 def run_student(job: StudentJob, shared: tuple,
-                emit: Callable[[dict], None]) -> tuple[float, TaskStudent | None] | StoppedJob:
+                emit: Callable[[dict], None]) -> tuple[float, StudentClassifier | None] | StoppedJob:
     """Train one student and measure it on the whole test split (``shared``: cfg, data, classes, live set, device,
     out_dir, run key). A student finished before is taken from its checkpoint; a preempted one returns a
     ``StoppedJob``."""
@@ -196,8 +112,13 @@ def run_student(job: StudentJob, shared: tuple,
         records.append(r)
         emit(r)
 
-    model = train_student(cfg, job.name, job.teacher, job.labelled, extra, n_classes, job.seed, device,
-                          lambda m: top1(m, live_set, device), record, checkpoint=checkpoint)
+    objective = TaskObjective(job.teacher, extra, cfg.kd_weight, cfg.temperature,
+                              cfg.mix if job.name == "probed_mix" else None, device)
+    model = train_classifier(build=lambda: make_student(cfg, n_classes), labelled=job.labelled,
+                             batch_size=cfg.labelled_batch, steps=cfg.student_steps, lr=cfg.lr, seed=job.seed,
+                             device=device, weight_decay=cfg.weight_decay, warmup_frac=cfg.warmup_frac,
+                             grad_clip=cfg.grad_clip, objective=objective, name=job.name, evaluate=lambda m: top1(m, live_set, device),
+                             callback=record, checkpoint=checkpoint)
     if isinstance(model, StoppedJob):
         return model
     result = top1(model, eval_batches(data, cfg.task), device)
@@ -213,7 +134,7 @@ class TaskRun:
     chosen: list[str]  # the distilled teacher, per seed
     history: list[dict]
     runtime_s: float
-    models: dict[str, TaskStudent] = field(default_factory=dict)  # the students of the first seed
+    models: dict[str, StudentClassifier] = field(default_factory=dict)  # the students of the first seed
 
     def summary(self) -> dict:
         out = {"task": self.config.task, "seeds": self.config.seeds, "teacher_per_seed": self.chosen,
@@ -283,7 +204,7 @@ def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teache
         + (f", {min(workers, len(jobs))} at a time in separate processes" if workers > 1 and len(jobs) > 1 else ""))
     top1_of, models, stopped = {}, {}, {}
 
-    def finished(i: int, result: tuple[float, TaskStudent | None] | StoppedJob) -> None:
+    def finished(i: int, result: tuple[float, StudentClassifier | None] | StoppedJob) -> None:
         job = jobs[i]
         if isinstance(result, StoppedJob):
             stopped[job.name, job.seed] = result.step
@@ -315,7 +236,7 @@ def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teache
     return run
 
 
-def save_task_student(model: TaskStudent, cfg: TaskDistillConfig, name: str, classes, folder: Path) -> Path:
+def save_task_student(model: StudentClassifier, cfg: TaskDistillConfig, name: str, classes, folder: Path) -> Path:
     """``student.safetensors`` + ``head.safetensors`` + ``config.json`` (last): ``load_student`` reads the encoder."""
     save_tensors(model.student.state_dict(), folder / STUDENT_WEIGHTS)
     save_tensors(model.head.state_dict(), folder / "head.safetensors")
