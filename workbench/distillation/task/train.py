@@ -117,8 +117,8 @@ def run_student(job: StudentJob, shared: tuple,
     model = train_classifier(build=lambda: make_student(cfg, n_classes), labelled=job.labelled,
                              batch_size=cfg.labelled_batch, steps=cfg.student_steps, lr=cfg.lr, seed=job.seed,
                              device=device, weight_decay=cfg.weight_decay, warmup_frac=cfg.warmup_frac,
-                             grad_clip=cfg.grad_clip, objective=objective, name=job.name, evaluate=lambda m: top1(m, live_set, device),
-                             callback=record, checkpoint=checkpoint)
+                             grad_clip=cfg.grad_clip, objective=objective, name=job.name,
+                             evaluate=lambda m: top1(m, live_set, device), callback=record, checkpoint=checkpoint)
     if isinstance(model, StoppedJob):
         return model
     result = top1(model, eval_batches(data, cfg.task), device)
