@@ -25,7 +25,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from workbench import create_teacher
-from workbench.core.device import autocast_for, pick_device
+from workbench.core.device import pick_device
+from workbench.core.precision import autocast
 from workbench.core.training import configure_optimizer
 from workbench.data.augment import Augmentation, augmentation_pipeline
 from workbench.distillation import UNIC, distill_forward, teacher_feature_shapes
@@ -108,7 +109,7 @@ def main():
     dims, grids = teacher_feature_shapes(teachers, views[:2])
     model = UNIC(Student(args.student, img_size=size), dims, grids).to(device)
     opt = configure_optimizer(model, 1e-4, 0.05)
-    gen, amp = torch.Generator().manual_seed(0), autocast_for(device)
+    gen, amp = torch.Generator().manual_seed(0), autocast("bf16" if device.type == "cuda" else "fp32", device)
 
     def step():
         loss, _, _ = distill_forward(model, teachers, views, batch_weight(1, 100), 0.5, gen, amp)

@@ -73,6 +73,9 @@ seed = 0                               # the seed everything random derives from
 repeats = 3                            # seeds seed, seed + 1, ...: each result is a mean and spread over them
 device = "auto"                        # "auto": CUDA when present (under torchrun, the rank's own GPU); or cpu, cuda,
                                        # cuda:1
+precision = "auto"                     # fp32, or bf16 / fp16 (CUDA) autocast for the models' matrix products; auto:
+                                       # bf16 where the device computes it natively and it is faster for this run's
+                                       # models (timed once per machine), else fp32
 workers = 0                            # CPU: students trained at once, each in its own process (0: one per core); GPU:
                                        # 1
 overwrite = False                      # True: delete the run already in out_dir and start over

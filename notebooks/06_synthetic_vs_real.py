@@ -57,6 +57,9 @@ n_test = 1000                          # offline world only: test images (of eac
 images_per_call = "auto"               # images per pipeline call; auto: 72 with 'world-offline', 8 with any other model
 device = "auto"                        # "auto": CUDA when present (under torchrun, the rank's own GPU); or cpu, cuda,
                                        # cuda:1
+precision = "auto"                     # fp32, or bf16 / fp16 (CUDA) autocast for the models' matrix products; auto:
+                                       # bf16 where the device computes it natively and it is faster for this run's
+                                       # models (timed once per machine), else fp32
 overwrite = False                      # True: delete the run already in out_dir and start over
 out_dir = "runs/06_synthetic_vs_real"  # the folder of this run's artifacts: summary.json, figures, tables, checkpoints
 
@@ -107,13 +110,16 @@ display(Markdown(wb.generation.study.fidelity_table(fidelity)))
 # %%
 init = wb.generation.study.student_init(cfg.student_init, wb.default_student)
 n_classes = len(wb.generation.WORLD_CLASSES)
+students_precision = wb.models.classifier_precision(
+    cfg.precision, build=lambda: wb.models.make_classifier(cfg.student, init, n_classes),
+    batch_size=cfg.student_batch, input_size=wb.models.student_geometry(cfg.student)[0], device=dev, name=cfg.student)
 
 
 def train(pixels, labels, seed):
     return wb.models.train_classifier(build=lambda: wb.models.make_classifier(cfg.student, init, n_classes),
                                       labelled=wb.data.Labelled(pixels, labels, torch.arange(len(labels))),
                                       batch_size=cfg.student_batch, steps=cfg.student_steps, lr=cfg.lr, seed=seed,
-                                      device=dev)
+                                      device=dev, precision=students_precision)
 
 
 tests = wb.generation.study.real_test_sets(cfg)
@@ -137,6 +143,7 @@ wb.show(fig)
 summary = {
     "config": cfg.to_dict(),
     "student_init": str(init),
+    "precision": students_precision,
     "fidelity": fidelity,
     "judges_real_top1": judges.real_top1,
     "students": results,

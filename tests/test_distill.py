@@ -116,7 +116,7 @@ def test_attention_is_fused_and_teachers_keep_no_autograd_state(monkeypatch):
     import timm
     import torch.nn.functional as F
 
-    from workbench.core.device import autocast_for
+    from workbench.core.precision import autocast
     from workbench.distillation import UNIC, distill_forward, teacher_feature_shapes
     from workbench.layers import use_fused_attention
     from workbench.models import Student, TimmTeacher
@@ -134,7 +134,8 @@ def test_attention_is_fused_and_teachers_keep_no_autograd_state(monkeypatch):
     images = torch.rand(2, 3, 32, 32)
     dims, grids = teacher_feature_shapes({"tiny": teacher}, images)
     model = UNIC(student, dims, grids)
-    loss, _, _ = distill_forward(model, {"tiny": teacher}, images, 1.0, 0.0, None, autocast_for(torch.device("cpu")))
+    loss, _, _ = distill_forward(model, {"tiny": teacher}, images, 1.0, 0.0, None,
+                                 autocast("fp32", torch.device("cpu")))
     loss.backward()
     assert len(calls) == 3 * 4  # teacher (shape discovery, step) and student (step), 4 blocks each
     assert all(p.grad is None for p in teacher.parameters())

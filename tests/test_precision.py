@@ -110,3 +110,17 @@ def test_a_timed_auto_run_is_the_run_it_chose(cache, monkeypatch, tmp_path):
         students[p] = load_tensors(run.student_folder / "student.safetensors")
     assert timings, "auto was not timed"
     assert all(torch.equal(students["auto"][k], v) for k, v in students["fp32"].items())
+
+
+def test_timing_a_classifier_draws_nothing_the_run_sees(cache, monkeypatch):
+    """05 and 06 resolve "auto" once before their students train: the timing builds and steps a classifier of
+    their own, and the global generator is where it was."""
+    monkeypatch.setattr(prec, "cpu_flags", lambda path="/proc/cpuinfo": {"avx512_bf16"})
+    monkeypatch.setattr(prec, "time_trials", lambda t, c, steps=3: {p: (t(p), {"fp32": 1.0, "bf16": 0.5}[p])[1]
+                                                                    for p in c})
+    torch.manual_seed(3)
+    before = torch.random.get_rng_state()
+    chosen = wb.models.classifier_precision("auto", build=lambda: wb.models.make_classifier(
+        "wb_vit_tiny_patch8_32", "random", 6), batch_size=4, input_size=32, device="cpu", name="tiny",
+        log=lambda *_: None)
+    assert chosen == "bf16" and torch.equal(torch.random.get_rng_state(), before)

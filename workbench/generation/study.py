@@ -34,7 +34,7 @@ from ..core.config import Config, param
 from ..core.params import ParameterError, as_float, as_list
 from ..core.stats import seed_stats
 from ..data import world
-from ..options import DEVICE, LR, N_TEST, REPEATS, SEED, STUDENT, STUDENT_INIT, STUDENT_STEPS
+from ..options import DEVICE, LR, N_TEST, PRECISION, REPEATS, SEED, STUDENT, STUDENT_INIT, STUDENT_STEPS
 from .config import IMAGES_PER_CALL, IMAGES_PER_CLASS, MODEL, STEPS, GenerateConfig
 from .fidelity import FIDELITY_ALIGN, FIDELITY_COLUMNS, SWEEP_GUIDANCE, ImageSet, class_index, fidelity_cells, percent
 from .prompts import STRATEGIES, WORLD_CLASSES, prompt_strategy
@@ -79,6 +79,7 @@ class CloneStudyConfig(Config):
     n_test: int = N_TEST(1000)
     images_per_call: int | None = IMAGES_PER_CALL()
     device: str = DEVICE()
+    precision: str = PRECISION()  # of the students' training
 
     def check(self) -> None:
         if self.n_test < len(WORLD_CLASSES):

@@ -23,11 +23,11 @@ from .students import (
     load_student,
     student_geometry,
 )
-from .supervised import CrossEntropy, train_classifier
+from .supervised import CrossEntropy, classifier_precision, train_classifier
 from .teachers import FEATURE_KINDS, Features, Teacher, TimmTeacher
 
 __all__ = ["build_teachers", "check_student_init", "check_student_name", "check_teacher_names", "check_teacher_options",
-           "create_teacher", "CrossEntropy", "FEATURE_KINDS", "Features", "find_student_folder",
-           "finished_student_folder", "list_teachers", "load_student", "make_classifier", "register_named_student",
-           "register_teacher", "Student", "STUDENT_FOLDER", "StudentClassifier", "student_geometry", "Teacher",
-           "TimmTeacher", "train_classifier", "TRAINING_CHECKPOINTS"]
+           "classifier_precision", "create_teacher", "CrossEntropy", "FEATURE_KINDS", "Features",
+           "find_student_folder", "finished_student_folder", "list_teachers", "load_student", "make_classifier",
+           "register_named_student", "register_teacher", "Student", "STUDENT_FOLDER", "StudentClassifier",
+           "student_geometry", "Teacher", "TimmTeacher", "train_classifier", "TRAINING_CHECKPOINTS"]

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core.device import autocast_for
+from ..core.precision import autocast, resolve_precision
 from ..core.preemption import StoppedJob, requested
 from ..core.training import NonFiniteLoss, configure_optimizer, get_lr, set_lr
 from ..data.labelled import Labelled, augment
@@ -67,7 +67,7 @@ def train_classifier(*, build: Callable[[], nn.Module], labelled: Labelled, batc
                      objective: Objective | None = None, name: str = "student",
                      evaluate: Callable[[nn.Module], float] | None = None,
                      callback: Callable[[dict], None] | None = None, eval_every: int = 25,
-                     checkpoint: Checkpoint | None = None) -> nn.Module | StoppedJob:
+                     checkpoint: Checkpoint | None = None, precision: str = "fp32") -> nn.Module | StoppedJob:
     """The model ``build()`` returns, trained ``steps`` steps of ``batch_size`` labelled images (see the module
     docstring); returned in eval mode. The defaults of the recipe are 05's (a long warm-up and a loose clip get a
     random student off its plateau at chance sooner; ``grad_clip=0``: none).
@@ -75,13 +75,14 @@ def train_classifier(*, build: Callable[[], nn.Module], labelled: Labelled, batc
     ``callback`` gets a record ``{"student": name, "seed", "step", <the objective's losses>}`` every ``eval_every``
     steps and at the last, with ``"top1": evaluate(model)`` every other time. With a ``checkpoint``, a run stopped
     before continues from it, and a preemption stops this one after its current step, saved there (a
-    ``StoppedJob`` is returned instead of the model)."""
+    ``StoppedJob`` is returned instead of the model). ``precision``: of the forward (``core.precision``; "auto" is
+    resolved by ``classifier_precision`` once per run, before the students train)."""
     # Seeded before the model is built: its initialisation, its batches and its augmentation are the seed's alone.
     torch.manual_seed(seed)
     device = torch.device(device)
     model = build().to(device)
     opt = configure_optimizer(model, lr, weight_decay)
-    gen, rng, amp = torch.Generator().manual_seed(seed), np.random.default_rng(seed), autocast_for(device)
+    gen, rng, amp = torch.Generator().manual_seed(seed), np.random.default_rng(seed), autocast(precision, device)
     batches, objective = labelled.batches(batch_size, gen), objective or CrossEntropy()
 
     def draw() -> tuple[torch.Tensor, Any, torch.Tensor]:
@@ -99,7 +100,7 @@ def train_classifier(*, build: Callable[[], nn.Module], labelled: Labelled, batc
 
     model.train()
     for step in range(start, steps):
-        # One step: the scheduled lr, the forward in mixed precision on a GPU, the loss in fp32, a clipped update.
+        # One step: the scheduled lr, the forward in the run's precision, the loss in fp32, a clipped update.
         set_lr(opt, get_lr(step, steps, lr, int(warmup_frac * steps)))
         inputs, drawn, y = draw()
         with amp:
@@ -126,3 +127,23 @@ def train_classifier(*, build: Callable[[], nn.Module], labelled: Labelled, batc
             checkpoint.save(model, opt, step + 1, records)
             return StoppedJob(step + 1)
     return model.eval()
+
+
+def classifier_precision(precision: str, *, build: Callable[[], nn.Module], batch_size: int, input_size: int,
+                         device, name: str, log=print) -> str:
+    """``precision`` for classifiers ``build()`` makes, "auto" resolved (``core.precision``) by timing a forward and
+    backward of one at ``batch_size`` images of ``input_size``: every random draw undone, nothing kept."""
+    device, model = torch.device(device), None
+
+    def trial(p: str) -> None:
+        nonlocal model
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            model = model or build().to(device).train()
+            x = torch.rand(batch_size, 3, input_size, input_size, device=device)
+            with autocast(p, device):
+                logits = model(x)
+            logits.float().logsumexp(1).mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    return resolve_precision(precision, device, trial, {"classifier": name, "batch": batch_size, "size": input_size},
+                             log)

@@ -16,6 +16,7 @@ from ...options import (
     LR,
     N_TEST,
     N_TRAIN,
+    PRECISION,
     PREPROCESSING,
     REPEATS,
     SEED,
@@ -83,6 +84,7 @@ class TaskDistillConfig(Config):
     seed: int = SEED()
     repeats: int = REPEATS()
     device: str = DEVICE()
+    precision: str = PRECISION()
     workers: int = param(0, ge=0, execution=True,
                          help="CPU: students trained at once, each in its own process (0: one per core); GPU: 1")
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...core.device import autocast_for
+from ...core.precision import autocast
 from ...data.labelled import augment
 
 
@@ -101,6 +101,7 @@ class TaskObjective:
     temperature: float
     mix: float | None
     device: torch.device
+    precision: str = "fp32"  # of the teacher's forward, as the student's
 
     def draw(self, x: torch.Tensor, gen: torch.Generator, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         """(the student's images, the teacher's): unmixed, both the distillation images, the labelled ones first;
@@ -116,7 +117,7 @@ class TaskObjective:
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, kd_images: torch.Tensor) -> dict[str, torch.Tensor]:
         teacher_logits = None
         if self.teacher is not None:
-            with torch.inference_mode(), autocast_for(self.device):
+            with torch.inference_mode(), autocast(self.precision, self.device):
                 teacher_logits = self.teacher(kd_images.to(self.device, non_blocking=True)).float()
             teacher_logits = teacher_logits.clone()  # inference tensors cannot enter autograd
         n = len(labels)

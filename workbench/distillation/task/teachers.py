@@ -49,7 +49,7 @@ def probe_teacher(teacher: Teacher, labelled: Labelled, n_classes: int, device,
 
 
 def finetune_teacher(teacher: Teacher, labelled: Labelled, n_classes: int, cfg: TaskDistillConfig, device,
-                     seed: int) -> TeacherClassifier:
+                     seed: int, precision: str = "fp32") -> TeacherClassifier:
     """The teacher fine-tuned end to end with a new linear head on the labelled images (a short schedule, no
     clipping): the loop of every student classifier, on a copy of the teacher."""
     def build() -> TeacherClassifier:
@@ -57,5 +57,5 @@ def finetune_teacher(teacher: Teacher, labelled: Labelled, n_classes: int, cfg: 
 
     model = train_classifier(build=build, labelled=labelled, batch_size=cfg.labelled_batch, steps=cfg.finetune_steps,
                              lr=cfg.finetune_lr, seed=seed, device=device, weight_decay=cfg.weight_decay,
-                             warmup_frac=cfg.warmup_frac, grad_clip=0, name="fine-tuned teacher")
+                             warmup_frac=cfg.warmup_frac, grad_clip=0, name="fine-tuned teacher", precision=precision)
     return model.requires_grad_(False).eval()

@@ -48,7 +48,7 @@ from ...core.preemption import EXIT_PREEMPTED, Preempted, StoppedJob, handle_pre
 from ...core.stats import seed_stats
 from ...data import Data
 from ...data.labelled import Labelled
-from ...models import StudentClassifier, Teacher, make_classifier, train_classifier
+from ...models import StudentClassifier, Teacher, classifier_precision, make_classifier, train_classifier
 from ...models.students import STUDENT_CONFIG, STUDENT_WEIGHTS
 from .checkpoint import CHECKPOINTS, StudentCheckpoint
 from .config import TaskDistillConfig
@@ -91,9 +91,9 @@ class StudentJob:
 def run_student(job: StudentJob, shared: tuple,
                 emit: Callable[[dict], None]) -> tuple[float, StudentClassifier | None] | StoppedJob:
     """Train one student and measure it on the whole test split (``shared``: cfg, data, classes, live set, device,
-    out_dir, run key). A student finished before is taken from its checkpoint; a preempted one returns a
+    out_dir, run key, precision). A student finished before is taken from its checkpoint; a preempted one returns a
     ``StoppedJob``."""
-    cfg, data, n_classes, live_set, device, out_dir, key = shared
+    cfg, data, n_classes, live_set, device, out_dir, key, precision = shared
     checkpoint = StudentCheckpoint.of(out_dir, job.seed, job.name, key)
     done = checkpoint.job()
     keep = job.seed == cfg.seed  # the students of the first seed are returned (and saved by the run)
@@ -113,12 +113,13 @@ def run_student(job: StudentJob, shared: tuple,
         emit(r)
 
     objective = TaskObjective(job.teacher, extra, cfg.kd_weight, cfg.temperature,
-                              cfg.mix if job.name == "probed_mix" else None, device)
+                              cfg.mix if job.name == "probed_mix" else None, device, precision)
     model = train_classifier(build=lambda: make_student(cfg, n_classes), labelled=job.labelled,
                              batch_size=cfg.labelled_batch, steps=cfg.student_steps, lr=cfg.lr, seed=job.seed,
                              device=device, weight_decay=cfg.weight_decay, warmup_frac=cfg.warmup_frac,
                              grad_clip=cfg.grad_clip, objective=objective, name=job.name,
-                             evaluate=lambda m: top1(m, live_set, device), callback=record, checkpoint=checkpoint)
+                             evaluate=lambda m: top1(m, live_set, device), callback=record, checkpoint=checkpoint,
+                             precision=precision)
     if isinstance(model, StoppedJob):
         return model
     result = top1(model, eval_batches(data, cfg.task), device)
@@ -135,11 +136,12 @@ class TaskRun:
     history: list[dict]
     runtime_s: float
     models: dict[str, StudentClassifier] = field(default_factory=dict)  # the students of the first seed
+    precision: str = "fp32"  # what the students and teachers computed in (``precision`` "auto" resolved)
 
     def summary(self) -> dict:
         out = {"task": self.config.task, "seeds": self.config.seeds, "teacher_per_seed": self.chosen,
                "students": {s: seed_stats(v) for s, v in self.students.items()},
-               "teachers": {t: seed_stats(v) for t, v in self.teachers.items()}}
+               "teachers": {t: seed_stats(v) for t, v in self.teachers.items()}, "precision": self.precision}
         if "labels" in self.students:
             out["gain_over_labels"] = {s: seed_stats([a - b for a, b in zip(v, self.students["labels"])])
                                        for s, v in self.students.items() if s != "labels"}
@@ -160,6 +162,9 @@ def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teache
     n_classes = len(data.tasks[cfg.task])
     teachers = {n: t.to(device).eval() for n, t in teachers.items()}
     live_set = [next(eval_batches(data, cfg.task, batch_size=250))]  # the live curve: a fixed slice of the test split
+    precision = classifier_precision(cfg.precision, build=lambda: make_student(cfg, n_classes),
+                                     batch_size=cfg.batch_size, input_size=cfg.input_size, device=device,
+                                     name=cfg.student, log=log)
 
     def test(model: nn.Module) -> float:
         return top1(model, eval_batches(data, cfg.task), device)
@@ -190,7 +195,8 @@ def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teache
             teacher_top1.setdefault(f"probed {n}", []).append(test(clf))
         kd_teachers = {"probed": probed[best][0], "probed_mix": probed[best][0], "labels": None}
         if "finetuned" in cfg.students:
-            kd_teachers["finetuned"] = finetune_teacher(teachers[best], labelled, n_classes, cfg, device, seed)
+            kd_teachers["finetuned"] = finetune_teacher(teachers[best], labelled, n_classes, cfg, device, seed,
+                                                        precision)
             teacher_top1.setdefault("fine-tuned", []).append(test(kd_teachers["finetuned"]))
         log(f"seed {seed}: {len(labelled.labels)} labelled images; probed teachers (held-out labelled top-1): "
             + ", ".join(f"{n} {'-' if i['val_top1'] is None else format(i['val_top1'], '.0f')}%"
@@ -215,7 +221,8 @@ def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teache
         log(f"  seed {job.seed} {job.name:<11} test top-1 {result[0]:5.1f}%  ({time.time() - t0:.0f}s)")
 
     key = {"run": cfg.run_key(), "data": data.fingerprint}  # what a student's checkpoint must belong to
-    map_jobs(run_student, jobs, (cfg, data, n_classes, live_set, device, out_dir, key), workers, record, finished)
+    map_jobs(run_student, jobs, (cfg, data, n_classes, live_set, device, out_dir, key, precision), workers, record,
+             finished)
     if stopped:
         midway = ", ".join(f"{name} (seed {seed}) at step {step}" for (name, seed), step in stopped.items() if step)
         saved = f"saved in {Path(out_dir) / CHECKPOINTS}" if out_dir is not None else "no out_dir: nothing saved"
@@ -227,7 +234,7 @@ def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teache
         raise Preempted(message)
     students = {name: [top1_of[name, seed] for seed in cfg.seeds] for name in cfg.students}
     models = {name: models[name] for name in cfg.students}
-    run = TaskRun(cfg, students, teacher_top1, chosen, history, time.time() - t0, models)
+    run = TaskRun(cfg, students, teacher_top1, chosen, history, time.time() - t0, models, precision)
     if out_dir is not None:
         out_dir = Path(out_dir)
         save_jsonl(history, out_dir / "history.jsonl")
