@@ -8,7 +8,9 @@ import torch
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own workbench cache and no network for the Hugging Face hub."""
+    """Every test gets its own workbench cache, no network for the Hugging Face hub, and fp32 for precision "auto"
+    (no bf16 timing in every run, which could choose differently from one run to the next; test_precision asks)."""
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("WORKBENCH_NATIVE_BF16", "0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     torch.manual_seed(0)

@@ -14,7 +14,16 @@ CPU = torch.device("cpu")
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("WORKBENCH_NATIVE_BF16")  # the processor's flags decide (patched below)
     return tmp_path / "cache"
+
+
+def test_the_override_of_the_flags(monkeypatch):
+    monkeypatch.setattr(prec, "cpu_flags", lambda path="/proc/cpuinfo": {"avx512_bf16"})
+    monkeypatch.setenv("WORKBENCH_NATIVE_BF16", "0")
+    assert not prec.native_bf16(CPU) and prec.resolve_precision("auto", CPU, lambda p: 1 / 0) == "fp32"
+    monkeypatch.setenv("WORKBENCH_NATIVE_BF16", "1")
+    assert prec.native_bf16(CPU)
 
 
 def timed(seconds: dict[str, float]):

@@ -13,12 +13,16 @@
   few tokens loses more to the casts than it gains in the matrix products (README: precision). The timing is
   made once per machine, software and shapes, and kept under ``$WORKBENCH_CACHE/precision``.
 
+``WORKBENCH_NATIVE_BF16=0`` (or ``1``) overrides what the flags say: the test suite sets 0, so that its runs
+compute in fp32 whatever the machine and never time anything.
+
 Autocast runs the matrix products in the lower precision; weights, gradients, optimizer state, losses and
 standardization statistics stay fp32 (the losses and statistics cast their inputs to fp32).
 """
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -46,7 +50,9 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """The device computes bf16 matrix products natively."""
+    """The device computes bf16 matrix products natively (``WORKBENCH_NATIVE_BF16``: 0 or 1 says so instead)."""
+    if os.environ.get("WORKBENCH_NATIVE_BF16") in ("0", "1"):
+        return os.environ["WORKBENCH_NATIVE_BF16"] == "1" and device.type in ("cpu", "cuda")
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
