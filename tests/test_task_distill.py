@@ -56,7 +56,7 @@ def test_every_student_and_seed_is_reported_and_saved(tiny_world, tmp_path):
     assert summary["seeds"] == [0, 1] and len(summary["teacher_per_seed"]) == 2
     # live records: every student and seed, test top-1 at the last step
     assert {(r["student"], r["seed"]) for r in records} == {(s, k) for s in STUDENTS for k in (0, 1)}
-    assert all("top1" in r for r in records if r["step"] == cfg.steps - 1)
+    assert all("top1" in r for r in records if r["step"] == cfg.student_steps - 1)
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == len(records)
     # the students of the first seed are saved; load_student reads the encoder back
     saved = tmp_path / "students" / "probed"
@@ -208,7 +208,7 @@ def test_augment_flips_and_shifts_within_the_image():
 
 
 @pytest.mark.parametrize("params,message", [
-    ({"steps": "abc"}, "steps must be an integer"),
+    ({"student_steps": "abc"}, "student_steps must be an integer"),
     ({"students": "labels,teacherless"}, "students must be distinct names"),
     ({"students": "labels,labels"}, "students must be distinct names"),
     ({"extra": "/no/such/folder"}, "extra must be one of"),

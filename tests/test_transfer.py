@@ -164,7 +164,7 @@ def _checkpoint(folder, cfg=None, epoch=None):
 
 def test_evaluate_teachers_and_a_student_checkpoint(tmp_path):
     _checkpoint(tmp_path / "run" / "student")
-    models = tr.load_models(f"test_pixels,{tmp_path / 'run'},mine={tmp_path / 'run' / 'checkpoint'}", "cpu")
+    models = tr.load_models(f"test_pixels,{tmp_path / 'run'},mine={tmp_path / 'run' / 'student'}", "cpu")
     assert [(m.name, m.role) for m in models] == [("test_pixels", "teacher"), ("run", "student"), ("mine", "student")]
     tasks = tr.parse_tasks("colour,shape_new_bg_5shot")
     data = tr.load_task_data(tasks, n_train=120, n_test=60)
@@ -180,7 +180,7 @@ def test_evaluate_teachers_and_a_student_checkpoint(tmp_path):
     assert (tmp_path / "probes.csv").read_text().splitlines()[0] == "model,task,top1,protocol,seed,metric"
     pictures = tf.patch_pictures(models[:2], data["world"].test.images[:3].float() / 255, "cpu")
     assert pictures["test_pixels"].shape == (3, 4, 4, 3) and pictures["run"].shape == (3, 4, 4, 3)
-    with pytest.raises(FileNotFoundError, match="no distillation checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no distilled student"):
         tr.load_models(str(tmp_path), "cpu")
     _checkpoint(tmp_path / "live" / "checkpoints" / "step_00000300")  # a run still training
     assert tr.parse_models(str(tmp_path / "live"))[0][0] == "live@step_00000300"
@@ -296,7 +296,7 @@ def test_default_student_is_distilled_once_then_reused(monkeypatch):
 @pytest.mark.parametrize("params, error, message", [
     ({"model": "world_shape"}, ValueError, r"did you mean 'models'"),
     ({"models": "world_shape,dino_vitb16x"}, ValueError, r"unknown teacher\(s\) \['dino_vitb16x'\]"),
-    ({"models": "runs/no_such_run"}, FileNotFoundError, r"no distillation checkpoint in runs/no_such_run"),
+    ({"models": "runs/no_such_run"}, FileNotFoundError, r"no distilled student in runs/no_such_run"),
     ({"models": "world_shape,world_shape"}, ValueError, r"model names must be distinct"),
     ({"tasks": "shape,texture"}, ValueError, r"unknown task\(s\) \['texture'\]"),
     ({"tasks": "mycars=/no/such/folder"}, FileNotFoundError, r"task 'mycars': '/no/such/folder' is not a folder"),

@@ -50,10 +50,14 @@ class StudentCheckpoint:
             return None
         job = json.loads((self.folder / JOB_FILE).read_text())
         have = job.get("key") or {}
-        # a parameter added since the folder was written reads as its default; a renamed one by its name now
-        recorded = TaskDistillConfig.recorded_key(have.get("run", {}))
-        if have.get("data") != self.key.get("data") or differences(recorded, self.key.get("run", {}),
-                                                                    TaskDistillConfig.default_run_key()):
+        if isinstance(have.get("run"), dict) and isinstance(self.key.get("run"), dict):
+            # a parameter added since the folder was written reads as its default; a renamed one by its name now
+            recorded = TaskDistillConfig.recorded_key(have["run"])
+            same = have.get("data") == self.key.get("data") and not differences(
+                recorded, self.key["run"], TaskDistillConfig.default_run_key())
+        else:
+            same = have == self.key
+        if not same:
             raise OutDirError(f"{self.folder} holds a student of another run (other parameters or data): rerun with "
                               "that run's configuration to resume it, use another out_dir, or overwrite=True.")
         return job
