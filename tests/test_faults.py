@@ -417,7 +417,8 @@ def test_the_two_distillation_notebooks_keep_their_runs_apart(tmp_path):
     task = {"out_dir": str(tmp_path / "task"), "n_train": 40, "n_test": 20}
     run_validation_cell("05_task_distill.ipynb", task, tmp_path)
     record = json.loads((tmp_path / "task" / "run.json").read_text())
-    assert record["kind"] == "05_task_distill" and record["config"]["student_steps"] == 300 and "device" not in record["config"]
+    assert record["kind"] == "05_task_distill" and record["config"]["student_steps"] == 300
+    assert "device" not in record["config"]
     with pytest.raises(OutDirError, match="holds a '05_task_distill' run, not '03_distill'"):
         run_validation_cell("03_distill.ipynb", {**task, "batch_size": 8}, tmp_path)
     run_validation_cell("03_distill.ipynb", {"out_dir": str(tmp_path / "features"), "n_train": 40, "n_test": 20,
