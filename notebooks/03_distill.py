@@ -153,7 +153,7 @@ live = wb.LivePlot(title=f"{cfg.student} <- {', '.join(cfg.teachers)}")
 run = wb.distillation.distill_or_launch(cfg, ds, teacher_models, out, callback=live)
 live.refresh()
 live.save(out / "training.png")
-student_model = wb.load_student(run.checkpoint, device=dev)
+student_model = wb.load_student(run.student_folder, device=dev)
 print(run.describe())
 
 # %% [markdown]
