@@ -1,5 +1,18 @@
 """Throughput and memory of one UNIC distillation step; fused vs per-block ladder; bf16 vs fp32 on a GPU.
 
+The official UNIC training step against the workbench's (default), or the workbench's ladder layouts.
+
+    python benchmarks/distill_step.py --unic /tmp/unic [--preset offline|vits|all] [--device auto] [--quick]
+    # a working copy of naver/unic: git -C <mirror> archive HEAD | tar -x -C /tmp/unic (imported, never copied)
+
+Default: the official step (its model, ladder, teacher standardization, loss with teacher dropping and AdamW step,
+as main_unic.py assembles them) and the workbench's in fp32 and in bf16 autocast, alternating in one process on
+the same student architecture, teachers, batch and inputs, the workbench student given the official weights:
+seconds per step, images/s, official / workbench, the two losses on the same inputs, FLOP/s against the fp32 and
+bf16 matmul peak of the process, memory, host reads per step; for 03's offline world and for ViT-S/16 at 224 px
+(``compare_main`` below; README "Benchmarks"). Without ``--unic`` the workbench side alone.
+
+``--ladder-report`` (the issue-2 benchmark, below):
 Config (issue 2): ViT-S/16 student, two ViT-S/16 teachers, 224 px, batch 32, full ladder, running
 standardization, teacher dropping. Prints:
 
@@ -16,10 +29,10 @@ Each measurement runs in its own process, so that peak memory is its own: on CUD
 allocations are invisible to tracemalloc), and its rise over the resident set before the first step.
 ``--repeats R`` alternates the variants R times and keeps each one's best (the machine may be shared).
 
-    python benchmarks/distill_step.py [--batch 32] [--steps 3] [--repeats 1] [--device auto]
+    python benchmarks/distill_step.py --ladder-report [--batch 32] [--steps 3] [--repeats 1] [--device auto]
     # the offline world's default 03 run (what a CPU runs here): small student, 32 px, batch 64
-    python benchmarks/distill_step.py --student wb_vitc_tiny_patch8_32 --teachers world_colour,world_shape \
-        --image-size 32 --batch 64
+    python benchmarks/distill_step.py --ladder-report --student wb_vitc_tiny_patch8_32 \
+        --teachers world_colour,world_shape --image-size 32 --batch 64
 """
 from __future__ import annotations
 
@@ -637,10 +650,11 @@ def compare_main(args) -> None:
         report(run_preset(name, args, off, device, rss), args, peaks, device)
     if rss:
         rss.stop()
-    print("\nofficial: its DinoVisionTransformer + LP ladder (hidden widths set to the workbench's), "
-          "get_teacher_output, unic_loss, AdamW of get_params_groups; fp16 autocast + GradScaler on CUDA, fp32 on CPU "
-          "(its autocast is CUDA's). Both: the same teachers (workbench modules, random weights), images, threads, lr, "
-          "wd, betas; no stochastic depth; no DDP (one process).")
+    if off is not None:
+        print("\nofficial: its DinoVisionTransformer + LP ladder (hidden widths set to the workbench's), "
+              "get_teacher_output, unic_loss, AdamW of get_params_groups; fp16 autocast + GradScaler on CUDA, "
+              "fp32 on CPU (its autocast is CUDA's). Both: the same teachers (workbench modules, random weights), "
+              "images, threads, lr, wd, betas; no stochastic depth; no DDP (one process).")
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -652,7 +666,7 @@ def main():
     parser.add_argument("--preset", default="all", choices=[*PRESETS, "all"],
                         help="offline: 03's world (32 px, batch 64); vits: ViT-S/16 at 224 px, batch 8; all: both")
     parser.add_argument("--batch", type=int, help="images per step (default: the preset's; 32 with --ladder-report)")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps of each variant per round")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps of each variant per round")
     parser.add_argument("--repeats", type=int, default=2, help="rounds that alternate the variants")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--drop-p", type=float, default=0.5, help="teacher dropping probability (both sides)")
