@@ -58,7 +58,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from workbench import create_teacher
-from workbench.core.device import autocast_for, pick_device
+from workbench.core.device import pick_device
 from workbench.core.precision import autocast, resolve_precision
 from workbench.core.training import configure_optimizer, set_lr
 from workbench.distillation import UNIC, distill_forward, distillation_loss, teacher_feature_shapes, teacher_losses
@@ -111,7 +111,7 @@ def build_step(args, what: str, fused: bool, precision: str):
     dims, grids = teacher_feature_shapes(teachers, images[:2])
     model = UNIC(Student(args.student), dims, grids, ladder=args.ladder, fused_ladder=fused).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    amp = autocast_for(device) if precision == "bf16" else torch.autocast(device.type, enabled=False)
+    amp = autocast(precision, device)
     gen = torch.Generator().manual_seed(0)
 
     if what == "step":

@@ -24,10 +24,3 @@ def local_device(device: str = "auto") -> torch.device:
     if device == "auto" and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
         return torch.device(f"cuda:{int(os.environ['LOCAL_RANK'])}")
     return pick_device(device)
-
-
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA; full precision elsewhere (CPU bf16 is slower than fp32 on most CPUs)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
