@@ -17,51 +17,71 @@ import torch.nn.functional as F
 WEIGHT_DECAYS = tuple(10.0**-e for e in range(0, 9))  # 1 ... 1e-8: scikit-learn C = 1 / (wd * n), ~1e-4 to ~1e4
 
 
-class _Whitened:
-    """Features in a whitened basis, for fast and *exact* logistic regression.
+class _Basis:
+    """Features in the eigenbasis of their covariance, for fast and *exact* logistic regression.
 
-    With W = P V (P the inverse square root of the feature covariance) the objective
-    CE(X W + b) + wd/2 ||W||^2 becomes CE((X P) V + b) + wd/2 ||P V||^2: the same problem and the same
-    optimum, but the data term is now well conditioned, so L-BFGS needs tens of iterations at any
-    weight decay instead of hundreds. Features are L2-normalised and centred on the training mean
-    first (the bias absorbs the shift).
+    Features are L2-normalised and centred on the training mean (the bias absorbs the shift), then
+    rotated onto the eigenvectors U of their covariance (eigenvalues ``lam``): an orthogonal change of
+    basis, so W = U A gives the same logits, the same ||W|| = ||A|| and the same optimum. In this basis
+    the Hessian of CE(X W + b) + wd/2 ||W||^2 is about h diag(lam) + wd (h the curvature of the
+    softmax, about 1 / classes): diagonal, so ``_fit`` rescales each coordinate by 1 / sqrt(h lam + wd)
+    and L-BFGS sees a problem conditioned near 1 at *every* weight decay (plain whitening, which divides
+    by sqrt(lam) alone, leaves the strong-decay end ill-conditioned).
     """
 
-    def __init__(self, train_x: torch.Tensor, eps: float = 1e-4):
+    def __init__(self, train_x: torch.Tensor):
         x = F.normalize(train_x.float(), dim=1)
         self.center = x.mean(0)
         x = x - self.center
-        evals, evecs = torch.linalg.eigh((x.t() @ x / len(x)).double())
-        inv_sqrt = (evals.clamp_min(0) + eps * evals.mean()).rsqrt()
-        self.P = ((evecs * inv_sqrt) @ evecs.t()).float()
+        lam, U = torch.linalg.eigh((x.t() @ x / len(x)).double())
+        self.lam, self.U = lam.clamp_min(0).float(), U.float()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (F.normalize(x.float(), dim=1) - self.center) @ self.P
+        return (F.normalize(x.float(), dim=1) - self.center) @ self.U
+
+    def rebase(self, a: torch.Tensor, b: torch.Tensor, old: _Basis):
+        """The classifier (a, b) of basis ``old`` expressed in this one (for warm starts): logits are
+        (n(x) - c) U A + b = n(x) W - c W + b with W = U A."""
+        w = old.U @ a
+        return self.U.t() @ w, b - old.center @ w + self.center @ w
 
 
-def _fit(xw, y, n_classes, wd, P, init=None, max_iter=100):
-    """Multinomial logistic regression by full-batch L-BFGS on whitened features; returns (V, b) stacked."""
-    v = torch.zeros(xw.shape[1] + 1, n_classes) if init is None else init.clone()
-    v.requires_grad_(True)
-    opt = torch.optim.LBFGS([v], lr=1, max_iter=max_iter, history_size=10, tolerance_grad=1e-6,
+def _fit(y, labels, n_classes, wd, lam, init=None, max_iter=200, tol=1e-6):
+    """Multinomial logistic regression, mean CE(Y A + b) + wd/2 ||A||^2, by full-batch L-BFGS on
+    preconditioned coordinates (``_Basis``); the gradient by hand: two matrix products per evaluation.
+    Returns (A, b)."""
+    h = 1.0 / n_classes
+    s = (h * lam + wd).rsqrt()[:, None]  # A = s Z: the Hessian in Z is about the identity
+    sb = h**-0.5
+    a0, b0 = init if init is not None else (torch.zeros(y.shape[1], n_classes), torch.zeros(n_classes))
+    z = torch.cat([a0 / s, b0[None] / sb]).requires_grad_(True)
+    rows, n = torch.arange(len(y)), len(y)
+    opt = torch.optim.LBFGS([z], lr=1, max_iter=max_iter, history_size=10, tolerance_grad=tol,
                             tolerance_change=1e-9, line_search_fn="strong_wolfe")
 
+    @torch.no_grad()
     def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(xw @ v[:-1] + v[-1], y) + 0.5 * wd * (P @ v[:-1]).pow(2).sum()
-        loss.backward()
+        a, b = s * z[:-1], sb * z[-1]
+        logits = torch.addmm(b, y, a)
+        lse = logits.logsumexp(1, keepdim=True)
+        loss = (lse[:, 0] - logits[rows, labels]).mean() + 0.5 * wd * a.pow(2).sum()
+        g = logits.sub_(lse).exp_()  # softmax, in place
+        g[rows, labels] -= 1
+        g /= n
+        z.grad = torch.cat([s * (y.t() @ g + wd * a), sb * g.sum(0)[None]])
         return loss
 
     opt.step(closure)
-    return v.detach()
+    z = z.detach()
+    return s * z[:-1], sb * z[-1]
 
 
-def _accuracy(v, xw, y) -> float:
-    return 100.0 * ((xw @ v[:-1] + v[-1]).argmax(1) == y).float().mean().item()
+def _accuracy(v, y, labels) -> float:
+    return 100.0 * ((y @ v[0] + v[1]).argmax(1) == labels).float().mean().item()
 
 
-def _neg_log_loss(v, xw, y) -> float:
-    return -F.cross_entropy(xw @ v[:-1] + v[-1], y).item()
+def _neg_log_loss(v, y, labels) -> float:
+    return -F.cross_entropy(y @ v[0] + v[1], labels).item()
 
 
 def _holdout_split(y: torch.Tensor, frac: float, seed: int):
@@ -97,7 +117,8 @@ class LinearClassifier(torch.nn.Module):
 
 def fit_linear_probe(train_x, train_y, n_classes: int | None = None, weight_decays=WEIGHT_DECAYS,
                      val_frac: float = 0.2, seed: int = 0, weight_decay: float | None = None, refine: int = 2,
-                     select: str = "top1") -> tuple[LinearClassifier, dict]:
+                     select: str = "top1", *, path_iter: int | None = 30,
+                     patience: int | None = None) -> tuple[LinearClassifier, dict]:
     """Fit the tuned logistic-regression probe; returns it and ``{"weight_decay", "val_top1"}``.
 
     The weight decay (mean cross-entropy + wd/2 ||W||^2, i.e. scikit-learn's C = 1 / (wd * n)) is
@@ -111,63 +132,64 @@ def fit_linear_probe(train_x, train_y, n_classes: int | None = None, weight_deca
     to the stronger decay); ``select="log_loss"`` the one with the best held-out cross-entropy, i.e.
     probabilities and not only the argmax: the weight decay sets the scale of the logits, which a
     probe whose predictions are distilled must get right.
+
+    Speed: each fit on the search path stops after ``path_iter`` L-BFGS iterations (None: to
+    convergence; the refit always runs to convergence); with ``patience`` the walk stops once that
+    many decades in a row score below the best so far (None: the whole path, since held-out accuracy
+    need not be unimodal in the decay). ``reference_fit_linear_probe`` is the plain version.
     """
     if select not in ("top1", "log_loss"):
         raise ValueError(f"select must be 'top1' or 'log_loss', got {select!r}")
     score = _accuracy if select == "top1" else _neg_log_loss
     n_classes = int(train_y.max()) + 1 if n_classes is None else n_classes
     init, val_top1 = None, None
+    full = _Basis(train_x)
     if weight_decay is None:
         fit, val = _holdout_split(train_y, val_frac, seed)
         if not val.any():
             raise ValueError(f"no image to hold out for choosing the weight decay ({len(train_y)} training images, "
                              f"val_frac={val_frac}); pass weight_decay")
-        white = _Whitened(train_x[fit])  # statistics of the fitting part only: the held-out part stays unseen
-        xf, xv, yf, yv = white(train_x[fit]), white(train_x[val]), train_y[fit], train_y[val]
+        basis = _Basis(train_x[fit])  # statistics of the fitting part only: the held-out part stays unseen
+        xf, xv, yf, yv = basis(train_x[fit]), basis(train_x[val]), train_y[fit], train_y[val]
         tried = {}  # log10(wd) -> (held-out score, solution)
 
         def evaluate(log_wd, start):
-            v = _fit(xf, yf, n_classes, 10.0**log_wd, white.P, init=start)
+            v = _fit(xf, yf, n_classes, 10.0**log_wd, basis.lam, init=start, max_iter=path_iter or 200)
             tried[log_wd] = (score(v, xv, yv), v)
 
-        # Strong to weak, each solution warm-starting the next. The whole path is walked: held-out
-        # accuracy is not unimodal in the decay (double descent near the interpolation threshold).
-        v = None
+        def best():  # ties: the stronger decay
+            return max(tried, key=lambda k: (tried[k][0], k))
+
+        # Strong to weak, each solution warm-starting the next
+        v, worse = None, 0
         for log_wd in sorted((math.log10(w) for w in weight_decays), reverse=True):
             evaluate(log_wd, v)
             v = tried[log_wd][1]
+            worse = 0 if best() == log_wd else worse + 1
+            if patience is not None and worse >= patience:
+                break
         step = (max(tried) - min(tried)) / max(1, len(tried) - 1)
         for _ in range(refine if len(tried) > 1 else 0):
             step /= 2
-            centre = max(tried, key=lambda k: tried[k][0])
+            centre = best()
             for log_wd in (centre - step, centre + step):
                 if log_wd not in tried:
                     evaluate(log_wd, tried[centre][1])
-        log_wd = max(tried, key=lambda k: tried[k][0])
+        log_wd = best()
         v = tried[log_wd][1]
         val_top1, weight_decay = _accuracy(v, xv, yv), 10.0**log_wd
-        init = _rebase(v, white, _Whitened(train_x))
-    white = _Whitened(train_x)
-    v = _fit(white(train_x), train_y, n_classes, weight_decay, white.P, init=init, max_iter=200)
-    weight = white.P @ v[:-1]  # (D, C): whitening folded in
-    bias = v[-1] - white.center @ weight
+        init = full.rebase(*v, basis)
+    a, b = _fit(full(train_x), train_y, n_classes, weight_decay, full.lam, init=init)
+    weight = full.U @ a  # (D, C): the basis folded in
+    bias = b - full.center @ weight
     return LinearClassifier(weight.t().contiguous(), bias), {"weight_decay": weight_decay, "val_top1": val_top1}
 
 
 def linear_probe(train_x, train_y, test_x, test_y, weight_decays=WEIGHT_DECAYS, val_frac: float = 0.2,
-                 seed: int = 0, weight_decay: float | None = None, refine: int = 2) -> dict:
-    """Top-1 (%) of a tuned logistic-regression probe (``fit_linear_probe``), and the chosen weight decay."""
+                 seed: int = 0, weight_decay: float | None = None, refine: int = 2, **options) -> dict:
+    """Top-1 (%) of a tuned logistic-regression probe (``fit_linear_probe``; ``options``: its keyword-only
+    ones), and the chosen weight decay."""
     n_classes = int(max(train_y.max(), test_y.max())) + 1
-    probe, info = fit_linear_probe(train_x, train_y, n_classes, weight_decays, val_frac, seed, weight_decay, refine)
+    probe, info = fit_linear_probe(train_x, train_y, n_classes, weight_decays, val_frac, seed, weight_decay, refine,
+                                   **options)
     return {"top1": probe.accuracy(test_x, test_y), **info}
-
-
-def _rebase(v: torch.Tensor, old: _Whitened, new: _Whitened) -> torch.Tensor:
-    """The same linear classifier expressed in another whitened basis (for warm starts).
-
-    Logits are (n(x) - c) P V + b = n(x) W - c W + b with W = P V, so V' = P'^-1 W and
-    b' = b - c W + c' W.
-    """
-    w = old.P @ v[:-1]
-    b = v[-1] - old.center @ w + new.center @ w
-    return torch.cat([torch.linalg.solve(new.P, w), b[None]])
