@@ -46,6 +46,25 @@ def test_linear_probe_reaches_the_same_optimum_as_scikit_learn():
     assert abs(ours["top1"] - ref_top1) <= 1 / 3  # at most one test image of 300 on a decision boundary
 
 
+def test_few_shot_probe_reaches_the_optimum_of_scikit_learn():
+    # fewer images than dimensions (a few-shot probe): the covariance is singular, the optimum is still reached
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.randn(6, 96, generator=gen) * 0.3 + torch.rand(96, generator=gen)
+    y = torch.arange(6).repeat(5)
+    x = centers[y] + torch.randn(len(y), 96, generator=gen)
+    wd = 1e-3
+    probe, _ = fit_linear_probe(x, y, 6, weight_decay=wd)
+    xn = F.normalize(x, dim=1)
+    ref = sklearn.LogisticRegression(C=1.0 / (wd * len(y)), tol=1e-10, max_iter=10_000).fit(xn.numpy(), y.numpy())
+    ref_w, ref_b = torch.tensor(ref.coef_).float(), torch.tensor(ref.intercept_).float()
+
+    def objective(w, b):
+        return F.cross_entropy(xn @ w.t() + b, y).item() + 0.5 * wd * w.pow(2).sum().item()
+
+    assert objective(probe.weight, probe.bias) == pytest.approx(objective(ref_w, ref_b), abs=1e-6)
+
+
 def test_fitted_probe_applies_to_raw_features_and_log_loss_selection_calibrates_it():
     xtr, ytr = mixture(200, spread=0.3)  # separable: every decay is 100% accurate on the held-out part
     xte, yte = mixture(200, seed=1, spread=0.3)
