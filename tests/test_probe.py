@@ -15,6 +15,7 @@ from workbench.probing import (
     linear_probe,
     model_fingerprint,
 )
+from workbench.probing.linear import reference_fit_linear_probe
 
 
 def mixture(n, classes=5, dim=16, seed=0, spread=1.0):
@@ -45,6 +46,25 @@ def test_linear_probe_reaches_the_same_optimum_as_scikit_learn():
     assert abs(ours["top1"] - ref_top1) <= 1 / 3  # at most one test image of 300 on a decision boundary
 
 
+def test_few_shot_probe_reaches_the_optimum_of_scikit_learn():
+    # fewer images than dimensions (a few-shot probe): the covariance is singular, the optimum is still reached
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.randn(6, 96, generator=gen) * 0.3 + torch.rand(96, generator=gen)
+    y = torch.arange(6).repeat(5)
+    x = centers[y] + torch.randn(len(y), 96, generator=gen)
+    wd = 1e-3
+    probe, _ = fit_linear_probe(x, y, 6, weight_decay=wd)
+    xn = F.normalize(x, dim=1)
+    ref = sklearn.LogisticRegression(C=1.0 / (wd * len(y)), tol=1e-10, max_iter=10_000).fit(xn.numpy(), y.numpy())
+    ref_w, ref_b = torch.tensor(ref.coef_).float(), torch.tensor(ref.intercept_).float()
+
+    def objective(w, b):
+        return F.cross_entropy(xn @ w.t() + b, y).item() + 0.5 * wd * w.pow(2).sum().item()
+
+    assert objective(probe.weight, probe.bias) == pytest.approx(objective(ref_w, ref_b), abs=1e-6)
+
+
 def test_fitted_probe_applies_to_raw_features_and_log_loss_selection_calibrates_it():
     xtr, ytr = mixture(200, spread=0.3)  # separable: every decay is 100% accurate on the held-out part
     xte, yte = mixture(200, seed=1, spread=0.3)
@@ -60,6 +80,29 @@ def test_fitted_probe_applies_to_raw_features_and_log_loss_selection_calibrates_
         fit_linear_probe(xtr, ytr, select="accuracy")
     with pytest.raises(ValueError, match="no image to hold out"):
         fit_linear_probe(xtr[:4], torch.tensor([0, 1, 2, 3]))
+
+
+def noisy_mixture(seed=0, n_train=1200, n_test=600, classes=8, dim=32):
+    """Overlapping classes and 10% of the training labels resampled: the best decay is inside the path."""
+    xtr, ytr = mixture(n_train, classes, dim, seed=seed, spread=4.0)
+    xte, yte = mixture(n_test, classes, dim, seed=seed + 100, spread=4.0)
+    gen = torch.Generator().manual_seed(seed)
+    noisy = torch.rand(n_train, generator=gen) < 0.1
+    return xtr, torch.where(noisy, torch.randint(0, classes, (n_train,), generator=gen), ytr), xte, yte
+
+
+@pytest.mark.parametrize("select", ["top1", "log_loss"])
+def test_fast_probe_agrees_with_the_plain_reference(select):
+    # the fast path (preconditioned basis, warm starts, capped path fits, early stop) against the readable
+    # reference (each decay from zero to convergence, the whole path): the same decay, top-1 within 0.5
+    xtr, ytr, xte, yte = noisy_mixture()
+    ref, info = reference_fit_linear_probe(xtr, ytr, select=select)
+    assert 1e-8 < info["weight_decay"] < 1  # not an end of the path: the search matters
+    for options in ({}, {"path_iter": None, "patience": None}):
+        fast, fast_info = fit_linear_probe(xtr, ytr, select=select, **options)
+        assert fast_info["weight_decay"] == pytest.approx(info["weight_decay"])
+        assert abs(fast_info["val_top1"] - info["val_top1"]) <= 0.5
+        assert abs(fast.accuracy(xte, yte) - ref.accuracy(xte, yte)) <= 0.5
 
 
 def test_knn_probe_by_hand():
