@@ -2,6 +2,14 @@
 import workbench  # noqa: F401
 
 # isort: split
+import os
+
+# precision "auto" computes in fp32 in every process of the suite (the notebooks' kernels, torchrun ranks and
+# workers inherit it; fixtures of a module scope too): no bf16 timing in every run, which could choose differently
+# for a run and its reference. tests/test_precision.py lifts it where it tests the choice.
+os.environ["WORKBENCH_NATIVE_BF16"] = "0"
+
+# isort: split
 import pytest
 import torch
 
