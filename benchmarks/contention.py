@@ -1,5 +1,5 @@
 """Fair under load: 03's distillation step alone and as two processes at once, with and without the workbench's
-OpenMP wait policy (``workbench.core.threads``: ``OMP_WAIT_POLICY=PASSIVE`` unless the user chose otherwise).
+OpenMP wait policy (``OMP_WAIT_POLICY=PASSIVE`` by default, ``--policy`` for another; ``workbench.core.threads``).
 
 Four worker processes start first and stay up, so start-up is never timed: A and B with libgomp's default
 (``GOMP_SPINCOUNT=300000``, what libgomp does when nothing is set: a waiting thread spins a few milliseconds),
@@ -39,7 +39,7 @@ import torch
 from distill_step import build_step
 
 DEFAULT = {"GOMP_SPINCOUNT": "300000"}  # libgomp's own default, explicit: the workbench leaves a user's choice alone
-VARIANTS = {"without policy": DEFAULT, "with policy": {}}
+VARIANTS = {"without policy": DEFAULT, "with policy": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
 
 def worker(args) -> None:
@@ -117,7 +117,7 @@ def cpu_model() -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the four measurements (default 2)")
-    parser.add_argument("--steps", type=int, default=6, help="training steps per measurement (default 6)")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per measurement (default 20)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--student", default="wb_vitc_tiny_patch8_32")
     parser.add_argument("--teachers", default="world_colour,world_shape")
@@ -125,8 +125,8 @@ def main():
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--policy", default="", help="the 'with policy' workers' environment instead of the "
-                        "workbench's default, e.g. GOMP_SPINCOUNT=10000 (comma-separated KEY=VALUE)")
+    parser.add_argument("--policy", default="", help="the 'with policy' workers' environment instead of "
+                        "OMP_WAIT_POLICY=PASSIVE, e.g. GOMP_SPINCOUNT=10000 (comma-separated KEY=VALUE)")
     args = parser.parse_args()
     if args.policy:
         VARIANTS["with policy"] = dict(kv.split("=", 1) for kv in args.policy.split(","))
@@ -137,7 +137,7 @@ def main():
     print(f"cpu        {cpu_model()}, {os.cpu_count()} cores, {len(os.sched_getaffinity(0))} usable")
     print(f"config     03's default step: student {args.student}, teachers {args.teachers}, batch {args.batch}, "
           f"{args.image_size} px, ladder {args.ladder}; {args.steps} steps per measurement, {args.rounds} rounds")
-    print(f"policy     {VARIANTS['with policy'] or 'the workbench default (nothing set)'}; without: {DEFAULT}")
+    print(f"policy     {VARIANTS['with policy']}; without: {DEFAULT}")
     print(f"before     {uptime()}")
     workers = {name: (Worker(args, env), Worker(args, env)) for name, env in VARIANTS.items()}
     threads = {name: [w.read()["threads"] for w in pair] for name, pair in workers.items()}

@@ -1,5 +1,5 @@
-"""Sharing the CPU with other jobs: OpenMP's waiting threads sleep instead of spinning, and thread counts fit
-the cores this process may use.
+"""Sharing the CPU with other jobs: thread counts fit the cores this process may use, and a passive OpenMP wait
+policy is one export away (it is not the default: alone it costs more than it saves, see below).
 
 Why. torch runs its intra-op threads on OpenMP (GNU libgomp in torch's Linux wheels: see
 ``torch.__config__.parallel_info()``). At the end of each parallel region a libgomp thread that has nothing to
@@ -8,7 +8,11 @@ costs nothing; beside another job (a second kernel, the tests next to a notebook
 core the other job's threads are waiting for, and both slow down far more than sharing explains. A timm ViT
 training loop on a 2-core machine: 43.1 s alone, 169.6 s each as two at once (3.9x, where fair sharing is 2x);
 with ``OMP_WAIT_POLICY=PASSIVE``, 45.4 s alone and 81 s each as two (1.9x). ``benchmarks/contention.py``
-measures the same on 03's distillation step (README, "Benchmarks").
+measures the same on 03's distillation step (README, "Benchmarks"): on this 2-core machine, quiet, libgomp's
+default gave 1.85 s alone and 4.4x that as two at once; ``PASSIVE`` 2.49 s alone (1.32x slower: a small model's
+many short parallel regions pay a wake-up each) and 1.47x as two. A short spin (``GOMP_SPINCOUNT=30000``) kept
+the time alone (+2 to 5 %) but was worse as two (7.5x). No setting met both "alone within 5 %" and "two at once
+within 2.2x", so the default stays libgomp's and a shared machine's users ``export OMP_WAIT_POLICY=PASSIVE``.
 
 When. libgomp reads its environment once, when it is loaded, which is at ``import torch``; setting the variable
 afterwards changes nothing in that process. So ``share_cores()`` runs as the very first statement of
@@ -21,8 +25,7 @@ workers of ``workbench.core.parallel``, torchrun launched by 03, subprocesses of
 imports torch *before* workbench keeps libgomp's default in its own process (its children still get the
 policy); set ``OMP_WAIT_POLICY=PASSIVE`` in the shell for it.
 
-What. Only defaults, never an override: ``OMP_WAIT_POLICY=PASSIVE`` unless the user set ``OMP_WAIT_POLICY`` or
-``GOMP_SPINCOUNT`` (``OMP_WAIT_POLICY=ACTIVE`` brings the spinning back); ``OMP_NUM_THREADS`` only where a
+What. Only defaults, never an override: ``OMP_NUM_THREADS`` only where a
 cgroup CPU quota (a container's ``cpu.max``) allows fewer cores than the affinity mask, which is all libgomp
 and torch look at (they already follow ``os.sched_getaffinity``, e.g. under ``taskset``), and only when the
 user set neither ``OMP_NUM_THREADS`` nor ``MKL_NUM_THREADS``. Elsewhere the thread count stays torch's own, so
@@ -36,7 +39,6 @@ import os
 from collections.abc import MutableMapping
 from pathlib import Path
 
-PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 USER_WAIT = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # either one set: the user chose how OpenMP waits
 USER_THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # either one set: the user chose torch's thread count
 
@@ -77,8 +79,6 @@ def share_cores(environ: MutableMapping[str, str] | None = None, cgroup: str | P
     """Set the defaults above in ``environ`` (``os.environ``) where the user has not; return what it set."""
     env = os.environ if environ is None else environ
     added = {}
-    if not any(k in env for k in USER_WAIT):
-        added.update(PASSIVE)
     cores = cpu_cores(cgroup)
     if cores < affinity_cores() and not any(k in env for k in USER_THREADS):
         added["OMP_NUM_THREADS"] = str(cores)
