@@ -37,8 +37,26 @@ def _positive(values: list[int]) -> None:
         raise ParameterError(f"shots must be images per class, each >= 1, got {values}")
 
 
+class FrozenFeatureRun:
+    """What a config of frozen-feature probes (02's, 04's) derives from its shared options ``image_size``,
+    ``dense_steps`` and ``dense_lr``: one definition for both."""
+
+    image_size: int | None
+    dense_steps: int
+    dense_lr: float
+
+    @property
+    def decode_size(self) -> int:
+        """The side image folders are decoded to: ``image_size``, or the teachers' usual input (auto)."""
+        return self.image_size or TEACHER_INPUT
+
+    @property
+    def dense_protocol(self) -> DenseProtocol:
+        return DenseProtocol(steps=self.dense_steps, lr=self.dense_lr)
+
+
 @dataclass
-class ProbeConfig(Config):
+class ProbeConfig(FrozenFeatureRun, Config):
     kind: ClassVar[str] = "02_probe_teachers"
     what: ClassVar[str] = "probing"
 
@@ -93,15 +111,6 @@ class ProbeConfig(Config):
         if ref.shots is not None:
             return [ProbeTask(ref.task, ref.label, shots=ref.shots)]
         return self.probe_tasks([ref.label], dense, name=ref.task)
-
-    @property
-    def decode_size(self) -> int:
-        """The side image folders are decoded to: ``image_size``, or the teachers' usual input (auto)."""
-        return self.image_size or TEACHER_INPUT
-
-    @property
-    def dense_protocol(self) -> DenseProtocol:
-        return DenseProtocol(steps=self.dense_steps, lr=self.dense_lr)
 
     @property
     def main_protocol(self) -> str:

@@ -17,13 +17,14 @@ from ..options import (
     PREPROCESSING,
     TEACHER_WEIGHTS,
 )
-from ..probing import TEACHER_INPUT, DenseProtocol
+from ..probing import TEACHER_INPUT
+from ..probing.config import FrozenFeatureRun
 from .models import parse_models
 from .tasks import check_roots, parse_tasks
 
 
 @dataclass
-class TransferConfig(Config):
+class TransferConfig(FrozenFeatureRun, Config):
     kind: ClassVar[str] = "04_transfer"
     what: ClassVar[str] = "transfer"
     renamed: ClassVar[dict[str, str]] = {"checkpoints": "teacher_weights"}
@@ -57,11 +58,3 @@ class TransferConfig(Config):
         """The tasks, with the datasets given by name read from ``data_root``."""
         return parse_tasks(self.tasks, self.data_root)
 
-    @property
-    def decode_size(self) -> int:
-        """The side image folders are decoded to: ``image_size``, or the teachers' usual input (auto)."""
-        return self.image_size or TEACHER_INPUT
-
-    @property
-    def dense_protocol(self) -> DenseProtocol:
-        return DenseProtocol(steps=self.dense_steps, lr=self.dense_lr)
