@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from workbench.core import threads
 from workbench.core.parallel import map_jobs
@@ -137,3 +138,122 @@ def test_each_notebook_imports_workbench_before_anything_that_loads_torch(notebo
                 key=lambda node: node.lineno)
     names = [a.name for a in first.names] if isinstance(first, ast.Import) else [first.module]
     assert names[0].split(".")[0] == "workbench", f"{notebook.name} line {first.lineno} imports {names} first"
+
+
+# ----------------------------------------------------------------------------- processes that train split the cores
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def fake_threads(monkeypatch):
+    """torch's thread count, as a number the test reads and sets (this process's own stays as it is)."""
+    state = {"n": 4}
+    monkeypatch.setattr(torch, "get_num_threads", lambda: state["n"])
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: state.__setitem__("n", n))
+    return state
+
+
+def test_trainers_split_the_cores_and_take_them_back(tmp_path, fake_threads):
+    clock = Clock()
+    mine = threads.CoreShare(tmp_path, cores=4, clock=clock, wall=clock, pid=os.getpid())
+    other = threads.CoreShare(tmp_path, cores=4, clock=clock, wall=clock, pid=os.getppid())  # alive, like a trainer
+    mine()
+    assert fake_threads["n"] == 4  # alone: every core
+    other.announce(2.0)
+    clock.t += 0.1
+    mine()
+    assert fake_threads["n"] == 4  # checked at most every check_s
+    clock.t += 0.5
+    mine()
+    assert fake_threads["n"] == 2  # two trainers: half each
+    clock.t += 2.5  # the other one's claim ran out (it stopped training)
+    mine()
+    assert fake_threads["n"] == 4
+    other.announce(2.0)
+    other.leave()  # it exited: its cores come back at the next check
+    clock.t += 0.5
+    mine()
+    assert fake_threads["n"] == 4
+
+
+def test_a_dead_process_does_not_count_and_its_file_goes(tmp_path, fake_threads):
+    clock = Clock()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / dead).write_text(f"{clock.t + 60:.3f}")
+    (tmp_path / "not-a-pid").write_text("garbage")
+    mine = threads.CoreShare(tmp_path, cores=2, clock=clock, wall=clock, pid=os.getpid())
+    mine()
+    assert fake_threads["n"] == 2 and not (tmp_path / dead).exists()
+
+
+def test_slow_steps_keep_their_claim_between_two_steps(tmp_path, fake_threads):
+    clock = Clock()
+    slow = threads.CoreShare(tmp_path, cores=2, clock=clock, wall=clock, pid=os.getppid())
+    for _ in range(4):  # 10 s per step
+        slow()
+        clock.t += 10
+    until = float((tmp_path / str(os.getppid())).read_text())
+    assert until >= clock.t - 10 + 20 - 1e-6  # twice the median step from its last step
+    mine = threads.CoreShare(tmp_path, cores=2, clock=clock, wall=clock, pid=os.getpid())
+    mine()
+    assert fake_threads["n"] == 1
+
+
+def test_a_users_thread_count_is_the_ceiling_and_is_followed(tmp_path, fake_threads):
+    clock = Clock()
+    fake_threads["n"] = 1  # the user's torch.set_num_threads(1)
+    mine = threads.CoreShare(tmp_path, cores=4, clock=clock, wall=clock, pid=os.getpid())
+    mine()
+    assert fake_threads["n"] == 1  # never more than the user's
+    fake_threads["n"] = 3  # the user changes it mid-run
+    clock.t += 1
+    mine()
+    assert fake_threads["n"] == 3
+
+
+def test_sharing_is_off_with_the_variable_or_on_one_core(monkeypatch):
+    assert threads.install_core_share({threads.SHARE_ENV: "0"}) is None
+    monkeypatch.setattr(threads, "cpu_cores", lambda: 1)
+    assert threads.install_core_share({}) is None
+
+
+TRAINER = """
+import workbench, time, torch
+model = torch.nn.Linear(256, 256)
+opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+start, seen, t0 = torch.get_num_threads(), set(), time.monotonic()
+while time.monotonic() - t0 < {seconds}:
+    model(torch.randn(512, 256)).square().mean().backward()
+    opt.step()
+    seen.add(torch.get_num_threads())
+print([start, sorted(seen)])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(threads.cpu_cores() < 2, reason="needs 2 cores to share")
+def test_two_training_processes_take_one_share_each(tmp_path):
+    """Real processes, the default path (``import workbench`` installs the hook): alone, all the cores; two at once,
+    half each for most of their steps."""
+    env = clean_env(TMPDIR=str(tmp_path))
+    env.pop(threads.SHARE_ENV, None)
+    cores = threads.cpu_cores()
+    alone = subprocess.run([sys.executable, "-c", TRAINER.format(seconds=1)], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    start, seen = ast.literal_eval(alone.stdout.strip())
+    assert seen == [start]
+    pair = [subprocess.Popen([sys.executable, "-c", TRAINER.format(seconds=6)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in pair]
+    for p, (out, err) in zip(pair, outs):
+        assert p.returncode == 0, err[-2000:]
+        start, seen = ast.literal_eval(out.strip())
+        assert max(1, min(start, cores // 2)) in seen

@@ -19,6 +19,10 @@ from .core.threads import share_cores
 share_cores()  # before the imports below load torch: libgomp reads OMP_WAIT_POLICY once, as it loads (core/threads.py)
 
 from . import core, data, distillation, generation, layers, models, options, probing, transfer
+from .core.threads import install_core_share
+
+install_core_share()  # processes that train at the same time split the cores (core/threads.py)
+
 from .core.device import pick_device
 from .core.figures import show
 from .core.files import save_json
