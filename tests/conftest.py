@@ -1,15 +1,30 @@
+import os
+
+# a fixed thread count in every process of the suite (the notebooks' kernels, torchrun ranks and workers inherit
+# it): a run and its reference compute the same sums even when tests run side by side (workbench/core/threads.py)
+os.environ["WORKBENCH_SHARE_CORES"] = "0"
+
+# pytest-xdist (make test: -n auto): each worker computes on its share of the cores, and so does every process it
+# starts (notebook kernels, torchrun, pool workers inherit OMP_NUM_THREADS), so that no OpenMP thread of one worker
+# spins on the core another one needs (workbench/core/threads.py)
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1 and "OMP_NUM_THREADS" not in os.environ:
+    from workbench.core.threads import cpu_cores  # imports nothing heavy: torch is not loaded yet
+
+    os.environ["OMP_NUM_THREADS"] = str(max(1, cpu_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+# isort: split
 # first: importing workbench sets OpenMP's wait policy before torch loads it (workbench/core/threads.py)
 import workbench  # noqa: F401
 
 # isort: split
-import os
-
 # precision "auto" computes in fp32 in every process of the suite (the notebooks' kernels, torchrun ranks and
 # workers inherit it; fixtures of a module scope too): no bf16 timing in every run, which could choose differently
 # for a run and its reference. tests/test_precision.py lifts it where it tests the choice.
 os.environ["WORKBENCH_NATIVE_BF16"] = "0"
 
 # isort: split
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -22,3 +37,17 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_NATIVE_BF16", "0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     torch.manual_seed(0)
+
+
+# Notebooks whose default run reads another's output: 04 reuses the student 03 distilled in notebooks/runs/03_distill
+# (it would distill its own otherwise), so under pytest-xdist they run on one worker, in this order.
+NOTEBOOK_GROUPS = {"03_distill": "notebooks-03-04", "04_transfer": "notebooks-03-04"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``--dist loadgroup``): a test module's tests stay on one worker (module-scoped fixtures are
+    built once), a notebook's cells on one worker in order (one kernel), 03 and 04 together."""
+    for item in items:
+        path = Path(str(item.fspath))
+        group = NOTEBOOK_GROUPS.get(path.stem, path.stem) if path.suffix == ".ipynb" else path.stem
+        item.add_marker(pytest.mark.xdist_group(group))
