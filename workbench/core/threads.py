@@ -1,6 +1,6 @@
-"""Sharing the CPU with other jobs: thread counts fit the cores this process may use, and a passive OpenMP wait
-policy is one export away (it is not the default: alone it costs more than it saves, see below), and the
-workbench's processes that train at the same time split the cores between them (``CoreShare``).
+"""Sharing the CPU with other jobs: the workbench's processes that train at the same time split the cores between
+them (``CoreShare``), thread counts fit the cores this process may use, and a user's OpenMP settings reach every
+process the workbench starts.
 
 Why. torch runs its intra-op threads on OpenMP (GNU libgomp in torch's Linux wheels: see
 ``torch.__config__.parallel_info()``). At the end of each parallel region a libgomp thread that has nothing to
@@ -13,16 +13,17 @@ measures the same on 03's distillation step (README, "Benchmarks"): on this 2-co
 default gave 1.85 s alone and 4.4x that as two at once; ``PASSIVE`` 2.49 s alone (1.32x slower: a small model's
 many short parallel regions pay a wake-up each) and 1.47x as two. A short spin (``GOMP_SPINCOUNT=30000``) kept
 the time alone (+2 to 5 %) but was worse as two (7.5x). No setting met both "alone within 5 %" and "two at once
-within 2.2x", so the default stays libgomp's and a shared machine's users ``export OMP_WAIT_POLICY=PASSIVE``.
+within 2.2x", so the wait policy stays libgomp's (or the user's).
 
 What meets both is to never have more OpenMP threads than cores: ``CoreShare``, an optimizer-step hook that
 every ``import workbench`` installs. Each process that trains says so in a small file of a folder all of them
-see (one per set of cores); at most once a second it reads how many train at once and takes its share of the
+see (one per set of cores); at most twice a second it reads how many train at once and takes its share of the
 cores as torch's thread count (2 cores, 2 trainers: 1 thread each, so no thread spins on the core the other one
 needs), and takes them all back when it trains alone. Alone it costs one clock read per step and one small file
-write per second. The thread count decides how floating-point sums are split, so a run beside another one can
+write every half second. The thread count decides how floating-point sums are split, so a run beside another one can
 differ from the same run alone in the last digits: ``WORKBENCH_SHARE_CORES=0`` keeps the thread count fixed
-(the test suite sets it; bit-for-bit reruns want it).
+(the test suite sets it; bit-for-bit reruns want it). Measured by ``benchmarks/contention.py`` on this 2-core
+machine, quiet: 1.81 s alone (fixed threads: 1.82 s), 1.87x that each as two at once (fixed threads: 5.75x).
 
 When. libgomp reads its environment once, when it is loaded, which is at ``import torch``; setting the variable
 afterwards changes nothing in that process. So ``share_cores()`` runs as the very first statement of
@@ -38,8 +39,8 @@ policy); set ``OMP_WAIT_POLICY=PASSIVE`` in the shell for it.
 What. Only defaults, never an override: ``OMP_NUM_THREADS`` only where a
 cgroup CPU quota (a container's ``cpu.max``) allows fewer cores than the affinity mask, which is all libgomp
 and torch look at (they already follow ``os.sched_getaffinity``, e.g. under ``taskset``), and only when the
-user set neither ``OMP_NUM_THREADS`` nor ``MKL_NUM_THREADS``. Elsewhere the thread count stays torch's own, so
-results stay the same to the last digit. torch's inter-op pool waits on a condition variable (it does not
+user set neither ``OMP_NUM_THREADS`` nor ``MKL_NUM_THREADS``. Elsewhere the thread count starts as torch's own
+and changes only by ``CoreShare``. torch's inter-op pool waits on a condition variable (it does not
 spin) and torch's wheels use libgomp, not Intel's OpenMP, so ``KMP_BLOCKTIME`` does not apply.
 """
 from __future__ import annotations
