@@ -37,10 +37,10 @@ lint: $(READY)
 
 test: lint
 	rm -rf notebooks/runs  # nbval runs the notebooks with their default out_dirs: start them fresh, not resumed
-	$(BIN)/python -m pytest -n auto --dist loadgroup tests $(NOTEBOOKS) --nbval-lax --nbval-current-env --durations=15
+	$(BIN)/python -m pytest -n auto --dist loadscope $(NOTEBOOKS) tests --nbval-lax --nbval-current-env --durations=15
 
 test-fast: lint
-	$(BIN)/python -m pytest -n auto --dist loadgroup tests -m "not slow" --durations=10
+	$(BIN)/python -m pytest -n auto --dist loadscope tests -m "not slow" --durations=10
 
 sync-notebooks: $(READY)
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py

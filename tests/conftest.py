@@ -23,7 +23,7 @@ import workbench  # noqa: F401
 os.environ["WORKBENCH_NATIVE_BF16"] = "0"
 
 # isort: split
-from pathlib import Path
+import importlib.util
 
 import pytest
 import torch
@@ -39,15 +39,27 @@ def isolated_cache(tmp_path, monkeypatch):
     torch.manual_seed(0)
 
 
-# Notebooks whose default run reads another's output: 04 reuses the student 03 distilled in notebooks/runs/03_distill
-# (it would distill its own otherwise), so under pytest-xdist they run on one worker, in this order.
-NOTEBOOK_GROUPS = {"03_distill": "notebooks-03-04", "04_transfer": "notebooks-03-04"}
+# pytest-xdist (make test: -n auto --dist loadscope): a test module's tests run on one worker (module-scoped fixtures
+# are built once), a notebook's cells on one worker in order (one kernel), and scopes go to the workers in the order
+# of the command line (the Makefile names the notebooks, the longest scopes, first). 04 reuses the student 03 distilled
+# in notebooks/runs/03_distill (it would distill its own otherwise): the two are one scope, 03 first.
+NOTEBOOK_SCOPES = ("03_distill", "04_transfer")
 
+if importlib.util.find_spec("xdist") is not None:
+    from xdist.scheduler import LoadScopeScheduling
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``--dist loadgroup``): a test module's tests stay on one worker (module-scoped fixtures are
-    built once), a notebook's cells on one worker in order (one kernel), 03 and 04 together."""
-    for item in items:
-        path = Path(str(item.fspath))
-        group = NOTEBOOK_GROUPS.get(path.stem, path.stem) if path.suffix == ".ipynb" else path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
+    class ModuleScopes(LoadScopeScheduling):
+        """``--dist loadscope`` by file (a module's classes too), 03 and 04 as one scope, in command-line order."""
+
+        def __init__(self, config, log=None):
+            config.option.loadscopereorder = False
+            super().__init__(config, log)
+
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "notebooks 03 and 04" if any(name in path for name in NOTEBOOK_SCOPES) else path
+
+    def pytest_xdist_make_scheduler(config, log):
+        if config.getvalue("dist") == "loadscope":
+            return ModuleScopes(config, log)
+        return None
