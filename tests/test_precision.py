@@ -1,5 +1,7 @@
 """precision: bf16 only where the device has it natively and it is faster for the run's models; a timed "auto"
 run is the run it chose; a bf16 step agrees with the fp32 step within bf16's rounding."""
+import time
+
 import pytest
 import torch
 
@@ -133,3 +135,28 @@ def test_timing_a_classifier_draws_nothing_the_run_sees(cache, monkeypatch):
         "wb_vit_tiny_patch8_32", "random", 6), batch_size=4, input_size=32, device="cpu", name="tiny",
         log=lambda *_: None)
     assert chosen == "bf16" and torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_a_timing_on_a_busy_machine_decides_this_run_only(cache, monkeypatch):
+    """A process that got little CPU while it timed (other jobs had the cores: here it sleeps) keeps no decision:
+    the next run times again."""
+    monkeypatch.setattr(prec, "cpu_flags", lambda path="/proc/cpuinfo": {"avx512_bf16"})
+    calls = []
+
+    def starved(trial, candidates, steps=3):
+        calls.append(1)
+        time.sleep(0.2)
+        return {"fp32": 1.0, "bf16": 0.5}
+
+    monkeypatch.setattr(prec, "time_trials", starved)
+    for n in (1, 2):
+        assert prec.resolve_precision("auto", CPU, lambda p: None, {"m": 1}, log=lambda *_: None) == "bf16"
+        assert len(calls) == n  # timed again: nothing was kept
+    assert not list(cache.glob("precision/*.json"))
+
+
+def test_timing_keeps_the_fastest_step_of_each(monkeypatch):
+    """Another job can only slow a step down: of the alternating rounds, the fastest of each precision counts."""
+    clock = iter([0.0, 1.0, 10.0, 10.5, 20.0, 29.0, 30.0, 30.2])  # fp32 1.0, bf16 0.5, fp32 9.0, bf16 0.2
+    monkeypatch.setattr(prec.time, "perf_counter", lambda: next(clock))
+    assert prec.time_trials(lambda p: None, ("fp32", "bf16"), steps=2) == {"fp32": 1.0, "bf16": pytest.approx(0.2)}

@@ -11,7 +11,9 @@
   among its flags; elsewhere oneDNN emulates bf16 and it is slower), and then only when a few timed
   training steps of the run's own models say bf16 is at least ``MIN_GAIN`` faster than fp32: a small model on
   few tokens loses more to the casts than it gains in the matrix products (README: precision). The timing is
-  made once per machine, software and shapes, and kept under ``$WORKBENCH_CACHE/precision``.
+  made once per machine, software and shapes, and kept under ``$WORKBENCH_CACHE/precision``; not kept when the
+  process got less than half its threads' time while it timed (other jobs had the cores: the next run times
+  again), since a decision timed on a busy machine can be wrong either way.
 
 ``WORKBENCH_NATIVE_BF16=0`` (or ``1``) overrides what the flags say: the test suite sets 0, so that its runs
 compute in fp32 whatever the machine and never time anything.
@@ -36,7 +38,9 @@ from .files import cache_dir, config_hash, save_json
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU instructions that compute bf16 dot products natively
 MIN_GAIN = 1.05  # auto takes bf16 on a CPU only when fp32 time / bf16 time is at least this
-TRIAL_STEPS = 3  # timed steps of each precision, alternating, after one untimed step of each
+TRIAL_STEPS = 5  # timed steps of each precision, alternating, after one untimed step of each
+TIMING_VERSION = 2  # part of the cached decision's key: decisions timed another way are timed again
+BUSY_SHARE = 0.5  # a timing whose process got less CPU than this share of its threads' wall time is not kept
 
 
 def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
@@ -78,7 +82,8 @@ def autocast(precision: str, device: torch.device) -> AbstractContextManager:
 def time_trials(trial: Callable[[str], None], candidates: tuple[str, ...],
                 steps: int = TRIAL_STEPS) -> dict[str, float]:
     """Seconds per step of ``trial(precision)`` for each candidate: one untimed step each, then ``steps`` rounds
-    that alternate them (so a change of load weighs on all alike); the median of each."""
+    that alternate them (so a change of load weighs on all alike); the fastest of each (another job can only
+    slow a step down, so the fastest is the least disturbed)."""
     for p in candidates:
         trial(p)
     times: dict[str, list[float]] = {p: [] for p in candidates}
@@ -87,7 +92,7 @@ def time_trials(trial: Callable[[str], None], candidates: tuple[str, ...],
             t0 = time.perf_counter()
             trial(p)
             times[p].append(time.perf_counter() - t0)
-    return {p: sorted(t)[len(t) // 2] for p, t in times.items()}
+    return {p: min(t) for p, t in times.items()}
 
 
 def resolve_precision(precision: str, device: torch.device, trial: Callable[[str], None] | None = None,
@@ -105,14 +110,21 @@ def resolve_precision(precision: str, device: torch.device, trial: Callable[[str
     if device.type == "cuda" or trial is None:
         return "bf16"
     key = {"machine": platform.node(), "cpu": sorted(cpu_flags() & set(BF16_FLAGS)), "torch": torch.__version__,
-           "threads": torch.get_num_threads(), **(shapes or {})}
+           "threads": torch.get_num_threads(), "timing": TIMING_VERSION, **(shapes or {})}
     path = cache_dir("precision") / f"{config_hash(key)}.json"
     if path.is_file():
         return json.loads(path.read_text())["precision"]
+    wall, cpu = time.perf_counter(), time.process_time()
     seconds = time_trials(trial, ("fp32", "bf16"))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     gain = seconds["fp32"] / seconds["bf16"]
     chosen = "bf16" if gain >= MIN_GAIN else "fp32"
+    told = (f"precision auto: {chosen} (a step takes {seconds['fp32'] * 1e3:.0f} ms in fp32, "
+            f"{seconds['bf16'] * 1e3:.0f} ms in bf16 autocast on this CPU")
+    # other jobs had the cores (a timing too short to tell is taken as it is): not a decision to keep
+    if wall > 0.05 and cpu < BUSY_SHARE * wall * torch.get_num_threads():
+        log(f"{told}; the machine was busy while it timed them: this run's choice only, timed again next run)")
+        return chosen
     save_json({"precision": chosen, "seconds_per_step": seconds, "gain": round(gain, 3), "key": key}, path)
-    log(f"precision auto: {chosen} (a step takes {seconds['fp32'] * 1e3:.0f} ms in fp32, "
-        f"{seconds['bf16'] * 1e3:.0f} ms in bf16 autocast on this CPU; decided once, kept in {path})")
+    log(f"{told}; decided once, kept in {path})")
     return chosen
