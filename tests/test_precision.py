@@ -160,3 +160,29 @@ def test_timing_keeps_the_fastest_step_of_each(monkeypatch):
     clock = iter([0.0, 1.0, 10.0, 10.5, 20.0, 29.0, 30.0, 30.2])  # fp32 1.0, bf16 0.5, fp32 9.0, bf16 0.2
     monkeypatch.setattr(prec.time, "perf_counter", lambda: next(clock))
     assert prec.time_trials(lambda p: None, ("fp32", "bf16"), steps=2) == {"fp32": 1.0, "bf16": pytest.approx(0.2)}
+
+
+def test_a_resumed_auto_run_computes_as_it_started(cache, monkeypatch, tmp_path):
+    """auto in a run that resumes takes the precision its checkpoint recorded, without timing: the machine's load
+    (or its decision cache) may have changed since, the run may not."""
+    monkeypatch.setattr(prec, "cpu_flags", lambda path="/proc/cpuinfo": {"avx512_bf16"})
+    timed_calls = []
+
+    def answer(seconds):
+        def fake(trial, candidates, steps=3):
+            timed_calls.append(seconds)
+            return seconds
+        return fake
+
+    data = wb.load_data("world", n_train=32, n_test=8)
+    cfg = DistillConfig(student="wb_vit_tiny_patch8_32", epochs=1, batch_size=16, n_train=32, n_test=8)
+    monkeypatch.setattr(prec, "time_trials", answer({"fp32": 1.0, "bf16": 0.5}))
+    first = distill(cfg, data, wb.build_teachers(cfg.teachers, pretrained=False), out_dir=tmp_path / "run",
+                    log=lambda *_: None)
+    assert first.precision == "bf16" and len(timed_calls) == 1
+    for path in cache.glob("precision/*.json"):
+        path.unlink()  # the machine's decision is gone (or would now say fp32): the run keeps bf16
+    monkeypatch.setattr(prec, "time_trials", answer({"fp32": 0.5, "bf16": 1.0}))
+    again = distill(cfg, data, wb.build_teachers(cfg.teachers, pretrained=False), out_dir=tmp_path / "run",
+                    log=lambda *_: None)
+    assert again.precision == "bf16" and len(timed_calls) == 1

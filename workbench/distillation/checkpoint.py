@@ -30,6 +30,7 @@ from ..models.students import (
     STUDENT_CONFIG,
     STUDENT_FOLDER,
     STUDENT_WEIGHTS,
+    TRAINING_CHECKPOINTS,
     finished_student_folder,
 )
 from .config import DistillConfig
@@ -113,6 +114,18 @@ def save_checkpoint(model: UNIC, cfg: DistillConfig, folder: Path, extra: dict |
     save_json({"config": cfg.to_dict(), "teacher_grids": model.teacher_grids,
                "preprocessing": model.student.preprocessing.to_dict(), **(extra or {})}, folder / STUDENT_CONFIG)
     return folder
+
+
+def recorded_precision(out_dir) -> str | None:
+    """The precision the newest training checkpoint in ``out_dir`` was computed in, or None (no checkpoint, or one
+    written before precision was recorded): a resumed ``auto`` run keeps it instead of timing again."""
+    if out_dir is None:
+        return None
+    latest = Checkpoints(Path(out_dir) / TRAINING_CHECKPOINTS).latest()
+    try:
+        return json.loads((latest / STUDENT_CONFIG).read_text()).get("precision") if latest else None
+    except (OSError, ValueError):
+        return None
 
 
 class RunOutput:

@@ -45,7 +45,7 @@ from ..data.augment import Augmentation
 from ..layers.standardize import batch_weight
 from ..models import Student, Teacher, load_student
 from ..models.preprocess import Preprocessing
-from .checkpoint import RunOutput
+from .checkpoint import RunOutput, recorded_precision
 from .config import DistillConfig, check_batch_size
 from .losses import teacher_losses
 from .unic import UNIC, distill_forward, teacher_feature_shapes
@@ -119,7 +119,8 @@ def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, ca
     steps_per_epoch = math.ceil(usable / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
     augment = Augmentation(cfg.augmentation, cfg.input_size, cfg.seed)
-    precision = pick_precision(cfg, model, teachers, data, device, ranks, log)
+    recorded = None if overwrite else recorded_precision(out_dir)  # a resumed run computes as it started
+    precision = pick_precision(cfg, model, teachers, data, device, ranks, log, recorded)
     amp, generators = autocast(precision, device), {"teacher_drop": torch.Generator().manual_seed(cfg.seed)}
 
     # Resume last: loading restores every random generator, so nothing may draw from them after it.
@@ -270,10 +271,13 @@ def decoded_for_training(cfg: DistillConfig, data):
 
 
 def pick_precision(cfg: DistillConfig, model: UNIC, teachers: dict[str, Teacher], data, device,
-                   ranks: ProcessGroup, log=print) -> str:
+                   ranks: ProcessGroup, log=print, recorded: str | None = None) -> str:
     """``cfg.precision``, "auto" resolved by timing a few steps of these models at this batch (``core.precision``):
-    forward and backward only, every random draw undone, gradients cleared, so the run is as if untimed. Every
-    rank takes rank 0's choice."""
+    forward and backward only, every random draw undone, gradients cleared, so the run is as if untimed; "auto"
+    in a run that resumes takes the ``recorded`` precision of its checkpoint. Every rank takes rank 0's choice."""
+    if cfg.precision == "auto" and recorded in PRECISIONS and recorded != "auto":
+        log(f"precision auto: {recorded}, as the checkpoint this run resumes from was computed")
+        return recorded
     images = data.first_image("test").to(device).expand(cfg.batch_size // ranks.size, -1, -1, -1).contiguous()
 
     def trial(precision: str) -> None:
