@@ -1,8 +1,10 @@
 # The two commands of the README. Both build the virtual environment they need on first use.
 #   make run        - the main job: 03_distill headless with papermill, on the built-in offline world
 #                     (make notebooks runs every numbered notebook the same way)
-#   make test       - the linter, pytest for the library, then nbval for every notebook (what CI runs)
-#   make test-fast  - the linter and the library's unit tests, without the slow end-to-end ones (a few minutes)
+#   make test       - the linter, then pytest and nbval for the library and every notebook, on one pytest-xdist
+#                     worker per core (what CI runs)
+#   make test-fast  - the linter and the library's unit tests, without the slow end-to-end ones (a few minutes; one
+#                     process: its many short tests gained nothing from pytest-xdist's workers, measured)
 #   make sync-notebooks - after editing a notebook's .py or .ipynb outside JupyterLab: update its twin
 # (a notebook rerun with the same out_dir resumes or reloads its run; make clean starts everything over)
 PYTHON ?= python3
@@ -40,7 +42,7 @@ test: lint
 	$(BIN)/python -m pytest -n auto --dist loadscope $(NOTEBOOKS) tests --nbval-lax --nbval-current-env --durations=15
 
 test-fast: lint
-	$(BIN)/python -m pytest -n auto --dist loadscope tests -m "not slow" --durations=10
+	$(BIN)/python -m pytest tests -m "not slow" --durations=10
 
 sync-notebooks: $(READY)
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
