@@ -123,7 +123,7 @@ class CoreShare:
         self.cores = cores or cpu_cores()
         self.folder = Path(folder) if folder is not None else default_share_folder()
         self.check_s, self.busy_s, self.clock, self.wall = check_s, busy_s, clock, wall
-        self.file = self.folder / str(pid or os.getpid())
+        self.pid = pid  # None: this process, whichever it is (a forked child that trains is another trainer)
         self.next_check = self.last_step = None
         self.intervals: deque[float] = deque(maxlen=5)  # the last seconds between two steps
         self.base = self.threads = None
@@ -144,6 +144,10 @@ class CoreShare:
             return
         self.set_threads(trainers)
 
+    @property
+    def file(self) -> Path:
+        return self.folder / str(self.pid or os.getpid())
+
     def announce(self, busy_s: float) -> int:
         """Say this process trains for ``busy_s`` more seconds; how many processes train now (this one included)."""
         if not self.folder.is_dir():
@@ -151,10 +155,11 @@ class CoreShare:
                 folder.mkdir(exist_ok=True)
                 with contextlib.suppress(OSError):  # every user's processes share the machine's cores
                     folder.chmod(0o1777)
-        tmp = self.folder / f".{self.file.name}.tmp"
+        mine = self.file
+        tmp = self.folder / f".{mine.name}.tmp"
         tmp.write_text(f"{self.wall() + busy_s:.3f}")
-        os.replace(tmp, self.file)
-        return 1 + sum(1 for f in self.folder.iterdir() if f != self.file and self.training(f))
+        os.replace(tmp, mine)
+        return 1 + sum(1 for f in self.folder.iterdir() if f != mine and self.training(f))
 
     def training(self, file: Path) -> bool:
         """``file``'s process still trains: its time has not passed and it is alive (files of dead ones go)."""
