@@ -570,7 +570,7 @@ def run_preset(name: str, args, off, device, rss) -> dict:
     variants = [WorkbenchSide(p["student"], teachers, drop_path, device, args.drop_p, total, prec)
                 for prec in ("fp32", "bf16")]
     sides: list[Side] = list(variants)
-    auto = resolve_precision("auto", device, trial=auto_trial(variants[0]), log=lambda *_: None,
+    auto = resolve_precision("auto", device, trial=auto_trial(variants[0], batch), log=lambda *_: None,
                              shapes={"benchmark": "distill_step", "preset": name, "batch": batch})
     check = {}
     if off is not None:
@@ -590,9 +590,10 @@ def run_preset(name: str, args, off, device, rss) -> dict:
             "shape": vit_shape(variants[0].model.student.vit)}
 
 
-def auto_trial(side: WorkbenchSide):
-    """What ``distillation.train.pick_precision`` times: forward and backward, random draws undone, grads cleared."""
-    images = side.probe[:1].expand(8, -1, -1, -1).contiguous()
+def auto_trial(side: WorkbenchSide, batch: int):
+    """What ``distillation.train.pick_precision`` times: forward and backward of a batch of the run's size, random
+    draws undone, grads cleared."""
+    images = side.probe[:1].expand(batch, -1, -1, -1).contiguous()
 
     def trial(precision):
         with torch.random.fork_rng(devices=[side.device] if side.device.type == "cuda" else []):
