@@ -275,7 +275,7 @@ def pick_precision(cfg: DistillConfig, model: UNIC, teachers: dict[str, Teacher]
     """``cfg.precision``, "auto" resolved by timing a few steps of these models at this batch (``core.precision``):
     forward and backward only, every random draw undone, gradients cleared, so the run is as if untimed; "auto"
     in a run that resumes takes the ``recorded`` precision of its checkpoint. Every rank takes rank 0's choice."""
-    if cfg.precision == "auto" and recorded in PRECISIONS and recorded != "auto":
+    if cfg.precision == "auto" and recorded in ("fp32", "bf16") + (("fp16",) if device.type == "cuda" else ()):
         log(f"precision auto: {recorded}, as the checkpoint this run resumes from was computed")
         return recorded
     images = data.first_image("test").to(device).expand(cfg.batch_size // ranks.size, -1, -1, -1).contiguous()
