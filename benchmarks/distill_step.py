@@ -62,6 +62,7 @@ from workbench.core.device import pick_device
 from workbench.core.precision import autocast, resolve_precision
 from workbench.core.training import configure_optimizer, set_lr
 from workbench.distillation import UNIC, distill_forward, distillation_loss, teacher_feature_shapes, teacher_losses
+from workbench.distillation.train import precision_trial
 from workbench.layers.standardize import batch_weight
 from workbench.models import Student
 from workbench.models.preprocess import Preprocessing
@@ -591,17 +592,9 @@ def run_preset(name: str, args, off, device, rss) -> dict:
 
 
 def auto_trial(side: WorkbenchSide, batch: int):
-    """What ``distillation.train.pick_precision`` times: forward and backward of a batch of the run's size, random
-    draws undone, grads cleared."""
+    """What ``distillation.train.pick_precision`` times: its ``precision_trial`` on a batch of the line's size."""
     images = side.probe[:1].expand(batch, -1, -1, -1).contiguous()
-
-    def trial(precision):
-        with torch.random.fork_rng(devices=[side.device] if side.device.type == "cuda" else []):
-            loss, _, _ = distill_forward(side.model, side.teachers, images, None, side.drop_p, None,
-                                         autocast(precision, side.device))
-            loss.backward()
-        side.model.zero_grad(set_to_none=True)
-    return trial
+    return precision_trial(side.model, side.teachers, images, side.drop_p)
 
 
 def report(r: dict, args, peaks: dict, device) -> None:

@@ -270,23 +270,32 @@ def decoded_for_training(cfg: DistillConfig, data):
     return data.with_transform(p.image_transform(), key=f"eval-{p}", splits=("test",))
 
 
-def pick_precision(cfg: DistillConfig, model: UNIC, teachers: dict[str, Teacher], data, device,
-                   ranks: ProcessGroup, log=print, recorded: str | None = None) -> str:
-    """``cfg.precision``, "auto" resolved by timing a few steps of these models at this batch (``core.precision``):
-    forward and backward only, every random draw undone, gradients cleared, so the run is as if untimed; "auto"
-    in a run that resumes takes the ``recorded`` precision of its checkpoint. Every rank takes rank 0's choice."""
-    if cfg.precision == "auto" and recorded in ("fp32", "bf16") + (("fp16",) if device.type == "cuda" else ()):
-        log(f"precision auto: {recorded}, as the checkpoint this run resumes from was computed")
-        return recorded
-    images = data.first_image("test").to(device).expand(cfg.batch_size // ranks.size, -1, -1, -1).contiguous()
+def precision_trial(model: UNIC, teachers: dict[str, Teacher], images: torch.Tensor,
+                    teacher_drop_prob: float) -> Callable[[str], None]:
+    """``trial(precision)`` for ``resolve_precision``: one forward and backward of the run's models on ``images``,
+    every random draw undone and the gradients cleared, so the run is as if untimed (no optimizer step)."""
+    device = images.device
 
     def trial(precision: str) -> None:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            loss, _, _ = distill_forward(model, teachers, images, None, cfg.teacher_drop_prob, None,
+            loss, _, _ = distill_forward(model, teachers, images, None, teacher_drop_prob, None,
                                          autocast(precision, device))
             loss.backward()
         model.zero_grad(set_to_none=True)
 
+    return trial
+
+
+def pick_precision(cfg: DistillConfig, model: UNIC, teachers: dict[str, Teacher], data, device,
+                   ranks: ProcessGroup, log=print, recorded: str | None = None) -> str:
+    """``cfg.precision``, "auto" resolved by timing a few steps of these models at this batch (``core.precision``,
+    ``precision_trial``); "auto" in a run that resumes takes the ``recorded`` precision of its checkpoint. Every
+    rank takes rank 0's choice."""
+    if cfg.precision == "auto" and recorded in ("fp32", "bf16") + (("fp16",) if device.type == "cuda" else ()):
+        log(f"precision auto: {recorded}, as the checkpoint this run resumes from was computed")
+        return recorded
+    images = data.first_image("test").to(device).expand(cfg.batch_size // ranks.size, -1, -1, -1).contiguous()
+    trial = precision_trial(model, teachers, images, cfg.teacher_drop_prob)
     shapes = {"student": cfg.student, "size": cfg.input_size, "batch": len(images), "ladder": cfg.ladder,
               "teachers": {t: [m.embed_dim, *model.teacher_grids[t]] for t, m in teachers.items()}}
     chosen = resolve_precision(cfg.precision, device, trial, shapes, log) if ranks.main else "fp32"
