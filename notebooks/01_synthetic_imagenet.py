@@ -152,7 +152,7 @@ print(f"{result.generated} images generated in {result.seconds:.1f}s ({result.im
 
 # %%
 fig = wb.generation.contact_sheet(out, cfg.classes, per_class=8, max_classes=16)
-fig.savefig(out / "contact_sheet.png")
+wb.save_figure(fig, out / "contact_sheet.png")
 wb.show(fig)
 
 # %% [markdown]

@@ -115,12 +115,12 @@ for protocol in [p for p in tables if p in ("linear", "20-NN") or p.startswith("
     display(Markdown(f"**{protocol} (%)**\n\n" + wb.probing.report.markdown_table(tables[protocol])))
 fig = wb.probing.report.accuracy_figure(tables[cfg.main_protocol],
                                         title=f"{cfg.feature} features: {cfg.main_protocol} top-1 (%)")
-fig.savefig(out / "probe.png")
+wb.save_figure(fig, out / "probe.png")
 wb.show(fig)
 curves = wb.probing.few_shot_table(rows)
 if curves:
     fig = wb.probing.report.few_shot_figure(curves)
-    fig.savefig(out / "few_shot.png")
+    wb.save_figure(fig, out / "few_shot.png")
     wb.show(fig)
 
 # %%

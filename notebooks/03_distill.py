@@ -169,7 +169,7 @@ probe = wb.probe_table(wb.probe(encoders, ds, dev, cache=False))
 gains = wb.probing.report.gain_over_best_teacher(probe, cfg.teachers)
 display(Markdown(wb.probing.report.markdown_table(probe, gains)))
 fig = wb.probing.report.accuracy_figure(probe, gains, title="Linear probe top-1 (%); labels: student minus best teacher")
-fig.savefig(out / "probe.png")
+wb.save_figure(fig, out / "probe.png")
 wb.show(fig)
 
 # %%

@@ -171,7 +171,7 @@ dense = tr.dense_summary(result_rows)
 display(Markdown(tr.dense_table(dense, teachers)))
 for t in [t for t in task_list if t.dense]:
     fig = tr.figures.dense_maps_figure(t, result_rows, datasets[t.dataset])
-    fig.savefig(out / f"dense_{t.name}.png")
+    wb.save_figure(fig, out / f"dense_{t.name}.png")
     wb.show(fig)
 
 # %% [markdown]
@@ -193,7 +193,7 @@ gains = tr.relative_gains(probe, teachers) if teachers else {}
 # %%
 if gains and len(task_list) >= 3:
     static = tr.figures.radar_figure(gains, roles)
-    static.savefig(out / "radar.png")
+    wb.save_figure(static, out / "radar.png")
     interactive = tr.figures.radar_plotly(gains, roles)
     interactive.write_html(out / "radar.html", include_plotlyjs=True)
     tr.figures.show_interactive(interactive, static)
@@ -202,7 +202,7 @@ else:
 
 # %%
 fig = tr.figures.task_bars_figure(probe, roles)
-fig.savefig(out / "tasks.png")
+wb.save_figure(fig, out / "tasks.png")
 wb.show(fig)
 
 # %% [markdown]
@@ -211,7 +211,7 @@ wb.show(fig)
 # %%
 fig = concepts.figure(full, roles, datasets)
 if fig is not None:
-    fig.savefig(out / "levels.png")
+    wb.save_figure(fig, out / "levels.png")
     wb.show(fig)
 else:
     print("levels off (or no level task): nothing to plot")
@@ -231,7 +231,7 @@ images = torch.stack(images)
 pictures = tr.figures.patch_pictures(model_list, images, dev)
 titles = {name: f"{name}\n{pic.shape[1]}x{pic.shape[2]} patches" for name, pic in pictures.items()}
 fig = tr.figures.pca_figure(images, pictures, titles)
-fig.savefig(out / "patch_pca.png")
+wb.save_figure(fig, out / "patch_pca.png")
 wb.show(fig)
 
 # %%

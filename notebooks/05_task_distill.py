@@ -131,7 +131,7 @@ live.save(out / "training.png")
 task_summary = task_run.summary()
 display(Markdown(wb.distillation.task.task_table(task_summary)))
 fig = wb.distillation.task.results_figure(task_summary)
-fig.savefig(out / "task.png")
+wb.save_figure(fig, out / "task.png")
 wb.show(fig)
 
 # %%

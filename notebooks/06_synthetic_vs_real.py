@@ -136,7 +136,7 @@ wb.core.files.save_jsonl(rows, out / "students.jsonl")
 results = wb.generation.study.summarise(rows)
 display(Markdown(wb.generation.study.study_table(results, fidelity)))
 fig = wb.generation.study.results_figure(results)
-fig.savefig(out / "synthetic_vs_real.png")
+wb.save_figure(fig, out / "synthetic_vs_real.png")
 wb.show(fig)
 
 # %%

@@ -33,7 +33,7 @@ from workbench.core.checkpoint import (
     save_state,
     save_train_state,
 )
-from workbench.core.files import atomic_folder, load_tensors
+from workbench.core.files import atomic_folder, load_tensors, save_bytes, save_json
 from workbench.core.params import ParameterError
 from workbench.core.preemption import EXIT_PREEMPTED
 from workbench.core.runs import OutDirError, prepare_out_dir
@@ -434,12 +434,20 @@ def test_the_two_distillation_notebooks_keep_their_runs_apart(tmp_path):
 
 
 def test_synthetic_notebook_overwrite_clears_only_a_generated_folder(tmp_path):
-    (tmp_path / "clone" / "n01440764").mkdir(parents=True)
-    (tmp_path / "clone" / "generation.json").write_text("{}")
-    (tmp_path / "clone" / "n01440764" / "00000.png").write_bytes(b"old image")
+    """Overwrite deletes what the workbench wrote in a clone's folder (its files' record), keeps the user's own files,
+    refuses a folder no workbench run wrote, and one written before the record existed."""
+    save_json({}, tmp_path / "clone" / "generation.json")  # written as the generator writes: recorded
+    save_bytes(b"old image", tmp_path / "clone" / "n01440764" / "00000.png")
+    (tmp_path / "clone" / "notes.md").write_text("mine")
     run_validation_cell("01_synthetic_imagenet.ipynb", {"out_dir": str(tmp_path / "clone"), "overwrite": True},
                         tmp_path)
-    assert list((tmp_path / "clone").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "clone").iterdir()) == ["notes.md"]
+    (tmp_path / "old" / "n01440764").mkdir(parents=True)
+    (tmp_path / "old" / "generation.json").write_text("{}")
+    with pytest.raises(OutDirError, match="older than its record"):
+        run_validation_cell("01_synthetic_imagenet.ipynb", {"out_dir": str(tmp_path / "old"), "overwrite": True},
+                            tmp_path)
+    assert (tmp_path / "old" / "n01440764").is_dir()
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.jpg").write_bytes(b"precious")
     with pytest.raises(OutDirError, match="no workbench run wrote"):
@@ -471,15 +479,21 @@ def test_papermill_stops_the_notebook_at_an_unknown_parameter(tmp_path):
 def test_out_dir_resumes_the_same_configuration_and_refuses_another(tmp_path):
     out = tmp_path / "run"
     prepare_out_dir(out, {"epochs": 8, "teachers": ("a", "b")}, kind="03_distill", log=lambda *_: None)
-    (out / "summary.json").write_text("{}")
+    save_json({}, out / "summary.json")
+    save_bytes(b"weights", out / "checkpoints" / "step_1" / "model.safetensors")
+    (out / "notes.md").write_text("the user's")
+    (out / "analysis").mkdir()
     assert prepare_out_dir(out, {"epochs": 8, "teachers": ["a", "b"]}, kind="03_distill", log=lambda *_: None) == out
     assert (out / "summary.json").exists()  # same configuration: continued, nothing deleted
     with pytest.raises(OutDirError, match=r"another configuration \(epochs: folder 8, this run 9\).*overwrite=True"):
         prepare_out_dir(out, {"epochs": 9, "teachers": ["a", "b"]}, kind="03_distill")
     with pytest.raises(OutDirError, match="holds a '03_distill' run, not '02_probe_teachers'"):
         prepare_out_dir(out, {"epochs": 8}, kind="02_probe_teachers")
-    prepare_out_dir(out, {"epochs": 9}, overwrite=True, kind="03_distill", log=lambda *_: None)
-    assert not (out / "summary.json").exists()
+    said = []
+    prepare_out_dir(out, {"epochs": 9}, overwrite=True, kind="03_distill", log=said.append)
+    assert not (out / "summary.json").exists() and not (out / "checkpoints").exists()
+    assert (out / "notes.md").read_text() == "the user's" and (out / "analysis").is_dir()
+    assert "kept what it did not write: analysis/, notes.md" in said[0]
     assert json.loads((out / "run.json").read_text())["config"] == {"epochs": 9}
 
 

@@ -24,7 +24,8 @@ from .core.threads import install_core_share
 install_core_share()  # processes that train at the same time split the cores (core/threads.py)
 
 from .core.device import pick_device
-from .core.figures import show
+from .core.errors import WorkbenchError
+from .core.figures import save_figure, show
 from .core.files import save_json
 from .core.live import LivePlot
 from .core.runs import prepare_out_dir
@@ -39,6 +40,6 @@ from .transfer import TransferConfig
 __all__ = ["build_teachers", "CloneStudyConfig", "core", "create_teacher", "Data", "data", "default_student", "distill",
            "distillation", "DistillConfig", "Encoder", "generate", "GenerateConfig", "generation", "layers",
            "list_teachers", "LivePlot", "load_data", "load_student", "models", "options", "pick_device",
-           "prepare_out_dir", "probe", "probe_table", "ProbeConfig", "ProbeTask", "probing", "save_json", "show",
-           "task_distill", "TaskDistillConfig", "transfer", "TransferConfig"]
+           "prepare_out_dir", "probe", "probe_table", "ProbeConfig", "ProbeTask", "probing", "save_figure", "save_json",
+           "show", "task_distill", "TaskDistillConfig", "transfer", "TransferConfig", "WorkbenchError"]
 __version__ = "0.1.0"

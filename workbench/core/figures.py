@@ -3,16 +3,26 @@ displayed as PNG, which JupyterLab, papermill's output and any notebook viewer a
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from IPython.display import Image, display
 from matplotlib.figure import Figure
+
+from .files import atomic_write
 
 
 def png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def save_figure(fig: Figure, path, **savefig_kwargs) -> None:
+    """``fig.savefig(path)`` written atomically (``workbench.core.files``), in the format its name says; the run's
+    record of its files names it, so an ``overwrite`` deletes it and keeps the user's own figures."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig_kwargs))
 
 
 def show(fig: Figure) -> None:

@@ -26,6 +26,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .errors import WorkbenchError
+from .written import note_written
+
 
 def cache_dir(*parts: str) -> Path:
     """``$WORKBENCH_CACHE`` (default ``~/.cache/workbench``) joined with ``parts``, created on demand."""
@@ -47,7 +50,7 @@ DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk 
                errno.EROFS: "the file system is read-only"}
 
 
-class DiskWriteError(OSError):
+class DiskWriteError(WorkbenchError, OSError):
     """A write the disk refused (full, over quota, read-only): the run stops; what was written before is intact."""
 
     def __init__(self, path, code: int):
@@ -128,6 +131,7 @@ def atomic_write(path, write) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+    note_written(path)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -184,6 +188,7 @@ def append_jsonl(path, records: list[dict], sync: bool = False) -> None:
                 raise
         finally:
             os.close(fd)
+    note_written(path)
 
 
 def read_jsonl(path) -> tuple[list[dict], int]:
@@ -268,6 +273,7 @@ def atomic_folder(path):
             else:
                 os.replace(tmp, path)
             _fsync(path.parent)
+            note_written(path)
         except Exception as err:  # a refused write: named by where it was going, not by the temporary folder
             inner = isinstance(err, DiskWriteError)
             code = err.errno if inner else _disk_errno(err)

@@ -19,7 +19,7 @@ from IPython import get_ipython
 from IPython.display import Image, display
 from matplotlib.figure import Figure
 
-from .figures import png
+from .figures import png, save_figure
 from .files import append_jsonl, save_jsonl
 
 
@@ -70,7 +70,7 @@ class LivePlot:
             self._handle.update(image)
 
     def save(self, path) -> None:
-        self.figure().savefig(path)
+        save_figure(self.figure(), path)
 
 
 class MetricsLog:

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import OutDirBusy
 from .files import disk_errors
 
 try:
@@ -39,10 +40,6 @@ LOCK_FILE = ".workbench.lock"
 LOCK_FILES = ".workbench*.lock"  # a run's lock and its shards' (glob)
 
 _held: dict[Path, list] = {}  # lock file -> [open file, depth]: what this process holds
-
-
-class OutDirBusy(RuntimeError):
-    """Another live process holds the lock of this folder (or shard)."""
 
 
 def lock_path(folder, name: str = LOCK_FILE) -> Path:

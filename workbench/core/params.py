@@ -9,9 +9,7 @@ from __future__ import annotations
 import ast
 import difflib
 
-
-class ParameterError(ValueError):
-    pass
+from .errors import ParameterError  # noqa: F401  (the error of this module, defined with the others)
 
 
 def as_list(value, name: str, allow_empty: bool = False) -> list[str]:

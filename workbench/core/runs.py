@@ -9,8 +9,9 @@ anything (``Config.from_notebook`` calls this with the config's ``run_key()``):
 - a folder whose ``run.json`` holds the same configuration: continues it (a distillation resumes
   from its last checkpoint; finished work is reused);
 - a different configuration, or a folder of files that no workbench run wrote: refused, with the
-  differences listed, unless ``overwrite=True`` is asked for. Overwriting clears the folder first,
-  and only ever a folder that a workbench run wrote: files it did not write are never deleted.
+  differences listed, unless ``overwrite=True`` is asked for. Overwriting deletes the earlier run's files
+  first (the entries its record names, ``workbench.core.written``), and only in a folder a workbench run
+  wrote: what the workbench did not write (a user's notes, an analysis folder) is kept and named.
 
 Keys that do not change results (the device, how often to checkpoint) stay out of the record.
 
@@ -24,17 +25,10 @@ import shutil
 import time
 from pathlib import Path
 
+from .errors import OutDirError
 from .files import save_json
 from .lock import LOCK_FILES, OutDirBusy, held_locks, hold_lock
-
-RECORD = "run.json"
-# Files by which a folder is known to be a workbench output that overwrite may clear
-# (generation.json: a synthetic ImageNet clone written by workbench.generation).
-MARKERS = (RECORD, "generation.json")
-
-
-class OutDirError(ValueError):
-    pass
+from .written import MARKERS, RECORD, WRITTEN, forget, written_entries
 
 
 def _normalise(config: dict) -> dict:
@@ -79,8 +73,9 @@ def _prepare(out: Path, config: dict, overwrite: bool, kind: str, log, defaults:
     entries = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
     record = read_record(out) if entries else None
     if entries and overwrite:
-        clear_out_dir(out)
-        log(f"overwrite=True: cleared {out}; starting a new run")
+        kept = clear_out_dir(out)
+        log(f"overwrite=True: deleted the earlier run's files in {out}"
+            + (f"; kept what it did not write: {', '.join(kept)}" if kept else "") + "; starting a new run")
         entries = []
     elif entries and record is None:
         raise OutDirError(
@@ -105,8 +100,9 @@ def _prepare(out: Path, config: dict, overwrite: bool, kind: str, log, defaults:
     return out
 
 
-def clear_out_dir(out_dir) -> None:
-    """Delete everything in ``out_dir``: only a folder a workbench run wrote, never a home or working folder."""
+def clear_out_dir(out_dir) -> list[str]:
+    """Delete what the workbench wrote in ``out_dir`` (its record, ``workbench.core.written``), in a folder a
+    workbench run wrote, never a home or working folder; returns the entries it kept (not the workbench's)."""
     out = Path(out_dir).resolve()
     if not out.is_dir():
         return
@@ -121,10 +117,22 @@ def clear_out_dir(out_dir) -> None:
     if busy:
         raise OutDirBusy(f"refusing to clear {out}: a live run is writing there ({'; '.join(busy)}). Wait for it to "
                          "finish (or stop it), or use another out_dir.")
-    for p in out.iterdir():
-        if p.match(LOCK_FILES):
+    written = written_entries(out)
+    if written is None:
+        raise OutDirError(
+            f"refusing to clear {out}: a workbench older than its record of written files ({WRITTEN}) wrote it, so "
+            f"its files cannot be told from yours. Delete the folder yourself (rm -r {out}), or use another out_dir.")
+    kept = []
+    for p in sorted(out.iterdir()):
+        if p.match(LOCK_FILES) or p.name == WRITTEN:
             continue  # a lock file stays: deleting one a process holds would let a second process lock a new one
-        if p.is_dir() and not p.is_symlink():
+        partial = p.name.startswith(".") and p.name.endswith(".tmp")  # what a killed write left (files.py)
+        if p.name not in written and not partial:
+            kept.append(p.name + ("/" if p.is_dir() else ""))
+        elif p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
         else:
             p.unlink()
+    (out / WRITTEN).unlink()
+    forget(out)
+    return [k for k in kept if not k.startswith(".")]

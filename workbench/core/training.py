@@ -15,9 +15,7 @@ import math
 import torch
 import torch.nn as nn
 
-
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite: training stops, saying where and what to change."""
+from .errors import NonFiniteLoss  # noqa: F401  (raised here, defined with the workbench's other errors)
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:

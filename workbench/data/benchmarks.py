@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torchvision.datasets as tvd
 
+from ..core.errors import DatasetNotFound
 from ..core.files import config_hash
 from .cog import WNID as COG_WNID
 from .cog import CogRules, cog_selection, load_cog_level
@@ -42,10 +43,6 @@ from .dense import DenseSplit, decode_ade20k, decode_nyu, decode_voc, read_ade20
 from .folders import ImageFolderSplit
 
 LABEL = "classes"  # the label of a benchmark's images, as of an ImageFolder
-
-
-class DatasetNotFound(FileNotFoundError):
-    """A named dataset's root is missing or incomplete; the message says what is expected and how to get it."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..core.errors import DataError, MissingFile
 from ..core.files import config_hash
 from .datasets import Data
 
@@ -91,7 +92,7 @@ def scan_folder(folder: Path) -> tuple[list[str], list[tuple[Path, int]], list[s
     """Class names, (file, class index) samples, and the class folders that hold no image file."""
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise ValueError(f"{folder} has no class folders: expected <class>/<image> (or train/ and val/ holding them)")
+        raise DataError(f"{folder} has no class folders: expected <class>/<image> (or train/ and val/ holding them)")
     samples, empty = [], []
     for k, c in enumerate(classes):
         files = sorted(p for p in (folder / c).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -99,7 +100,7 @@ def scan_folder(folder: Path) -> tuple[list[str], list[tuple[Path, int]], list[s
             empty.append(c)
         samples += [(p, k) for p in files]
     if not samples:
-        raise ValueError(f"{folder}: no image files in any class folder (extensions {sorted(IMAGE_EXTENSIONS)})")
+        raise DataError(f"{folder}: no image files in any class folder (extensions {sorted(IMAGE_EXTENSIONS)})")
     if empty:
         warnings.warn(f"{folder}: {len(empty)} class folder(s) with no images: {', '.join(empty[:10])}"
                       f"{' ...' if len(empty) > 10 else ''}. They stay in the label set; add images or remove them.",
@@ -109,13 +110,13 @@ def scan_folder(folder: Path) -> tuple[list[str], list[tuple[Path, int]], list[s
 
 def load_image_folder(root: Path, image_size: int, seed: int) -> Data:
     if not root.exists():
-        raise FileNotFoundError(f"data path {str(root)!r} does not exist; use data='world' for the built-in offline "
+        raise MissingFile(f"data path {str(root)!r} does not exist; use data='world' for the built-in offline "
                                 "world, or the path of an ImageFolder (<class>/<image>)")
     if (root / "train").is_dir() and (root / "val").is_dir():
         classes, train, empty_train = scan_folder(root / "train")
         val_classes, test, empty_test = scan_folder(root / "val")
         if val_classes != classes:
-            raise ValueError(f"{root}: train/ and val/ hold different class folders")
+            raise DataError(f"{root}: train/ and val/ hold different class folders")
     else:
         classes, samples, empty_train = scan_folder(root)
         empty_test = list(empty_train)
@@ -130,7 +131,7 @@ def load_image_folder(root: Path, image_size: int, seed: int) -> Data:
     listing = [(str(p), y, p.stat().st_size, p.stat().st_mtime_ns) for p, y in train + test]
     fingerprint = config_hash({"root": str(root.resolve()), "files": listing, "size": image_size, "split": len(train)})
     if not train:
-        raise ValueError(f"{root}: no training images (every class has a single image, which goes to the test split)")
+        raise DataError(f"{root}: no training images (every class has a single image, which goes to the test split)")
     return Data(root.name, ImageFolderSplit(train, image_size, "classes"),
                 ImageFolderSplit(test, image_size, "classes"),
                 {"classes": tuple(classes)}, image_size, fingerprint, {"train": empty_train, "test": empty_test})

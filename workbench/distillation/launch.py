@@ -41,6 +41,7 @@ from ..core.files import read_jsonl
 from ..core.live import follow
 from ..core.lock import hold_lock
 from ..core.preemption import Preempted, handle_preemption, requested, stop_message
+from ..core.written import note_written
 from ..data import load_data
 from ..models import Teacher, build_teachers, finished_student_folder
 from .checkpoint import PREEMPTED
@@ -146,6 +147,7 @@ def launch_distill(config_path, out_dir, nproc: int, callback: Callable[[dict], 
     # torchrun forwards SIGTERM to its ranks; SIGUSR1 too when told (a scheduler may signal every process)
     env = {**os.environ, **torchrun_signal_env()}
     with handle_preemption(), open(log_file, "wb") as out:
+        note_written(log_file)
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         forwarded = False
 

@@ -107,6 +107,7 @@ class GenerateConfig(Config):
         clears it first, and only a folder the workbench wrote."""
         out = Path(out_dir)
         if overwrite and out.is_dir():
-            clear_out_dir(out)
-            log(f"overwrite=True: cleared {out}")
+            kept = clear_out_dir(out)
+            log(f"overwrite=True: deleted the earlier clone's files in {out}"
+                + (f"; kept what it did not write: {', '.join(kept)}" if kept else ""))
         return out

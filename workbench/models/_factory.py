@@ -11,7 +11,7 @@ from pathlib import Path
 import timm
 from timm.models import get_pretrained_cfg
 
-from ..core.params import ParameterError
+from ..core.errors import MissingFile, ParameterError
 from ._registry import is_registered, list_teachers, teacher_builder
 from .preprocess import PREPROCESSING, Preprocessing, preprocessing_named, timm_hub_preprocessing, timm_preprocessing
 from .teachers import Teacher, TimmTeacher
@@ -42,7 +42,7 @@ def create_teacher(name: str, pretrained: bool = True, checkpoint: str | None = 
         check_teacher_names([name])
         if checkpoint is not None:
             if not Path(checkpoint).is_file():
-                raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} for {name!r} does not exist")
+                raise MissingFile(f"checkpoint {str(checkpoint)!r} for {name!r} does not exist")
             weights = load_weights(checkpoint)
             fmt, preprocessing, note = timm_checkpoint_plan(name, weights, checkpoint, preprocessing)
             if note and log is not None:

@@ -21,8 +21,8 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.vision_transformer import VisionTransformer
 
 from ..core.checkpoint import Checkpoints
+from ..core.errors import MissingFile, ParameterError, WeightsError
 from ..core.files import load_tensors
-from ..core.params import ParameterError
 from ..layers.attention import use_fused_attention
 from ..layers.conv_stem import ConvStemEmbed
 from ._registry import named_student, named_students
@@ -104,10 +104,10 @@ class Student(nn.Module):
         try:
             self.vit = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
         except RuntimeError as err:
-            raise ValueError(f"unknown student {name!r}: {err}. Use a timm ViT name such as "
+            raise ParameterError(f"unknown student {name!r}: {err}. Use a timm ViT name such as "
                              "'vit_small_patch16_224'") from err
         if not isinstance(self.vit, VisionTransformer):
-            raise ValueError(f"student {name!r} is a {type(self.vit).__name__}; the student must be a timm "
+            raise ParameterError(f"student {name!r} is a {type(self.vit).__name__}; the student must be a timm "
                              "VisionTransformer")
         self.name = name
         use_fused_attention(self.vit)
@@ -189,7 +189,8 @@ def student_geometry(name: str, img_size: int | None = None) -> tuple[int, int, 
     with torch.device("meta"):
         vit = timm.create_model(check_student_name(name), pretrained=False, num_classes=0)
     if not isinstance(vit, VisionTransformer):
-        raise ValueError(f"student {name!r} is a {type(vit).__name__}; the student must be a timm VisionTransformer")
+        raise ParameterError(f"student {name!r} is a {type(vit).__name__}; the student must be a timm "
+                             "VisionTransformer")
     return img_size or int(vit.patch_embed.img_size[0]), int(vit.patch_embed.patch_size[0]), len(vit.blocks)
 
 
@@ -218,7 +219,7 @@ def find_student_folder(folder) -> Path:
     latest = Checkpoints(folder / TRAINING_CHECKPOINTS).latest()
     if latest is not None:
         return latest
-    raise FileNotFoundError(f"no distilled student in {folder} (expected {STUDENT_CONFIG} and {STUDENT_WEIGHTS}, or "
+    raise MissingFile(f"no distilled student in {folder} (expected {STUDENT_CONFIG} and {STUDENT_WEIGHTS}, or "
                             f"an out_dir holding {STUDENT_FOLDER}/ or {TRAINING_CHECKPOINTS}/)")
 
 
@@ -266,14 +267,14 @@ def load_unic_student(path) -> Student:
     args = checkpoint.get("args") if isinstance(checkpoint, dict) else None
     state = unwrap_state_dict(checkpoint, **CHECKPOINT_FORMATS["unic"])
     if "cls_token" not in state:
-        raise ValueError(f"{str(path)!r} is not a UNIC checkpoint: no module.encoder.* weights under 'model'")
+        raise WeightsError(f"{str(path)!r} is not a UNIC checkpoint: no module.encoder.* weights under 'model'")
     width = state["cls_token"].shape[-1]
     arch = getattr(args, "arch", None) or next((a for a, w in UNIC_ARCHS.items() if w == width), None)
     patch = getattr(args, "patch_size", None) or int(state["patch_embed.proj.weight"].shape[-1])
     size = getattr(args, "image_size", None) or 224
     name = f"{arch}_patch{patch}_224"
     if arch not in UNIC_ARCHS or not timm.is_model(name):
-        raise ValueError(f"{str(path)!r} holds a UNIC {arch or f'width-{width}'} /{patch} encoder, which has no timm "
+        raise WeightsError(f"{str(path)!r} holds a UNIC {arch or f'width-{width}'} /{patch} encoder, which has no timm "
                          f"architecture here ({name})")
     student = Student(name, img_size=size, preprocessing=preprocessing_named("unic").at_size(size))
     load_into(student.vit, checkpoint, "unic", name, path)

@@ -47,6 +47,8 @@ from timm.models import clean_state_dict
 from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer import checkpoint_filter_fn as vit_checkpoint_filter
 
+from ..core.errors import MissingFile, UnsafeCheckpoint, WeightsError
+
 # Where training scripts keep the weights, in timm's order of preference (EMA weights first).
 STATE_DICT_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
 HEADS = ("head.", "fc.")  # classifier heads: never part of an encoder
@@ -64,10 +66,6 @@ CHECKPOINT_FORMATS = {
 }
 HF_WEIGHT_FILES = ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin",
                    "open_clip_pytorch_model.bin")
-
-
-class UnsafeCheckpoint(ValueError):
-    """A pickle-based checkpoint that needs more than tensors to load (it could run code): refused."""
 
 
 # ----------------------------------------------------------------------------- reading a file safely
@@ -125,21 +123,21 @@ def load_weights(path, map_location: str | torch.device = "cpu", mmap: bool = Fa
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        raise MissingFile(f"checkpoint {str(path)!r} does not exist")
     with open(path, "rb") as f:
         head = f.read(16)
     if path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):  # 8-byte header length, then JSON
         try:
             return load_file(str(path), device=str(map_location))
         except SafetensorError as err:
-            raise ValueError(f"{str(path)!r} is not a readable safetensors file ({err})") from None
+            raise WeightsError(f"{str(path)!r} is not a readable safetensors file ({err})") from None
     try:
         # argparse.Namespace: training scripts (timm, DINO, iBOT) store their arguments; it only holds values
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         if "weights only" not in str(err).lower():
-            raise ValueError(f"{str(path)!r} is not a readable checkpoint ({err})") from None
+            raise WeightsError(f"{str(path)!r} is not a readable checkpoint ({err})") from None
         if "numpy" in str(err):  # values of numpy in the metadata: read again, skipping them
             try:
                 return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap,
@@ -153,8 +151,9 @@ def load_weights(path, map_location: str | torch.device = "cpu", mmap: bool = Fa
             "safetensors on a trusted machine (torch.load(..., weights_only=False), then "
             "safetensors.torch.save_file(state_dict, 'weights.safetensors')) and pass that file instead."
         ) from None
-    except (RuntimeError, EOFError, KeyError, ValueError) as err:  # truncated zip, not a checkpoint at all
-        raise ValueError(f"{str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err})") from None
+    except Exception as err:  # noqa: BLE001  (a truncated zip, a text file: torch fails in many ways on those)
+        raise WeightsError(f"{str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err}); give the "
+                           "weight file as its release ships it (.pth, .pt, .bin or .safetensors)") from err
 
 
 # ----------------------------------------------------------------------------- the weights inside a checkpoint
@@ -166,7 +165,8 @@ def unwrap_state_dict(checkpoint, keys=STATE_DICT_KEYS, prefixes: tuple[str, ...
     entries under ``keep`` (a submodule, its prefix stripped too) and without those whose name starts with one
     of ``drop`` (heads, decoders, mask tokens)."""
     if not isinstance(checkpoint, dict):
-        raise ValueError(f"expected a state dict (name -> tensor) in the checkpoint, got a {type(checkpoint).__name__}")
+        raise WeightsError("expected a state dict (name -> tensor) in the checkpoint, got a "
+                           f"{type(checkpoint).__name__}")
     for key in keys:
         if isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
@@ -207,9 +207,9 @@ def load_checkpoint(model: nn.Module, path, fmt: str = "timm", name: str = "") -
     """Load the weights of a checkpoint file of format ``fmt`` (``CHECKPOINT_FORMATS``) into ``model``;
     returns the whole checkpoint (its other entries: UNIC's ladder and statistics, training arguments)."""
     if fmt not in CHECKPOINT_FORMATS:
-        raise ValueError(f"unknown checkpoint format {fmt!r}; known: {list(CHECKPOINT_FORMATS)}")
+        raise WeightsError(f"unknown checkpoint format {fmt!r}; known: {list(CHECKPOINT_FORMATS)}")
     if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} for {name or 'the model'!r} does not exist")
+        raise MissingFile(f"checkpoint {str(path)!r} for {name or 'the model'!r} does not exist")
     return load_into(model, load_weights(path), fmt, name, path)
 
 
@@ -220,7 +220,7 @@ def load_into(model: nn.Module, checkpoint, fmt: str, name: str = "", path="") -
     missing = [k for k in result.missing_keys if not k.startswith(HEADS)]
     unexpected = [k for k in result.unexpected_keys if not k.startswith(HEADS)]
     if missing or unexpected:
-        raise ValueError(f"checkpoint {str(path)!r} does not fit {name or type(model).__name__!r} ({fmt} format): "
+        raise WeightsError(f"checkpoint {str(path)!r} does not fit {name or type(model).__name__!r} ({fmt} format): "
                          f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
                          f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
     return checkpoint if isinstance(checkpoint, dict) else {}
@@ -240,7 +240,7 @@ def peek_weights(path):
             with safe_open(str(path), framework="pt") as f:
                 return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
         except SafetensorError as err:
-            raise ValueError(f"{str(path)!r} is not a readable safetensors file ({err})") from None
+            raise WeightsError(f"{str(path)!r} is not a readable safetensors file ({err})") from None
     if not zipfile.is_zipfile(path):
         return None
     return load_weights(path, mmap=True)
@@ -355,7 +355,7 @@ def create_timm_model(timm_name: str, pretrained: bool, **kwargs) -> nn.Module:
     if path is None:
         hub_id = (model.pretrained_cfg or {}).get("hf_hub_id")
         where = f"the local Hugging Face cache ({HF_HUB_CACHE}, repo {hub_id})" if hub_id else "the local caches"
-        raise FileNotFoundError(
+        raise MissingFile(
             f"weights for {timm_name!r} are not in {where}, and nothing is downloaded here. On a machine with "
             f"network run `python -c \"import timm; timm.create_model('{timm_name}', pretrained=True)\"` (or "
             f"`hf download {hub_id or timm_name}`) and copy the cache (HF_HOME) here, or pass a checkpoint file.")
