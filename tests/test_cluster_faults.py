@@ -516,7 +516,7 @@ def test_the_command_line_says_it_in_one_line(tmp_path, monkeypatch, capsys, err
 
     monkeypatch.setattr(sys.modules["workbench.__main__"], "run_distill", refused)
     assert main(["distill", "--config", str(tmp_path / "run.yaml")]) == code
-    assert capsys.readouterr().err == f"error: {error}\n"
+    assert capsys.readouterr().err == f"{type(error).__name__}: {error}\n"
 
 
 @pytest.mark.parametrize("process_exits, code", [(True, EXIT_PREEMPTED), (False, -signal.SIGTERM)])

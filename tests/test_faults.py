@@ -427,7 +427,7 @@ def test_the_two_distillation_notebooks_keep_their_runs_apart(tmp_path):
         run_validation_cell("05_task_distill.ipynb", {**task, "out_dir": str(tmp_path / "features")}, tmp_path)
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['objective'\] for this notebook"):
         run_validation_cell("03_distill.ipynb", {"objective": "task", "out_dir": str(tmp_path / "x")}, tmp_path)
-    with pytest.raises(ValueError, match="students must be distinct names"):
+    with pytest.raises(ParameterError, match=r"unknown student\(s\) \[.teacher.\]: students are among"):
         run_validation_cell("05_task_distill.ipynb",
                             {**task, "students": "labels,teacher", "out_dir": str(tmp_path / "y")}, tmp_path)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -209,8 +209,8 @@ def test_augment_flips_and_shifts_within_the_image():
 
 @pytest.mark.parametrize("params,message", [
     ({"student_steps": "abc"}, "student_steps must be an integer"),
-    ({"students": "labels,teacherless"}, "students must be distinct names"),
-    ({"students": "labels,labels"}, "students must be distinct names"),
+    ({"students": "labels,teacherless"}, r"unknown student\(s\) \[.teacherless.\]"),
+    ({"students": "labels,labels"}, "students must be distinct"),
     ({"extra": "/no/such/folder"}, "extra must be one of"),
     ({"kd_weight": 1.5}, "kd_weight must be in"),
     ({"temperature": 0}, "temperature must be > 0"),

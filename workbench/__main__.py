@@ -15,8 +15,8 @@ import argparse
 import dataclasses
 import sys
 
+from .core.errors import ParameterError, WorkbenchError
 from .core.files import DiskWriteError
-from .core.lock import OutDirBusy
 from .core.preemption import handle_preemption
 from .distillation import run_distill
 from .generation import GenerateConfig, Shard, audit, class_counts, generate
@@ -63,7 +63,7 @@ def add_distill_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_distill_command(args: argparse.Namespace) -> int:
     if args.log_every < 1:
-        raise ValueError(f"--log-every must be >= 1, got {args.log_every}")
+        raise ParameterError(f"--log-every must be >= 1, got {args.log_every}")
     run_distill(args.config, args.out, random_teachers=args.random_teachers, log_every=args.log_every,
                 overwrite=args.overwrite)
     return 0
@@ -87,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with handle_preemption(process_exits=True):  # a stopped run ends this process: no signal cuts its exit short
             return COMMANDS[args.command][2](args)
-    except (ValueError, KeyError, FileNotFoundError, OutDirBusy) as err:  # bad parameters, a busy out_dir or a
-        print(f"error: {err}", file=sys.stderr)                           # missing model: one clear line
-        return 2
     except DiskWriteError as err:  # a full or read-only disk: the path and the free space, in one line
-        print(f"error: {err}", file=sys.stderr)
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
         return 1
+    except (WorkbenchError, ValueError, KeyError, FileNotFoundError) as err:  # bad input: one line, naming it
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

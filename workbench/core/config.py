@@ -35,7 +35,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .params import ParameterError, as_bool, as_choice, as_float, as_int, as_list, as_pairs, check_injected_parameters
+from .params import (
+    ParameterError,
+    as_bool,
+    as_choice,
+    as_float,
+    as_int,
+    as_list,
+    as_pairs,
+    check_injected_parameters,
+    did_you_mean,
+)
 from .runs import prepare_out_dir
 
 ROLES = ("result", "execution", "extent")
@@ -186,7 +196,8 @@ class Config:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(params) - set(fields))
         if unknown:
-            raise ParameterError(f"unknown {cls.what} parameter(s) {unknown}; known: {sorted(fields)}")
+            raise ParameterError(f"unknown {cls.what} parameter(s) {unknown}{did_you_mean(unknown[0], fields)}; "
+                                 f"known: {sorted(fields)}")
         kinds = typing.get_type_hints(cls)
         values = {}
         for name, f in fields.items():
@@ -231,8 +242,16 @@ class Config:
         cfg = cls.from_params(**params)
         return cfg, cfg.claim_out_dir(namespace["out_dir"], overwrite)
 
+    def check_inputs(self) -> None:
+        """What the run will read from disk (data folders, weight files) and the memory its sizes take, checked
+        before ``claim_out_dir`` touches the out_dir, so a run that fails here leaves it as it found it and the
+        corrected command needs no ``overwrite``. The values themselves were checked when the config was made
+        (``check``); a stage with inputs on disk extends this."""
+
     def claim_out_dir(self, out_dir, overwrite: bool = False, log=print) -> Path:
-        """Make ``out_dir`` this run's folder (``prepare_out_dir``: the same run continues, another is refused)."""
+        """Check the run's inputs (``check_inputs``), then make ``out_dir`` this run's folder (``prepare_out_dir``:
+        the same run continues, another is refused)."""
+        self.check_inputs()
         return prepare_out_dir(out_dir, self.run_key(), overwrite, kind=self.kind, log=log,
                                defaults=self.default_run_key(), current_names=self.recorded_key)
 

@@ -31,6 +31,12 @@ def as_list(value, name: str, allow_empty: bool = False) -> list[str]:
     return items
 
 
+def did_you_mean(name: str, known) -> str:
+    """ " (did you mean 'x'?)" for the known name closest to a mistyped one, or "" when none is close."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def as_int(value, name: str, minimum: int | None = None) -> int:
     try:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):

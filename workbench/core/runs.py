@@ -21,6 +21,7 @@ another live run is writing in is refused at once, naming that run, and never cl
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -62,10 +63,25 @@ def prepare_out_dir(out_dir, config: dict, overwrite: bool = False, kind: str = 
     ``defaults``: the value of each key in a record that lacks it (see ``differences``). ``current_names``: reads
     a recorded configuration with the keys of now (a config's ``recorded_key``: renamed parameters)."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutDirError(f"out_dir {str(out)!r} is a file; give a folder")
+    check_writable(out)
     with hold_lock(out, what=kind):
         return _prepare(out, _normalise(config), overwrite, kind, log, defaults, current_names or dict)
+
+
+def check_writable(out: Path) -> None:
+    """``out`` is a folder this process can write in, or can be made as one: checked before anything is written."""
+    if out.exists() and not out.is_dir():
+        raise OutDirError(f"out_dir {str(out)!r} is a file; give a folder")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutDirError(f"out_dir {str(out)!r} cannot be made: {str(existing)!r} is a file, not a folder. Give a "
+                          "path under a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        made = "written in" if existing == out else f"made in {str(existing)!r}"
+        raise OutDirError(f"out_dir {str(out)!r} cannot be {made}: permission denied for this user. Give a folder "
+                          "you can write in (e.g. under your home), or change the folder's permissions")
 
 
 def _prepare(out: Path, config: dict, overwrite: bool, kind: str, log, defaults: dict | None, current_names) -> Path:

@@ -108,30 +108,68 @@ def scan_folder(folder: Path) -> tuple[list[str], list[tuple[Path, int]], list[s
     return classes, samples, empty
 
 
-def load_image_folder(root: Path, image_size: int, seed: int) -> Data:
+MINIMUM = ("one class folder with 2 images (one to train on, one to test), or train/ and val/ class folders "
+           "with an image each")  # what the smallest folder a run accepts holds, as the messages state it
+
+
+def split_folder(root: Path, seed: int, what: str = "data") -> tuple[list[str], list, list, list[str], list[str]]:
+    """An ImageFolder's classes and its (file, class) train and test samples: train/ and val/ where it has them,
+    else a fifth of each class's images (at least one, for a class of two or more) held out with ``seed``. Raises
+    ``DataError`` (naming the parameter ``what``) for a folder a run cannot use, stating the minimum."""
     if not root.exists():
-        raise MissingFile(f"data path {str(root)!r} does not exist; use data='world' for the built-in offline "
-                                "world, or the path of an ImageFolder (<class>/<image>)")
-    if (root / "train").is_dir() and (root / "val").is_dir():
-        classes, train, empty_train = scan_folder(root / "train")
-        val_classes, test, empty_test = scan_folder(root / "val")
-        if val_classes != classes:
-            raise DataError(f"{root}: train/ and val/ hold different class folders")
-    else:
-        classes, samples, empty_train = scan_folder(root)
-        empty_test = list(empty_train)
-        rng = random.Random(seed)
-        train, test = [], []
-        for k in range(len(classes)):
-            items = [s for s in samples if s[1] == k]
-            rng.shuffle(items)
-            cut = max(1, round(0.2 * len(items))) if len(items) > 1 else 0
-            test += items[:cut]
-            train += items[cut:]
+        raise MissingFile(f"{what} {str(root)!r} does not exist; use data='world' for the built-in offline world, or "
+                          "the path of an ImageFolder (<class>/<image>)")
+    if not root.is_dir():
+        raise DataError(f"{what} {str(root)!r} is a file; give the folder of an ImageFolder (<class>/<image>)")
+    try:
+        if (root / "train").is_dir() and (root / "val").is_dir():
+            classes, train, empty_train = scan_folder(root / "train")
+            val_classes, test, empty_test = scan_folder(root / "val")
+            if val_classes != classes:
+                raise DataError(f"{root}: train/ and val/ hold different class folders")
+        else:
+            classes, samples, empty_train = scan_folder(root)
+            empty_test = list(empty_train)
+            rng = random.Random(seed)
+            train, test = [], []
+            for k in range(len(classes)):
+                items = [s for s in samples if s[1] == k]
+                rng.shuffle(items)
+                cut = max(1, round(0.2 * len(items))) if len(items) > 1 else 0
+                test += items[:cut]
+                train += items[cut:]
+    except DataError as err:
+        raise DataError(f"{what}: {err}. The smallest folder a run takes: {MINIMUM}") from None
+    except OSError as err:
+        raise DataError(f"{what} {str(root)!r} cannot be read ({err}); check its permissions") from err
+    if not train or not test:
+        raise DataError(f"{what} {str(root)!r} has {len(train)} training and {len(test)} test images: a run needs "
+                        f"both. The smallest folder a run takes: {MINIMUM}")
+    return classes, train, test, empty_train, empty_test
+
+
+def check_image_folder(root: Path, what: str = "data") -> tuple[int, int, int, int]:
+    """The ImageFolder a run will read, checked before it claims its out_dir: (classes, training images, test
+    images, training images of the smallest class). Warns where a result cannot mean anything: one class, fewer
+    test images than classes."""
+    classes, train, test, _, _ = split_folder(root, seed=0, what=what)
+    if len(classes) == 1:
+        warnings.warn(f"{what} {str(root)!r} holds one class ({classes[0]!r}): every classifier is right on every "
+                      "image, so accuracies say nothing. Add a second class folder.", stacklevel=2)
+    elif len(test) < len(classes):
+        warnings.warn(f"{what} {str(root)!r} has {len(test)} test images for {len(classes)} classes: some classes "
+                      "are never tested, and one image more or less moves an accuracy by "
+                      f"{100 / len(test):.0f} points.", stacklevel=2)
+    per_class = [0] * len(classes)
+    for _, y in train:
+        per_class[y] += 1
+    return len(classes), len(train), len(test), min(per_class)
+
+
+def load_image_folder(root: Path, image_size: int, seed: int, what: str = "data") -> Data:
+    classes, train, test, empty_train, empty_test = split_folder(root, seed, what)
     listing = [(str(p), y, p.stat().st_size, p.stat().st_mtime_ns) for p, y in train + test]
     fingerprint = config_hash({"root": str(root.resolve()), "files": listing, "size": image_size, "split": len(train)})
-    if not train:
-        raise DataError(f"{root}: no training images (every class has a single image, which goes to the test split)")
     return Data(root.name, ImageFolderSplit(train, image_size, "classes"),
                 ImageFolderSplit(test, image_size, "classes"),
                 {"classes": tuple(classes)}, image_size, fingerprint, {"train": empty_train, "test": empty_test})

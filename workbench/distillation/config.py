@@ -13,13 +13,14 @@ from typing import ClassVar
 import yaml
 
 from ..core.config import Config, param
+from ..core.errors import MissingFile
 from ..core.files import save_text
 from ..core.params import ParameterError, as_list
-from ..core.runs import prepare_out_dir
 from ..data.augment import AUGMENTATIONS
+from ..data.factory import check_data
 from ..layers.ladder import select_blocks
 from ..layers.standardize import STANDARDIZERS
-from ..models import check_teacher_options, student_geometry
+from ..models import check_student_source, check_teacher_options, check_teacher_weights, student_geometry
 from ..models.preprocess import NORMALIZATIONS, PREPROCESSING, Preprocessing
 from ..options import (
     BATCH_SIZE,
@@ -136,6 +137,15 @@ class DistillConfig(Config):
             check_batch_size(self.batch_size, self.n_train, self.data)
         check_teacher_options(self.teachers, self.teacher_weights, self.preprocessing)
 
+    def check_inputs(self) -> None:
+        """The data (an ImageFolder's splits, the offline world's memory), the teachers' weight files and the student
+        to start from, each loaded as the run will load it (``check_data``, ``check_teacher_weights``,
+        ``check_student_source``)."""
+        n_train = check_data(self.data, self.n_train, self.n_test)
+        check_batch_size(self.batch_size, n_train, self.data)
+        check_teacher_weights(self.teacher_weights, self.preprocessing)
+        check_student_source(self.student_init)
+
     @property
     def peak_lr(self) -> float:
         """The run's peak learning rate: ``base_lr`` scaled with the global batch (lr x batch / 256, as UNIC)."""
@@ -163,15 +173,15 @@ class DistillConfig(Config):
     def claim_out_dir(self, out_dir, overwrite: bool = False, log=print) -> Path:
         """``prepare_out_dir``, then the run file goes there: the out_dir documents its run, and
         ``python -m workbench distill --config <out_dir>/run.yaml`` (or torchrun) continues it."""
-        out = prepare_out_dir(out_dir, self.run_key(), overwrite, kind=self.kind, log=log,
-                              defaults=self.default_run_key(), current_names=self.recorded_key)
+        out = super().claim_out_dir(out_dir, overwrite, log)
         save_run_config(out / RUN_FILE, self, out_dir=out)
         return out
 
 
 def save_run_config(path, cfg: DistillConfig, out_dir=None) -> Path:
     """Write every field of ``cfg`` (and the out_dir) as a YAML run file; returns its path."""
-    doc = cfg.to_dict() | ({"out_dir": str(out_dir)} if out_dir is not None else {})
+    # the out_dir absolute: the file continues its run from whatever folder it is run in
+    doc = cfg.to_dict() | ({"out_dir": str(Path(out_dir).resolve())} if out_dir is not None else {})
     header = "# workbench distillation run: python -m workbench distill --config <this file>\n"
     save_text(header + yaml.safe_dump(doc, sort_keys=False), path)
     return Path(path)
@@ -181,13 +191,13 @@ def load_run_config(path) -> tuple[DistillConfig, str | None]:
     """A run file (YAML, or JSON) -> (``DistillConfig``, out_dir or None), every field checked."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"run file {str(path)!r} does not exist; the 03 notebook writes one to "
+        raise MissingFile(f"run file {str(path)!r} does not exist; the 03 notebook writes one to "
                                 f"<out_dir>/{RUN_FILE}, or write the DistillConfig fields as YAML")
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ValueError(f"run file {path} is not valid YAML/JSON: {err}") from None
+        raise ParameterError(f"run file {path} is not valid YAML/JSON: {err}") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"run file {path} must hold a mapping of parameters (teachers: ..., epochs: ...)")
+        raise ParameterError(f"run file {path} must hold a mapping of parameters (teachers: ..., epochs: ...)")
     out_dir = doc.pop("out_dir", None)
     return DistillConfig.from_params(**doc), out_dir

@@ -8,7 +8,7 @@ from typing import ClassVar
 from ..core.config import Config, Option, param
 from ..core.device import local_device
 from ..core.params import ParameterError
-from ..core.runs import clear_out_dir
+from ..core.runs import check_writable, clear_out_dir
 from ..options import DEVICE, SEED
 from .pipelines import DEFAULT_MODEL, SCHEDULERS, check_model, resolve_dtype
 from .prompts import STRATEGIES, is_world, prompt_strategy, resolve_classes
@@ -106,6 +106,8 @@ class GenerateConfig(Config):
         """A clone's folder is checked by ``generate`` itself (its settings file, shard by shard); ``overwrite``
         clears it first, and only a folder the workbench wrote."""
         out = Path(out_dir)
+        self.check_inputs()
+        check_writable(out)
         if overwrite and out.is_dir():
             kept = clear_out_dir(out)
             log(f"overwrite=True: deleted the earlier clone's files in {out}"

@@ -34,6 +34,8 @@ from ..core.config import Config, param
 from ..core.params import ParameterError, as_float, as_list
 from ..core.stats import seed_stats
 from ..data import world
+from ..data.factory import check_data
+from ..models import check_student_source
 from ..options import DEVICE, LR, N_TEST, PRECISION, REPEATS, SEED, STUDENT, STUDENT_INIT, STUDENT_STEPS
 from .config import IMAGES_PER_CALL, IMAGES_PER_CLASS, MODEL, STEPS, GenerateConfig
 from .fidelity import FIDELITY_ALIGN, FIDELITY_COLUMNS, SWEEP_GUIDANCE, ImageSet, class_index, fidelity_cells, percent
@@ -85,6 +87,11 @@ class CloneStudyConfig(Config):
         if self.n_test < len(WORLD_CLASSES):
             raise ParameterError(f"n_test must be at least the world's {len(WORLD_CLASSES)} classes (each test set "
                                  f"holds every class), got {self.n_test}")
+
+    def check_inputs(self) -> None:
+        """The student to start from, loaded as the run will load it, and the offline world's memory."""
+        check_data("world", self.n_test, self.n_test)
+        check_student_source(self.student_init)
 
     @property
     def seeds(self) -> list[int]:

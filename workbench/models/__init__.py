@@ -9,7 +9,7 @@ Importing this package registers every teacher (``zoo``, ``specialists``) in the
 ``_registry``, as timm's model modules register themselves.
 """
 from . import specialists, zoo  # noqa: F401  (register the offline-world teachers and the zoo)
-from ._factory import build_teachers, check_teacher_names, check_teacher_options, create_teacher
+from ._factory import build_teachers, check_teacher_names, check_teacher_options, check_teacher_weights, create_teacher
 from ._registry import list_teachers, register_named_student, register_teacher
 from .classifier import StudentClassifier, make_classifier
 from .students import (
@@ -18,6 +18,7 @@ from .students import (
     Student,
     check_student_init,
     check_student_name,
+    check_student_source,
     find_student_folder,
     finished_student_folder,
     load_student,
@@ -26,8 +27,9 @@ from .students import (
 from .supervised import CrossEntropy, classifier_precision, train_classifier
 from .teachers import FEATURE_KINDS, Features, Teacher, TimmTeacher
 
-__all__ = ["build_teachers", "check_student_init", "check_student_name", "check_teacher_names", "check_teacher_options",
-           "classifier_precision", "create_teacher", "CrossEntropy", "FEATURE_KINDS", "Features",
-           "find_student_folder", "finished_student_folder", "list_teachers", "load_student", "make_classifier",
-           "register_named_student", "register_teacher", "Student", "STUDENT_FOLDER", "StudentClassifier",
-           "student_geometry", "Teacher", "TimmTeacher", "train_classifier", "TRAINING_CHECKPOINTS"]
+__all__ = ["build_teachers", "check_student_init", "check_student_name", "check_teacher_names",
+           "check_teacher_options", "check_student_source", "check_teacher_weights", "classifier_precision",
+           "create_teacher", "CrossEntropy", "FEATURE_KINDS", "Features", "find_student_folder",
+           "finished_student_folder", "list_teachers", "load_student", "make_classifier", "register_named_student",
+           "register_teacher", "Student", "STUDENT_FOLDER", "StudentClassifier", "student_geometry", "Teacher",
+           "TimmTeacher", "train_classifier", "TRAINING_CHECKPOINTS"]

@@ -5,13 +5,15 @@ be a timm model, whose weights come from the local Hugging Face cache or a check
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import timm
+import torch
 from timm.models import get_pretrained_cfg
 
-from ..core.errors import MissingFile, ParameterError
+from ..core.errors import MissingFile, ParameterError, WeightsError, WorkbenchError
 from ._registry import is_registered, list_teachers, teacher_builder
 from .preprocess import PREPROCESSING, Preprocessing, preprocessing_named, timm_hub_preprocessing, timm_preprocessing
 from .teachers import Teacher, TimmTeacher
@@ -159,6 +161,27 @@ def check_teacher_options(teachers: list[str], weights: dict[str, str], preproce
             raise ParameterError(f"teacher_weights: the file of {name!r}: {err}") from None
         if layout is not None:
             timm_checkpoint_plan(name, layout, path)
+
+
+def check_teacher_weights(weights: dict[str, str], preprocessing: dict[str, str] | None = None) -> None:
+    """Each teacher's weight file loaded into its architecture on the ``meta`` device, before a run claims its
+    out_dir: a file that is cut short, not a checkpoint, or another model's weights is reported now, naming the
+    teacher and the file, not as a library's error once the run has started. The ``meta`` model has shapes and no
+    memory, so this costs reading the file (a large one is read again, from the page cache, when the run builds it)."""
+    preprocessing = preprocessing or {}
+    for name, path in weights.items():
+        try:
+            with torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch says each copy into a meta tensor does nothing: the point
+                create_teacher(name, checkpoint=path, preprocessing=preprocessing.get(name), log=None)
+        except WorkbenchError as err:
+            raise WeightsError(f"teacher_weights: the file of {name!r}, {path!r}: {err}") from err
+        except Exception as err:  # noqa: BLE001  (torch and timm fail in many ways on a wrong file)
+            detail = " ".join(line.strip() for line in str(err).strip().splitlines()[:3])[:400]
+            raise WeightsError(
+                f"teacher_weights: the file of {name!r}, {path!r}, does not load into {name!r} "
+                f"({type(err).__name__}: {detail}). Give that model's weights as its release ships them "
+                "(e.g. DINO's checkpoint_teacher.pth), or the teacher name that matches this file.") from err
 
 
 def build_teachers(names: list[str], weights: dict[str, str] | None = None,

@@ -21,7 +21,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.vision_transformer import VisionTransformer
 
 from ..core.checkpoint import Checkpoints
-from ..core.errors import MissingFile, ParameterError, WeightsError
+from ..core.errors import MissingFile, ParameterError, WeightsError, WorkbenchError
 from ..core.files import load_tensors
 from ..layers.attention import use_fused_attention
 from ..layers.conv_stem import ConvStemEmbed
@@ -245,15 +245,39 @@ def load_student(source, device: str | torch.device = "cpu") -> Student:
     (``"student"``: 03's default student, distilled on first use)."""
     if str(source) in named_students():
         source = named_student(str(source))
+    return _read_student(source).to(device).eval()
+
+
+def _read_student(source) -> Student:
     if Path(source).is_file():
-        return load_unic_student(source).to(device).eval()
+        return load_unic_student(source)
     folder = find_student_folder(source)
     saved = json.loads((folder / STUDENT_CONFIG).read_text())
     cfg = saved["config"]
     preprocessing = Preprocessing.from_dict(saved["preprocessing"]) if "preprocessing" in saved else None
     student = Student(cfg["student"], img_size=cfg.get("image_size"), preprocessing=preprocessing)
     student.load_state_dict(load_tensors(folder / STUDENT_WEIGHTS))
-    return student.to(device).eval()
+    return student
+
+
+def check_student_source(source: str, what: str = "student_init") -> None:
+    """A student file or folder read into its architecture on the ``meta`` device (shapes, no memory), before a
+    run claims its out_dir: a cut-short or foreign file is reported now, naming ``what`` and the file. "random"
+    and named students (built by the workbench) pass."""
+    if source == "random" or source in named_students():
+        return
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch says each copy into a meta tensor does nothing: the point
+            _read_student(source)
+    except WorkbenchError as err:
+        raise WeightsError(f"{what} {source!r}: {err}") from err
+    except Exception as err:  # noqa: BLE001  (safetensors, json and torch fail in many ways on a wrong file)
+        detail = " ".join(line.strip() for line in str(err).strip().splitlines()[:3])[:400]
+        raise WeightsError(
+            f"{what} {source!r} does not load as a student ({type(err).__name__}: {detail}). Give a student folder "
+            f"(an out_dir of 03 or its {STUDENT_FOLDER}/, as 03 wrote it) or a released UNIC checkpoint (unic.pth)."
+        ) from err
 
 
 UNIC_ARCHS = {"vit_small": 384, "vit_base": 768, "vit_large": 1024}  # the encoders UNIC trains, by width

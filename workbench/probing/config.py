@@ -7,7 +7,8 @@ from typing import ClassVar
 from ..core.config import Config, param
 from ..core.params import ParameterError
 from ..data import NamedDataset, named_dataset
-from ..models import FEATURE_KINDS, check_teacher_options
+from ..data.factory import check_data
+from ..models import FEATURE_KINDS, check_teacher_options, check_teacher_weights
 from ..options import (
     DATA,
     DATA_ROOT,
@@ -85,6 +86,12 @@ class ProbeConfig(FrozenFeatureRun, Config):
         check_teacher_options(self.teachers, self.teacher_weights, self.preprocessing)
         for ref in self.named_datasets():  # each one where data_root (or name=path) says, in its layout: now
             ref.check()
+
+    def check_inputs(self) -> None:
+        """The data (an ImageFolder's splits, the offline world's memory) and the teachers' weight files, each loaded
+        as the run will load it."""
+        check_data(self.data, self.n_train, self.n_test)
+        check_teacher_weights(self.teacher_weights, self.preprocessing)
 
     def named_datasets(self) -> list[NamedDataset]:
         return [named_dataset(item, self.data_root) for item in self.benchmarks]

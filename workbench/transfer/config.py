@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..core.config import Config, param
-from ..models import check_teacher_options
+from ..data.factory import check_data
+from ..models import check_student_source, check_teacher_options, check_teacher_weights
 from ..options import (
     DATA_ROOT,
     DENSE_LR,
@@ -53,6 +54,15 @@ class TransferConfig(FrozenFeatureRun, Config):
         teachers = [name for name, role, _ in parse_models(self.models) if role == "teacher"]
         check_teacher_options(teachers, self.teacher_weights, self.preprocessing)
         check_roots(self.task_list())
+
+    def check_inputs(self) -> None:
+        """The students' files and the teachers' weight files, each loaded as the run will load it, and the offline
+        world's memory at the sizes asked for."""
+        for name, role, source in parse_models(self.models):
+            if role == "student" and source is not None:
+                check_student_source(source, what=f"models: the student {name!r}")
+        check_teacher_weights(self.teacher_weights, self.preprocessing)
+        check_data("world", self.n_train, self.n_test)  # n_train, n_test: the sizes of the offline world's tasks
 
     def task_list(self):
         """The tasks, with the datasets given by name read from ``data_root``."""

@@ -1,13 +1,17 @@
 """The parameters of task-specific distillation (05_task_distill), each declared once."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from ...core.config import Config, param
-from ...core.params import ParameterError
-from ...models import check_teacher_options, student_geometry
+from ...core.params import ParameterError, did_you_mean
+from ...data.factory import check_data
+from ...data.folders import check_image_folder
+from ...data.world import COLOURS, SHAPES
+from ...models import check_student_source, check_teacher_options, check_teacher_weights, student_geometry
 from ...options import (
     BATCH_SIZE,
     DATA,
@@ -38,8 +42,12 @@ EXTRA_SOURCES = ("world", "unlabelled", "none")  # or the path of a folder of im
 
 
 def _students(names: list[str]) -> None:
-    if any(s not in STUDENTS for s in names) or len(set(names)) != len(names):
-        raise ParameterError(f"students must be distinct names among {list(STUDENTS)}, got {names}")
+    unknown = [s for s in names if s not in STUDENTS]
+    if unknown:
+        raise ParameterError(f"unknown student(s) {unknown}: students are among {list(STUDENTS)}"
+                             f"{did_you_mean(unknown[0], STUDENTS)}, e.g. -p students labels,probed")
+    if len(set(names)) != len(names):
+        raise ParameterError(f"students must be distinct, got {names}: name each once")
 
 
 def _extra(source: str) -> None:
@@ -94,6 +102,23 @@ class TaskDistillConfig(Config):
             raise ParameterError("the probed_mix student needs mix > 0 (the Beta concentration of the blend weights)")
         if "finetuned" in self.students and (self.finetune_steps == 0 or self.finetune_lr == 0):
             raise ParameterError("the finetuned student needs finetune_steps >= 1 and finetune_lr > 0")
+
+    def check_inputs(self) -> None:
+        """The data (an ImageFolder's splits, the offline world's memory), the teachers' weight files and the student
+        to start from, each loaded as the run will load it; a warning where ``labels_per_class`` exceeds the images
+        of a class (every one of its images is then labelled)."""
+        if self.data == "world":
+            n_train = check_data(self.data, self.n_train, self.n_test)
+            fewest = n_train // len(SHAPES if self.task == "shape" else COLOURS)
+        else:
+            _, n_train, _, fewest = check_image_folder(Path(self.data))
+        if self.labels_per_class > fewest:
+            warnings.warn(f"labels_per_class {self.labels_per_class} is more than the training images of the smallest "
+                          f"class ({fewest}): that class gets all its {fewest} images labelled, the others "
+                          f"{self.labels_per_class}. Lower labels_per_class to {fewest} for a balanced set.",
+                          stacklevel=2)
+        check_teacher_weights(self.teacher_weights, self.preprocessing)
+        check_student_source(self.student_init)
 
     @property
     def seeds(self) -> list[int]:
