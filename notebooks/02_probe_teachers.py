@@ -48,9 +48,10 @@ data_root = "data"                     # datasets by name are read from <data_ro
 probe = "both"                         # which probes (linear, knn, both)
 shots = "1,5,25"                       # few-shot linear probes: images per class (none: no few-shot probe)
 feature = "cls"                        # which pooled feature of each teacher (cls, patch_mean, cls+patch_mean)
-teacher_weights = ""                   # a release weight file per teacher, in its authors' own format: name=path,...
-                                       # (DINO, iBOT, DeiT-III, dBOT, UNIC)
-preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: name=recipe,...
+teacher_weights = ""                   # a release weight file per teacher, in its authors' own format:
+                                       # name=path,... (DINO, iBOT, DeiT-III, dBOT, UNIC)
+preprocessing = ""                     # a teacher's evaluation recipe instead of its release's:
+                                       # name=recipe,...
 image_size = 224                       # image-folder images are decoded to this side in pixels; auto: the model's own
                                        # (a student's input size; 224 for teachers, which then apply their release's
                                        # resize and crop)

@@ -51,9 +51,10 @@ data = "world"                         # "world" (the built-in offline world), o
                                        # or train/ + val/)
 n_train = 6000                         # offline world only: training images (of each world dataset)
 n_test = 2000                          # offline world only: test images (of each world dataset)
-teacher_weights = ""                   # a release weight file per teacher, in its authors' own format: name=path,...
-                                       # (DINO, iBOT, DeiT-III, dBOT, UNIC)
-preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: name=recipe,...
+teacher_weights = ""                   # a release weight file per teacher, in its authors' own format:
+                                       # name=path,... (DINO, iBOT, DeiT-III, dBOT, UNIC)
+preprocessing = ""                     # a teacher's evaluation recipe instead of its release's:
+                                       # name=recipe,...
 augment = "auto"                       # training views: unic (the official pipeline), light (crop and flip), none;
                                        # auto: unic for image folders, none on the offline world (measured: README)
 normalize = "imagenet"                 # the student's input mean/std (imagenet, clip, inception)
@@ -115,7 +116,7 @@ dev = wb.pick_device(cfg.device)
 ds = wb.load_data(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.input_size, seed=cfg.seed)
 print(f"device {dev}; writing to {out.resolve()}")
 print(ds.describe())
-sample = [ds.test[i] for i in range(24)]
+sample = [ds.test[i] for i in range(min(24, len(ds.test)))]  # a small folder may hold fewer
 titles = [" / ".join(ds.tasks[t][int(y[t])] for t in ds.tasks) for _, y in sample]
 wb.show(wb.core.figures.image_grid([x.numpy() for x, _ in sample], titles))
 

@@ -44,9 +44,10 @@ tasks = "world"                        # "world" (the offline suite), world task
                                        # and/or name=path ImageFolders
 data_root = "data"                     # datasets by name are read from <data_root>/<name> (CoG levels:
                                        # <data_root>/imagenet21k), in their own published layout
-teacher_weights = ""                   # a release weight file per teacher, in its authors' own format: name=path,...
-                                       # (DINO, iBOT, DeiT-III, dBOT, UNIC)
-preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: name=recipe,...
+teacher_weights = ""                   # a release weight file per teacher, in its authors' own format:
+                                       # name=path,... (DINO, iBOT, DeiT-III, dBOT, UNIC)
+preprocessing = ""                     # a teacher's evaluation recipe instead of its release's:
+                                       # name=recipe,...
 levels = True                          # concept-generalization levels (CoG) and the accuracy-per-level plot
 n_train = 3000                         # offline world only: training images (of each world dataset)
 n_test = 1000                          # offline world only: test images (of each world dataset)
@@ -139,7 +140,7 @@ for t in suite:
     rows.append(f"| {t.name} | {ds.name} ({len(ds.train)} / {len(ds.test)}) | {t.protocol} | {len(ds.tasks[t.label])} | {t.description} |")
 display(Markdown("\n".join(rows)))
 for name in [n for n in datasets if n in tr.WORLD_DATASETS]:
-    sample = [datasets[name].test[i] for i in range(12)]
+    sample = [datasets[name].test[i] for i in range(min(12, len(datasets[name].test)))]
     titles = [datasets[name].tasks["shape"][int(y["shape"])] for _, y in sample]
     wb.show(wb.core.figures.image_grid([x.numpy() for x, _ in sample], titles))
 

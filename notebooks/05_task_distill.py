@@ -38,9 +38,10 @@
 
 # %% tags=["parameters"]
 teachers = "world_colour,world_shape"  # registry or timm names, comma-separated or a YAML list
-teacher_weights = ""                   # a release weight file per teacher, in its authors' own format: name=path,...
-                                       # (DINO, iBOT, DeiT-III, dBOT, UNIC)
-preprocessing = ""                     # a teacher's evaluation recipe instead of its release's: name=recipe,...
+teacher_weights = ""                   # a release weight file per teacher, in its authors' own format:
+                                       # name=path,... (DINO, iBOT, DeiT-III, dBOT, UNIC)
+preprocessing = ""                     # a teacher's evaluation recipe instead of its release's:
+                                       # name=recipe,...
 task = "shape"                         # the task to distill: "shape" or "colour" (offline world), "classes"
                                        # (ImageFolder)
 student = "wb_vitc_tiny_patch8_32"     # any timm ViT; the wb_ ones are the workbench's, sized for the 32x32 offline
@@ -57,7 +58,8 @@ extra = "world"                        # extra distillation images: "world" (ren
                                        # or a folder
 students = "labels,finetuned,probed"   # trained side by side, among labels, finetuned, probed, probed_mix
 kd_weight = 0.9                        # a in (1 - a) * CE + a * T^2 * KL(teacher || student)
-temperature = 1.0                      # T; with few classes T = 1 teaches fastest
+temperature = 1.0                      # T; with few classes T
+                                       # = 1 teaches fastest
 mix = 1.0                              # probed_mix: blend weights ~ Beta(mix, mix)
 student_steps = 300                    # training steps of each student
 batch_size = 48                        # training images per step (the global batch, whatever the number of processes)

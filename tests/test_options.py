@@ -95,6 +95,16 @@ def test_each_parameter_comment_is_its_declared_help(path):
                                     "python tools/sync_parameters.py")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path):
+    """``papermill --help-notebook`` (and papermill's typing of -p values) lists each parameter: it skips a line
+    holding a second "=", so a help text's name=path must not share the first line with the assignment."""
+    from papermill.inspection import inspect_notebook
+
+    seen = set(inspect_notebook(str(path)))
+    assert seen == set(parameters(path)), f"papermill misses {sorted(set(parameters(path)) - seen)} in {path.name}"
+
+
 def test_the_command_line_help_reads_the_declarations(capsys):
     from workbench.__main__ import main
 

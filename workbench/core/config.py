@@ -306,7 +306,9 @@ class Config:
                 continue
             comment = [words[0]]
             for word in words[1:]:
-                if len(comment[-1]) + 1 + len(word) <= width:
+                # papermill skips a parameter whose line holds a second "=" (--help-notebook, its type): the
+                # help's "name=path" goes to a comment line of its own
+                if len(comment[-1]) + 1 + len(word) <= width and not (len(comment) == 1 and "=" in word):
                     comment[-1] += " " + word
                 else:
                     comment.append(word)
