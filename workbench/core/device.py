@@ -5,17 +5,19 @@ import os
 
 import torch
 
+from .errors import ParameterError
+
 
 def pick_device(device: str = "auto") -> torch.device:
     """``auto`` is CUDA when present, else CPU; ``cuda`` where there is none is refused, with what to pass."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; use device='cpu' or 'auto'")
+        raise ParameterError(f"device={device!r} but CUDA is not available here; use device='cpu' or 'auto'")
     try:
         return torch.device(device)
     except RuntimeError:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+        raise ParameterError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
 
 
 def local_device(device: str = "auto") -> torch.device:

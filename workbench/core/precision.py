@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import ParameterError
 from .files import cache_dir, config_hash, save_json
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -66,9 +67,9 @@ def native_bf16(device: torch.device) -> bool:
 
 def check_precision(precision: str, device: torch.device) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        raise ParameterError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision fp16 needs a CUDA device (this run is on {device}): use bf16, fp32 or auto")
+        raise ParameterError(f"precision fp16 needs a CUDA device (this run is on {device}): use bf16, fp32 or auto")
 
 
 def autocast(precision: str, device: torch.device) -> AbstractContextManager:

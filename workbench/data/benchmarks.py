@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torchvision.datasets as tvd
 
-from ..core.errors import DatasetNotFound
+from ..core.errors import DatasetNotFound, ParameterError
 from ..core.files import config_hash
 from .cog import WNID as COG_WNID
 from .cog import CogRules, cog_selection, load_cog_level
@@ -343,7 +343,7 @@ def load_benchmark(name: str, root: str | Path, image_size: int = 224) -> Data:
     """A named dataset from ``root``, official train / test split, label ``classes`` (a dense one: ``segmentation``
     or ``depth`` maps); files decoded at ``image_size`` (shorter side, centre crop), CIFAR kept at its own 32 px."""
     if name not in BENCHMARKS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(BENCHMARKS)}")
+        raise ParameterError(f"unknown dataset {name!r}; known: {', '.join(BENCHMARKS)}")
     spec, root = BENCHMARKS[name], Path(root)
     check_root(spec, root)
     try:
@@ -437,14 +437,14 @@ def named_dataset(item: str, data_root: str | Path | None = None) -> NamedDatase
                             description=f"{spec.title}, {spec.split}")
     match = COG_TASK.fullmatch(name)
     if match is None:
-        raise ValueError(f"{name!r} is not a named dataset; known: {', '.join(BENCHMARKS)}, and the ImageNet-CoG "
+        raise ParameterError(f"{name!r} is not a named dataset; known: {', '.join(BENCHMARKS)}, and the ImageNet-CoG "
                          f"levels cog_l1 ... cog_l5 (few-shot: cog_l3_16shot, 1 to {COG_MAX_SHOTS} images per concept)")
     level, shots = int(match.group(1)), int(match.group(2)) if match.group(2) else None
     rules = CogRules()
     if not 1 <= level <= rules.n_levels:
-        raise ValueError(f"{name}: ImageNet-CoG has levels cog_l1 to cog_l{rules.n_levels}")
+        raise ParameterError(f"{name}: ImageNet-CoG has levels cog_l1 to cog_l{rules.n_levels}")
     if shots is not None and not 1 <= shots <= COG_MAX_SHOTS:
-        raise ValueError(f"{name}: few-shot CoG takes 1 to {COG_MAX_SHOTS} images per concept, got {shots}")
+        raise ParameterError(f"{name}: few-shot CoG takes 1 to {COG_MAX_SHOTS} images per concept, got {shots}")
     root = benchmark_root(name, data_root, path or None, folder=COG_FOLDER)
     what = f"{shots} training images per concept" if shots else "all training images"
     return NamedDataset(name, f"cog_l{level}", root, LABEL, "classification", shots,

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import DataError, DatasetNotFound
 from ..core.files import cache_dir, config_hash, save_bytes
 from ..core.progress import progress
 from .datasets import Data
@@ -160,12 +161,12 @@ def cog_selection(root, rules: CogRules = CogRules(), log=print) -> dict:
     """
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"ImageNet-21K: no folder {root}; CoG reads an ImageNet-21K copy with one folder per "
-                                "synset (<root>/n01440764/*.JPEG, as image-net.org's full release unpacks)")
+        raise DatasetNotFound(f"ImageNet-21K: no folder {root}; CoG reads an ImageNet-21K copy with one folder per "
+                              "synset (<root>/n01440764/*.JPEG, as image-net.org's full release unpacks)")
     folders = _wnid_folders(root)
     if not folders:
-        raise FileNotFoundError(f"ImageNet-21K: {root} holds no wnid folder (n01440764/, ...); CoG reads an "
-                                "ImageNet-21K copy with one folder per synset")
+        raise DatasetNotFound(f"ImageNet-21K: {root} holds no wnid folder (n01440764/, ...); CoG reads an "
+                              "ImageNet-21K copy with one folder per synset")
     key = {"version": COG_SELECTION_VERSION, "root": str(root.resolve()), "rules": asdict(rules),
            "folders": config_hash({"f": [(p.name, p.stat().st_mtime_ns) for p in folders]})}
     path = cache_dir("cog") / f"selection-{config_hash(key)}.json.gz"
@@ -187,8 +188,8 @@ def cog_selection(root, rules: CogRules = CogRules(), log=print) -> dict:
         levels = cog_levels(imagenet1k_wnids(), enough, n_levels=rules.n_levels, per_level=rules.per_level,
                             hierarchy=wn)
     except ValueError as err:
-        raise ValueError(f"CoG: {root} has {len(enough)} concepts with at least {rules.min_images} images; "
-                         f"{rules.n_levels} levels of {rules.per_level} need more: {err}") from None
+        raise DataError(f"CoG: {root} has {len(enough)} concepts with at least {rules.min_images} images; "
+                        f"{rules.n_levels} levels of {rules.per_level} need more: {err}") from None
     concepts = {}
     for level in levels.levels:
         for w in level:

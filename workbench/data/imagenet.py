@@ -20,6 +20,7 @@ from pathlib import Path
 
 import timm
 
+from ..core.errors import MissingFile, ParameterError
 from ..core.params import as_list
 
 ENTITY = "n00001740"
@@ -85,7 +86,7 @@ def imagenet100_wnids() -> list[str]:
 def _timm_info_file(name: str) -> str:
     path = os.path.join(os.path.dirname(timm.__file__), "data", "_info", name)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{name} is not in this timm installation ({path}); timm >= 0.9 ships it")
+        raise MissingFile(f"{name} is not in this timm installation ({path}); timm >= 0.9 ships it")
     return path
 
 
@@ -107,20 +108,20 @@ def resolve_classes(classes) -> list[str]:
     if isinstance(classes, (str, Path)) and Path(classes).suffix == ".txt":
         path = Path(classes)
         if not path.is_file():
-            raise FileNotFoundError(f"classes file {str(path)!r} does not exist")
+            raise MissingFile(f"classes file {str(path)!r} does not exist")
         wnids = path.read_text().split()
     else:
         wnids = as_list(classes, "classes")
     bad = [w for w in wnids if not _WNID.match(w)]
     if bad:
-        raise ValueError(f"classes: {bad[:5]} are not wnids; give 'imagenet1k', 'imagenet100', wnids such as "
-                         "n01440764,n01443537, or a .txt file with one wnid a line")
+        raise ParameterError(f"classes: {bad[:5]} are not wnids; give 'imagenet1k', 'imagenet100', wnids such as "
+                             "n01440764,n01443537, or a .txt file with one wnid a line")
     unknown = [w for w in wnids if w not in metadata()["classes"]]
     if unknown:
-        raise ValueError(f"classes: {unknown[:5]}{' ...' if len(unknown) > 5 else ''} are not ImageNet-1K classes")
+        raise ParameterError(f"classes: {unknown[:5]}{' ...' if len(unknown) > 5 else ''} are not ImageNet-1K classes")
     duplicates = sorted({w for w in wnids if wnids.count(w) > 1})
     if duplicates:
-        raise ValueError(f"classes: {duplicates[:5]} appear more than once")
+        raise ParameterError(f"classes: {duplicates[:5]} appear more than once")
     return wnids
 
 

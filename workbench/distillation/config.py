@@ -192,7 +192,7 @@ def load_run_config(path) -> tuple[DistillConfig, str | None]:
     path = Path(path)
     if not path.is_file():
         raise MissingFile(f"run file {str(path)!r} does not exist; the 03 notebook writes one to "
-                                f"<out_dir>/{RUN_FILE}, or write the DistillConfig fields as YAML")
+                          f"<out_dir>/{RUN_FILE}, or write the DistillConfig fields as YAML")
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:

@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from ..core.distributed import cleanup, init_distributed
+from ..core.errors import ParameterError
 from ..core.files import read_jsonl
 from ..core.live import follow
 from ..core.lock import hold_lock
@@ -64,7 +65,7 @@ def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_ev
     cfg, file_out = load_run_config(config_path)
     out_dir = out_dir or file_out
     if out_dir is None:
-        raise ValueError(f"no out_dir: give --out DIR or an out_dir entry in {config_path}")
+        raise ParameterError(f"no out_dir: give --out DIR or an out_dir entry in {config_path}")
     with handle_preemption():  # from the start: a signal while loading stops the run after its first step
         ranks = init_distributed(cfg.device)
         try:
@@ -77,8 +78,8 @@ def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_ev
 def _run(cfg: DistillConfig, out_dir, ranks, random_teachers: bool, log_every: int, overwrite: bool,
          log) -> DistillRun:
     if ranks.size > 1 and cfg.device.startswith("cuda:"):
-        raise ValueError(f"device={cfg.device!r} would put every rank on one GPU: under torchrun use device "
-                         "'auto' (or 'cuda'): each rank takes the GPU of its LOCAL_RANK")
+        raise ParameterError(f"device={cfg.device!r} would put every rank on one GPU: under torchrun use device "
+                             "'auto' (or 'cuda'): each rank takes the GPU of its LOCAL_RANK")
     say = log if ranks.main else (lambda *_: None)
     say(f"{ranks.size} process(es); global batch {cfg.batch_size} ({cfg.batch_size // ranks.size} per process); "
         f"writing to {Path(out_dir).resolve()}")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.errors import MissingFile, ParameterError
 from .tiny import TINY_MODEL, tiny_pipeline_path, without_loading_bars
 from .world_model import WORLD_MODEL, check_world_model, expected_warnings, world_model_revision
 
@@ -42,15 +43,15 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be 'auto' or one of {list(DTYPES)}, got {dtype!r}")
+        raise ParameterError(f"dtype must be 'auto' or one of {list(DTYPES)}, got {dtype!r}")
     if dtype == "fp16" and device.type != "cuda":
-        raise ValueError("dtype='fp16' needs a CUDA device; use 'fp32' (or 'bf16') on CPU")
+        raise ParameterError("dtype='fp16' needs a CUDA device; use 'fp32' (or 'bf16') on CPU")
     return DTYPES[dtype]
 
 
 def check_scheduler(name: str) -> str:
     if name not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {list(SCHEDULERS)}, got {name!r}")
+        raise ParameterError(f"scheduler must be one of {list(SCHEDULERS)}, got {name!r}")
     return name
 
 
@@ -77,19 +78,19 @@ def locate_model(model: str) -> tuple[Path | None, str | None]:
     if _looks_like_path(model):
         folder = Path(model).expanduser()
         if not folder.is_dir():
-            raise FileNotFoundError(f"model folder {model!r} does not exist. Pass a diffusers pipeline folder "
-                                    f"(with model_index.json), a Hugging Face id such as {DEFAULT_MODEL!r}, "
-                                    f"or {TINY_MODEL!r} for the offline test pipeline")
+            raise MissingFile(f"model folder {model!r} does not exist. Pass a diffusers pipeline folder "
+                              f"(with model_index.json), a Hugging Face id such as {DEFAULT_MODEL!r}, "
+                              f"or {TINY_MODEL!r} for the offline test pipeline")
         if not (folder / "model_index.json").is_file():
-            raise FileNotFoundError(f"model folder {model!r} has no model_index.json: not a diffusers pipeline "
-                                    "(save one with pipeline.save_pretrained(folder))")
+            raise MissingFile(f"model folder {model!r} has no model_index.json: not a diffusers pipeline "
+                              "(save one with pipeline.save_pretrained(folder))")
         return folder, None
     from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.constants import HF_HUB_CACHE
 
     index = try_to_load_from_cache(model, "model_index.json")
     if not isinstance(index, str):
-        raise FileNotFoundError(
+        raise MissingFile(
             f"Stable Diffusion model {model!r} is not in the local Hugging Face cache ({HF_HUB_CACHE}) and "
             f"nothing is downloaded here. On a machine with network run `hf download {model}` (older "
             f"huggingface_hub: `huggingface-cli download {model}`) and copy the cache here (or set HF_HOME "
@@ -103,8 +104,8 @@ def check_model(model: str) -> str:
     """Fail at once, naming the model and how to get it, when a checkpoint is not on this machine.
     (The tiny pipeline is always available: it is built on first use.)"""
     if not isinstance(model, str) or not model.strip():
-        raise ValueError(f"model must be a Hugging Face id, a diffusers folder, {WORLD_MODEL!r} or {TINY_MODEL!r}, "
-                         f"got {model!r}")
+        raise ParameterError(f"model must be a Hugging Face id, a diffusers folder, {WORLD_MODEL!r} or {TINY_MODEL!r}, "
+                             f"got {model!r}")
     if model != TINY_MODEL:
         locate_model(model)
     return model
@@ -128,9 +129,9 @@ def load_pipeline(model: str, device: torch.device | str = "cpu", dtype: str = "
                 source, **{_dtype_keyword(): torch_dtype}, local_files_only=True,
                 low_cpu_mem_usage=is_accelerate_available())  # without accelerate, asking for it only warns
     except (OSError, ValueError) as err:
-        raise FileNotFoundError(f"could not load Stable Diffusion model {model!r} from {source!r} without network "
-                                f"({type(err).__name__}: {err}). If files are missing, run `hf download {model}` "
-                                "on a machine with network, or pass a complete local diffusers folder") from err
+        raise MissingFile(f"could not load Stable Diffusion model {model!r} from {source!r} without network "
+                          f"({type(err).__name__}: {err}). If files are missing, run `hf download {model}` "
+                          "on a machine with network, or pass a complete local diffusers folder") from err
     if SCHEDULERS[scheduler] is not None:
         import diffusers
 

@@ -28,6 +28,7 @@ from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
+from ..core.errors import ParameterError
 from ..core.params import as_list
 from ..data import imagenet, world
 from ..data.imagenet import class_info, places365
@@ -115,14 +116,19 @@ def resolve_classes(classes) -> list[str]:
         return list(WORLD_CLASSES)
     items = None if isinstance(classes, (str, Path)) and Path(classes).suffix == ".txt" else as_list(classes, "classes")
     if items is None or not any(c in WORLD_CLASSES for c in items):
-        return imagenet.resolve_classes(classes)
+        try:
+            return imagenet.resolve_classes(classes)
+        except ParameterError as err:  # the offline world's model draws only the world's classes: say them too
+            raise ParameterError(f"{err}. With the offline world's model (--model world): 'world' (its "
+                                 f"{len(WORLD_CLASSES)} classes) or some of them, colour_shape such as "
+                                 f"{','.join(WORLD_CLASSES[:2])}") from None
     if not is_world(items):
-        raise ValueError(f"classes: {[c for c in items if c not in WORLD_CLASSES][:5]} are not world classes; give "
-                         f"'world', world classes (colour_shape: {', '.join(WORLD_CLASSES[:3])}, ...) or ImageNet "
-                         "wnids, not both")
+        raise ParameterError(f"classes: {[c for c in items if c not in WORLD_CLASSES][:5]} are not world classes; give "
+                             f"'world', world classes (colour_shape: {', '.join(WORLD_CLASSES[:3])}, ...) or ImageNet "
+                             "wnids, not both")
     duplicates = sorted({c for c in items if items.count(c) > 1})
     if duplicates:
-        raise ValueError(f"classes: {duplicates[:5]} appear more than once")
+        raise ParameterError(f"classes: {duplicates[:5]} appear more than once")
     return items
 
 
@@ -153,26 +159,27 @@ class PromptStrategy:
 def prompt_strategy(spec: str) -> PromptStrategy:
     """A strategy name from ``STRATEGIES``, or a template with ``{fields}``; checked once, here."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"prompt must be one of {list(STRATEGIES)} or a template such as "
-                         f"'a photo of a {{name}}', got {spec!r}")
+        raise ParameterError(f"prompt must be one of {list(STRATEGIES)} or a template such as "
+                             f"'a photo of a {{name}}', got {spec!r}")
     if spec in STRATEGIES:
         return PromptStrategy(spec, STRATEGIES[spec])
     if "{" not in spec:
-        raise ValueError(f"prompt {spec!r} is neither a strategy ({', '.join(STRATEGIES)}) nor a template with "
-                         f"fields such as {{name}}; fields: {', '.join(FIELDS)}")
+        raise ParameterError(f"prompt {spec!r} is neither a strategy ({', '.join(STRATEGIES)}) nor a template with "
+                             f"fields such as {{name}}; fields: {', '.join(FIELDS)}")
     try:
         parsed = list(string.Formatter().parse(spec))
     except ValueError as err:
-        raise ValueError(f"prompt template {spec!r} is malformed ({err}); write fields as {{name}}, "
-                         "braces as {{ }}") from None
+        raise ParameterError(f"prompt template {spec!r} is malformed ({err}); write fields as {{name}}, "
+                             "braces as {{ }}") from None
     for _, field, format_spec, conversion in parsed:
         if field is None:
             continue
         if field not in FIELDS:
-            raise ValueError(f"prompt template field {{{field}}} is not allowed; fields: "
-                             f"{', '.join('{' + f + '}' for f in FIELDS)}")
+            raise ParameterError(f"prompt template field {{{field}}} is not allowed; fields: "
+                                 f"{', '.join('{' + f + '}' for f in FIELDS)}")
         if format_spec or conversion:
-            raise ValueError(f"prompt template: write fields plainly as {{{field}}}, without !conversions or :formats")
+            raise ParameterError(f"prompt template: write fields plainly as {{{field}}}, without !conversions or "
+                                 ":formats")
     return PromptStrategy("template", spec)
 
 

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.errors import MissingFile
 from ..core.files import atomic_folder, atomic_write, save_json
 from ..core.training import NonFiniteLoss, set_lr
 from ..data import world
@@ -108,8 +109,8 @@ def expected_warnings():
 def check_world_model(folder: Path | None = None) -> Path:
     folder = folder or world_model_path()
     if not (folder / "model_index.json").is_file():
-        raise FileNotFoundError(f"the world model is missing from {folder}: reinstall the workbench, or train it "
-                                "again with `python tools/train_world_model.py` (about half an hour on 2 CPU cores)")
+        raise MissingFile(f"the world model is missing from {folder}: reinstall the workbench, or train it "
+                          "again with `python tools/train_world_model.py` (about half an hour on 2 CPU cores)")
     return folder
 
 

@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 from torchvision import transforms
 
+from ..core.errors import ParameterError
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 INCEPTION_MEAN, INCEPTION_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -85,7 +87,7 @@ PREPROCESSING = {
 
 def preprocessing_named(name: str) -> Preprocessing:
     if name not in PREPROCESSING:
-        raise ValueError(f"unknown preprocessing {name!r}; known: {sorted(PREPROCESSING)}")
+        raise ParameterError(f"unknown preprocessing {name!r}; known: {sorted(PREPROCESSING)}")
     return PREPROCESSING[name]
 
 

@@ -105,10 +105,10 @@ class Student(nn.Module):
             self.vit = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
         except RuntimeError as err:
             raise ParameterError(f"unknown student {name!r}: {err}. Use a timm ViT name such as "
-                             "'vit_small_patch16_224'") from err
+                                 "'vit_small_patch16_224'") from err
         if not isinstance(self.vit, VisionTransformer):
             raise ParameterError(f"student {name!r} is a {type(self.vit).__name__}; the student must be a timm "
-                             "VisionTransformer")
+                                 "VisionTransformer")
         self.name = name
         use_fused_attention(self.vit)
         self.img_size = tuple(self.vit.patch_embed.img_size)
@@ -220,7 +220,7 @@ def find_student_folder(folder) -> Path:
     if latest is not None:
         return latest
     raise MissingFile(f"no distilled student in {folder} (expected {STUDENT_CONFIG} and {STUDENT_WEIGHTS}, or "
-                            f"an out_dir holding {STUDENT_FOLDER}/ or {TRAINING_CHECKPOINTS}/)")
+                      f"an out_dir holding {STUDENT_FOLDER}/ or {TRAINING_CHECKPOINTS}/)")
 
 
 def check_student_init(value: str) -> str:
@@ -299,7 +299,7 @@ def load_unic_student(path) -> Student:
     name = f"{arch}_patch{patch}_224"
     if arch not in UNIC_ARCHS or not timm.is_model(name):
         raise WeightsError(f"{str(path)!r} holds a UNIC {arch or f'width-{width}'} /{patch} encoder, which has no timm "
-                         f"architecture here ({name})")
+                           f"architecture here ({name})")
     student = Student(name, img_size=size, preprocessing=preprocessing_named("unic").at_size(size))
     load_into(student.vit, checkpoint, "unic", name, path)
     return student

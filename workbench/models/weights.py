@@ -221,8 +221,8 @@ def load_into(model: nn.Module, checkpoint, fmt: str, name: str = "", path="") -
     unexpected = [k for k in result.unexpected_keys if not k.startswith(HEADS)]
     if missing or unexpected:
         raise WeightsError(f"checkpoint {str(path)!r} does not fit {name or type(model).__name__!r} ({fmt} format): "
-                         f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
-                         f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+                           f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
+                           f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
     return checkpoint if isinstance(checkpoint, dict) else {}
 
 

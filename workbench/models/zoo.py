@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import timm
 
+from ..core.errors import MissingFile
 from ._registry import register_teacher
 from .preprocess import Preprocessing, preprocessing_named
 from .teachers import TimmTeacher
@@ -71,7 +72,7 @@ ZOO = [
 def build(spec: TeacherSpec, pretrained: bool = True, checkpoint: str | None = None,
           preprocessing: Preprocessing | None = None) -> TimmTeacher:
     if checkpoint is None and pretrained and spec.tag is None:
-        raise FileNotFoundError(
+        raise MissingFile(
             f"teacher {spec.name!r} has no weights in timm's hub: download {spec.weights_hint} and pass "
             f"checkpoint='path/to/file' (-p teacher_weights {spec.name}=path/to/file in the notebooks)"
         )

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.errors import ParameterError
 from ..core.params import as_list
 from ..models import (
     STUDENT_FOLDER,
@@ -77,7 +78,7 @@ def parse_models(specs) -> list[tuple[str, str, str | None]]:
             parsed.append((item, "teacher", item))
     names = [n for n, _, _ in parsed]
     if len(set(names)) != len(names):
-        raise ValueError(f"model names must be distinct, got {names}; name students with name=folder")
+        raise ParameterError(f"model names must be distinct, got {names}; name students with name=folder")
     return parsed
 
 
@@ -115,8 +116,8 @@ def load_models(specs, device, teacher_weights: dict[str, str] | None = None,
             continue
         if source is None:
             if default_student is None:
-                raise ValueError(f"{DEFAULT_STUDENT!r} stands for 03's default student, but no default_student "
-                                 "was given")
+                raise ParameterError(f"{DEFAULT_STUDENT!r} stands for 03's default student, but no default_student "
+                                     "was given")
             source = default_student() if callable(default_student) else default_student
         models.append(student_model(name, Path(source), device))
     return models

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.errors import MissingFile, ParameterError
 from ..core.params import as_list
 from ..data import NamedDataset, is_named_dataset, named_dataset, world
 from ..data.cog import CogLevels, cog_levels
@@ -77,9 +78,9 @@ def world_suite(names=None) -> list[TransferTask]:
         return list(WORLD_TASKS)
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; known: world, the world's tasks {list(known)}, datasets by name "
-                         "(flowers, cars, ..., cog_l1 ... cog_l5, ade20k, voc2012, nyud), or name=path for an "
-                         "ImageFolder")
+        raise ParameterError(f"unknown task(s) {unknown}; known: world, the world's tasks {list(known)}, datasets by "
+                             "name (flowers, cars, ..., cog_l1 ... cog_l5, ade20k, voc2012, nyud), or name=path for an "
+                             "ImageFolder")
     return [known[n] for n in names]
 
 
@@ -96,8 +97,8 @@ def parse_tasks(spec, data_root: str | Path | None = "data") -> list[TransferTas
             tasks.append(TransferTask(name, ref.dataset, ref.label, ref.shots, ref.description, method, ref))
         elif sep:
             if not Path(path).is_dir():
-                raise FileNotFoundError(f"task {name!r}: {path!r} is not a folder (an ImageFolder: <class>/<image>, "
-                                        "or train/ and val/ holding them)")
+                raise MissingFile(f"task {name!r}: {path!r} is not a folder (an ImageFolder: <class>/<image>, "
+                                  "or train/ and val/ holding them)")
             tasks.append(TransferTask(name, path, "classes", description=f"ImageFolder {path}"))
         elif item == "world":
             tasks += world_suite()
@@ -105,11 +106,11 @@ def parse_tasks(spec, data_root: str | Path | None = "data") -> list[TransferTas
             tasks += world_suite([item])
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
-        raise ValueError(f"task names must be distinct, got {names}")
+        raise ParameterError(f"task names must be distinct, got {names}")
     roots = {}
     for t in tasks:
         if t.named is not None and roots.setdefault(t.dataset, t.named.root) != t.named.root:
-            raise ValueError(f"tasks read {t.dataset} from two folders, {roots[t.dataset]} and {t.named.root}")
+            raise ParameterError(f"tasks read {t.dataset} from two folders, {roots[t.dataset]} and {t.named.root}")
     return tasks
 
 
