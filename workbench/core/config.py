@@ -248,10 +248,11 @@ class Config:
         corrected command needs no ``overwrite``. The values themselves were checked when the config was made
         (``check``); a stage with inputs on disk extends this."""
 
-    def claim_out_dir(self, out_dir, overwrite: bool = False, log=print) -> Path:
-        """Check the run's inputs (``check_inputs``), then make ``out_dir`` this run's folder (``prepare_out_dir``:
-        the same run continues, another is refused)."""
-        self.check_inputs()
+    def claim_out_dir(self, out_dir, overwrite: bool = False, log=print, inputs_checked: bool = False) -> Path:
+        """Check the run's inputs (``check_inputs``, unless the caller just did), then make ``out_dir`` this run's
+        folder (``prepare_out_dir``: the same run continues, another is refused)."""
+        if not inputs_checked:
+            self.check_inputs()
         return prepare_out_dir(out_dir, self.run_key(), overwrite, kind=self.kind, log=log,
                                defaults=self.default_run_key(), current_names=self.recorded_key)
 

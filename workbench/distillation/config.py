@@ -170,10 +170,10 @@ class DistillConfig(Config):
         """The student's input side in pixels: ``image_size``, or the student's own."""
         return student_geometry(self.student, self.image_size)[0]
 
-    def claim_out_dir(self, out_dir, overwrite: bool = False, log=print) -> Path:
+    def claim_out_dir(self, out_dir, overwrite: bool = False, log=print, inputs_checked: bool = False) -> Path:
         """``prepare_out_dir``, then the run file goes there: the out_dir documents its run, and
         ``python -m workbench distill --config <out_dir>/run.yaml`` (or torchrun) continues it."""
-        out = super().claim_out_dir(out_dir, overwrite, log)
+        out = super().claim_out_dir(out_dir, overwrite, log, inputs_checked)
         save_run_config(out / RUN_FILE, self, out_dir=out)
         return out
 
@@ -195,8 +195,11 @@ def load_run_config(path) -> tuple[DistillConfig, str | None]:
                           f"<out_dir>/{RUN_FILE}, or write the DistillConfig fields as YAML")
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ParameterError(f"run file {path} is not valid YAML/JSON: {err}") from None
+    except yaml.YAMLError as err:  # its message spans lines: one line, where and what
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ParameterError(f"run file {path} is not valid YAML/JSON{where}: "
+                             f"{getattr(err, 'problem', None) or err}") from err
     if not isinstance(doc, dict):
         raise ParameterError(f"run file {path} must hold a mapping of parameters (teachers: ..., epochs: ...)")
     out_dir = doc.pop("out_dir", None)

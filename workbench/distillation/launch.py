@@ -42,6 +42,7 @@ from ..core.files import read_jsonl
 from ..core.live import follow
 from ..core.lock import hold_lock
 from ..core.preemption import Preempted, handle_preemption, requested, stop_message
+from ..core.runs import check_writable
 from ..core.written import note_written
 from ..data import load_data
 from ..models import Teacher, build_teachers, finished_student_folder
@@ -69,6 +70,9 @@ def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_ev
     with handle_preemption():  # from the start: a signal while loading stops the run after its first step
         ranks = init_distributed(cfg.device)
         try:
+            if ranks.main:  # before the lock makes the folder: a run that cannot start leaves no trace
+                cfg.check_inputs()
+                check_writable(Path(out_dir))
             with hold_lock(out_dir, what=cfg.kind) if ranks.main else nullcontext():  # rank 0 writes for all
                 return _run(cfg, out_dir, ranks, random_teachers, log_every, overwrite, log)
         finally:
@@ -87,7 +91,7 @@ def _run(cfg: DistillConfig, out_dir, ranks, random_teachers: bool, log_every: i
                      image_size=cfg.input_size, seed=cfg.seed)
     with ranks.main_first():  # rank 0 checks (or, with overwrite, clears) out_dir before anyone writes there
         if ranks.main:
-            cfg.claim_out_dir(out_dir, overwrite, log=say)
+            cfg.claim_out_dir(out_dir, overwrite, log=say, inputs_checked=True)
     # each machine's local rank 0 first: an offline teacher trained on first use is cached once per machine
     # (its $WORKBENCH_CACHE), and the machine's other ranks load it instead of training it again
     with ranks.main_first(per_node=True):

@@ -102,11 +102,12 @@ class GenerateConfig(Config):
         """The settings that decide every image's pixels: fixed for an output folder."""
         return self.run_key()
 
-    def claim_out_dir(self, out_dir, overwrite: bool = False, log=print) -> Path:
+    def claim_out_dir(self, out_dir, overwrite: bool = False, log=print, inputs_checked: bool = False) -> Path:
         """A clone's folder is checked by ``generate`` itself (its settings file, shard by shard); ``overwrite``
         clears it first, and only a folder the workbench wrote."""
         out = Path(out_dir)
-        self.check_inputs()
+        if not inputs_checked:
+            self.check_inputs()
         check_writable(out)
         if overwrite and out.is_dir():
             kept = clear_out_dir(out)

@@ -164,16 +164,21 @@ def check_teacher_options(teachers: list[str], weights: dict[str, str], preproce
 
 
 def check_teacher_weights(weights: dict[str, str], preprocessing: dict[str, str] | None = None) -> None:
-    """Each teacher's weight file loaded into its architecture on the ``meta`` device, before a run claims its
-    out_dir: a file that is cut short, not a checkpoint, or another model's weights is reported now, naming the
-    teacher and the file, not as a library's error once the run has started. The ``meta`` model has shapes and no
+    """Each teacher's weight file loaded into its architecture on the ``meta`` device (and each teacher given a
+    ``preprocessing`` built with it), before a run claims its out_dir: a file that is cut short, not a checkpoint,
+    or another model's weights, or a recipe the teacher does not take, is reported now, naming the teacher and the
+    file, not as a library's error once the run has started. The ``meta`` model has shapes and no
     memory, so this costs reading the file (a large one is read again, from the page cache, when the run builds it)."""
     preprocessing = preprocessing or {}
-    for name, path in weights.items():
+    for name in [*weights, *(n for n in preprocessing if n not in weights)]:
+        path = weights.get(name)
         try:
             with torch.device("meta"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch says each copy into a meta tensor does nothing: the point
-                create_teacher(name, checkpoint=path, preprocessing=preprocessing.get(name), log=None)
+                create_teacher(name, pretrained=path is not None, checkpoint=path,
+                               preprocessing=preprocessing.get(name), log=None)
+        except ParameterError:
+            raise
         except WorkbenchError as err:
             raise WeightsError(f"teacher_weights: the file of {name!r}, {path!r}: {err}") from err
         except Exception as err:  # noqa: BLE001  (torch and timm fail in many ways on a wrong file)

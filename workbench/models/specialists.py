@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..core.errors import ParameterError
 from ..core.files import cache_dir, config_hash, load_tensors, save_json, save_tensors
 from ..data import world
 from ._registry import register_teacher
@@ -162,7 +163,8 @@ def load_or_train(name: str, cfg: SpecialistConfig, log=print) -> Teacher:
 def _register(name: str, cfg: SpecialistConfig):
     def builder(pretrained: bool = True, checkpoint: str | None = None, preprocessing=None) -> Teacher:
         if preprocessing is not None:
-            raise ValueError(f"{name!r} reads the offline world's images as they are: it takes no preprocessing")
+            raise ParameterError(f"preprocessing: {name!r} reads the offline world's images as they are; it takes "
+                                 "no preprocessing recipe")
         if checkpoint is not None:
             model = build_specialist(cfg)
             model.load_state_dict(unwrap_state_dict(load_weights(checkpoint)))
