@@ -154,6 +154,7 @@ CASES = [
     ("03-drop-prob", D03, {"teacher_drop_prob": 2}, ParameterError, "teacher_drop_prob"),
     ("03-betas", D03, {"betas": "0.9"}, ParameterError, "betas"),
     ("03-image_size", D03, {"image_size": 33}, ParameterError, "33"),
+    ("03-image_size-huge", D03, {"image_size": 4096}, ResourceError, "image_size 4096"),
     ("03-augment", D03, {"augment": "heavy"}, ParameterError, "heavy"),
     ("03-data-missing", D03, {"data": "/no/such/imagenet"}, MissingFile, "/no/such/imagenet"),
     ("03-data-file", D03, {"data": "<a_file>"}, DataError, "<a_file>"),
@@ -271,6 +272,16 @@ def test_another_run_busy_or_of_another_kind_is_refused_as_it_is(tmp_path):
     with pytest.raises(OutDirError, match="no workbench run wrote|no run.json"):
         run_validation_cell(D03, {"out_dir": str(tmp_path / "mine"), "overwrite": True}, tmp_path)
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "years of work"
+
+
+def test_an_out_dir_this_user_cannot_write_is_refused_before_anything(tmp_path, monkeypatch):
+    """As a user without write permission sees it (root may write anywhere, so the permission is what is faked)."""
+    (tmp_path / "shared").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != tmp_path / "shared" and real_access(p, mode))
+    with pytest.raises(OutDirError, match=r"cannot be made in .*shared.*permission denied"):
+        run_validation_cell(D03, {"out_dir": str(tmp_path / "shared" / "run")}, tmp_path)
+    assert list((tmp_path / "shared").iterdir()) == []
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a read-only folder")

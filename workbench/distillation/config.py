@@ -15,6 +15,7 @@ import yaml
 from ..core.config import Config, param
 from ..core.errors import MissingFile
 from ..core.files import save_text
+from ..core.memory import check_memory
 from ..core.params import ParameterError, as_list
 from ..data.augment import AUGMENTATIONS
 from ..data.factory import check_data
@@ -22,6 +23,7 @@ from ..layers.ladder import select_blocks
 from ..layers.standardize import STANDARDIZERS
 from ..models import check_student_source, check_teacher_options, check_teacher_weights, student_geometry
 from ..models.preprocess import NORMALIZATIONS, PREPROCESSING, Preprocessing
+from ..models.students import student_width
 from ..options import (
     BATCH_SIZE,
     DATA,
@@ -143,6 +145,13 @@ class DistillConfig(Config):
         ``check_student_source``)."""
         n_train = check_data(self.data, self.n_train, self.n_test)
         check_batch_size(self.batch_size, n_train, self.data)
+        size, patch, depth = student_geometry(self.student, self.image_size)
+        tokens, width = (size // patch) ** 2 + 1, student_width(self.student)
+        # a lower bound of one step in fp32: the batch's pixels, and per block a dozen activations of the tokens'
+        # width kept for the backward pass
+        need = self.batch_size * (3 * size * size + 12 * depth * tokens * width) * 4
+        check_memory(need, f"a training step of batch_size {self.batch_size} at image_size {size}",
+                     "lower image_size (or 'auto', the student's own) or batch_size")
         check_teacher_weights(self.teacher_weights, self.preprocessing)
         check_student_source(self.student_init)
 

@@ -194,6 +194,12 @@ def student_geometry(name: str, img_size: int | None = None) -> tuple[int, int, 
     return img_size or int(vit.patch_embed.img_size[0]), int(vit.patch_embed.patch_size[0]), len(vit.blocks)
 
 
+def student_width(name: str) -> int:
+    """A student's token width (its ``embed_dim``), without allocating weights."""
+    with torch.device("meta"):
+        return int(timm.create_model(check_student_name(name), pretrained=False, num_classes=0).embed_dim)
+
+
 def finished_student_folder(out_dir) -> Path:
     """Where a run's finished student is, or goes: ``<out_dir>/student``, or ``<out_dir>/checkpoint`` in an out_dir
     that an older workbench wrote (read with a warning; the folder is not moved)."""
