@@ -121,7 +121,7 @@ def clear_out_dir(out_dir) -> list[str]:
     workbench run wrote, never a home or working folder; returns the entries it kept (not the workbench's)."""
     out = Path(out_dir).resolve()
     if not out.is_dir():
-        return
+        return []
     keep = (Path.home().resolve(), Path.cwd().resolve())
     if out == Path(out.anchor) or any(out == p or out in p.parents for p in keep):
         raise OutDirError(f"refusing to clear {out}: it is (or contains) the home or working folder; "

@@ -167,8 +167,8 @@ def check_teacher_weights(weights: dict[str, str], preprocessing: dict[str, str]
     """Each teacher's weight file loaded into its architecture on the ``meta`` device (and each teacher given a
     ``preprocessing`` built with it), before a run claims its out_dir: a file that is cut short, not a checkpoint,
     or another model's weights, or a recipe the teacher does not take, is reported now, naming the teacher and the
-    file, not as a library's error once the run has started. The ``meta`` model has shapes and no
-    memory, so this costs reading the file (a large one is read again, from the page cache, when the run builds it)."""
+    file, not as a library's error once the run has started. The ``meta`` model has shapes and no memory, so this
+    costs reading the file (a large one is read again, from the page cache, when the run builds it)."""
     preprocessing = preprocessing or {}
     for name in [*weights, *(n for n in preprocessing if n not in weights)]:
         path = weights.get(name)
