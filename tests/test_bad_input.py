@@ -412,3 +412,27 @@ def test_03_runs_on_the_smallest_folder_it_accepts(disk, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["probe"]) == {"world_colour", "world_shape", "student"}
+
+
+PAPERMILL_CASES = [  # one per notebook, through papermill as a user runs it: the process's exit and last line
+    ("01_synthetic_imagenet.ipynb", ["-p", "images_per_class", "-1"], "ParameterError", "-1"),
+    ("02_probe_teachers.ipynb", ["-p", "data", "/no/such/photos"], "MissingFile", "/no/such/photos"),
+    ("03_distill.ipynb", ["-p", "teacher_weights", "world_shape=<text_pth>"], "WeightsError", "<text_pth>"),
+    ("04_transfer.ipynb", ["-p", "n_train", str(HUGE)], "ResourceError", str(HUGE)),
+    ("05_task_distill.ipynb", ["-p", "students", "labels,teacher"], "ParameterError", "teacher"),
+    ("06_synthetic_vs_real.ipynb", ["-p", "student_init", "<cut_student>"], "WeightsError", "<cut_student>"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook, args, error, named", PAPERMILL_CASES, ids=[c[0][:2] for c in PAPERMILL_CASES])
+def test_papermill_exits_with_the_workbench_message_as_its_last_line(notebook, args, error, named, disk, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "papermill", "--no-progress-bar", str(ROOT / "notebooks" / notebook),
+                           str(tmp_path / "out.ipynb"), *[fill(a, disk) for a in args], "-p", "out_dir", str(out)],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0
+    assert last.startswith(f"{error}: ") and fill(named, disk) in last, proc.stderr[-2000:]
+    assert not out.exists()
