@@ -61,7 +61,7 @@ def older_run(tmp_path_factory):
 def test_a_run_file_with_the_older_names_loads_with_warnings(older_run):
     out, cfg, *_ = older_run
     with pytest.warns(FutureWarning) as caught:
-        loaded, out_dir = load_run_config(out / "run.yaml")
+        loaded, out_dir, _ = load_run_config(out / "run.yaml")
     assert loaded == cfg and out_dir == str(out)
     said = " ".join(str(w.message) for w in caught)
     assert "'checkpoints' is now called 'teacher_weights'" in said

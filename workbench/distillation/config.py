@@ -187,17 +187,24 @@ class DistillConfig(Config):
         return out
 
 
+RELATIVE_TO = "paths_relative_to"  # the run file's key: the folder its relative paths (data, weight files) start in
+
+
 def save_run_config(path, cfg: DistillConfig, out_dir=None) -> Path:
-    """Write every field of ``cfg`` (and the out_dir) as a YAML run file; returns its path."""
-    # the out_dir absolute: the file continues its run from whatever folder it is run in
+    """Write every field of ``cfg`` (and the out_dir) as a YAML run file; returns its path. The out_dir is written
+    absolute, and the folder the other paths are relative to (this process's working folder) with them, so the
+    file continues its run from whatever folder it is run in. (The paths stay as given: they are part of the
+    run's configuration, recorded in its out_dir.)"""
     doc = cfg.to_dict() | ({"out_dir": str(Path(out_dir).resolve())} if out_dir is not None else {})
+    doc[RELATIVE_TO] = str(Path.cwd().resolve())
     header = "# workbench distillation run: python -m workbench distill --config <this file>\n"
     save_text(header + yaml.safe_dump(doc, sort_keys=False), path)
     return Path(path)
 
 
-def load_run_config(path) -> tuple[DistillConfig, str | None]:
-    """A run file (YAML, or JSON) -> (``DistillConfig``, out_dir or None), every field checked."""
+def load_run_config(path) -> tuple[DistillConfig, str | None, Path | None]:
+    """A run file (YAML, or JSON) -> (``DistillConfig``, out_dir or None, the folder its relative paths start in or
+    None), every field checked. A relative out_dir is taken in that folder too."""
     path = Path(path)
     if not path.is_file():
         raise MissingFile(f"run file {str(path)!r} does not exist; the 03 notebook writes one to "
@@ -212,4 +219,12 @@ def load_run_config(path) -> tuple[DistillConfig, str | None]:
     if not isinstance(doc, dict):
         raise ParameterError(f"run file {path} must hold a mapping of parameters (teachers: ..., epochs: ...)")
     out_dir = doc.pop("out_dir", None)
-    return DistillConfig.from_params(**doc), out_dir
+    relative_to = doc.pop(RELATIVE_TO, None)
+    if relative_to is not None:
+        relative_to = Path(relative_to)
+        if not relative_to.is_dir():
+            raise MissingFile(f"run file {path}: {RELATIVE_TO} {str(relative_to)!r} is not a folder here; give the "
+                              "folder its relative paths (data, weight files) start in, or make them absolute and "
+                              f"delete {RELATIVE_TO}")
+        out_dir = str(relative_to / out_dir) if out_dir is not None else None
+    return DistillConfig.from_params(**doc), out_dir, relative_to

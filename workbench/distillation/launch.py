@@ -22,6 +22,7 @@ on to torchrun and raises ``Preempted`` once the ranks have stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -63,11 +64,12 @@ def torchrun_signal_env() -> dict[str, str]:
 def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_every: int = 10, overwrite: bool = False,
                 log=print):
     """What ``python -m workbench distill`` does, in this process: one rank of a torchrun job or the only one."""
-    cfg, file_out = load_run_config(config_path)
-    out_dir = out_dir or file_out
+    cfg, file_out, relative_to = load_run_config(config_path)
+    out_dir = Path(out_dir).resolve() if out_dir else file_out  # --out: from here, before moving
     if out_dir is None:
         raise ParameterError(f"no out_dir: give --out DIR or an out_dir entry in {config_path}")
-    with handle_preemption():  # from the start: a signal while loading stops the run after its first step
+    # the run file's relative paths (data, weight files) start where the run that wrote it ran
+    with handle_preemption(), contextlib.chdir(relative_to or Path.cwd()):
         ranks = init_distributed(cfg.device)
         try:
             if ranks.main:  # before the lock makes the folder: a run that cannot start leaves no trace
@@ -138,7 +140,7 @@ def launch_distill(config_path, out_dir, nproc: int, callback: Callable[[dict], 
     ``<out_dir>/distill.log``, whose end is shown if the run fails. ``out_dir`` follows the notebook's
     rules (the same configuration continues, another is refused); pass ``--overwrite`` in ``extra`` to
     clear it instead."""
-    cfg, _ = load_run_config(config_path)  # a bad file fails here, at once, not in N processes
+    cfg, _, _ = load_run_config(config_path)  # a bad file fails here, at once, not in N processes
     extra = list(extra or [])
     overwrite = "--overwrite" in extra
     if overwrite:  # cleared here, before the log is opened in it, not by the processes
