@@ -110,8 +110,8 @@ def test_teacher_dropping_is_the_same_draw_split_over_ranks():
 def test_run_file_round_trip_and_bad_files(tmp_path):
     cfg = DistillConfig(teachers=["world_shape"], epochs=2, batch_size=8, ladder=[1, 3], n_train=40, ckpt_every=5)
     path = save_run_config(tmp_path / "run.yaml", cfg, out_dir=tmp_path / "out")
-    back, out_dir = load_run_config(path)
-    assert back == cfg and out_dir == str(tmp_path / "out")
+    back, out_dir, relative_to = load_run_config(path)
+    assert back == cfg and out_dir == str(tmp_path / "out") and relative_to == Path.cwd().resolve()
     assert (back.n_train, back.n_test, back.ckpt_every, back.keep_checkpoints) == (40, 2000, 5, 3)
     (tmp_path / "bad.yaml").write_text("teachers: [world_shape]\ncolour: 3\n")
     with pytest.raises(ValueError, match="unknown distillation parameter"):
