@@ -18,7 +18,9 @@ with code 75 (``workbench.core.preemption``). torchrun forwards SIGTERM to its r
 (SLURM's warning before the time limit) only when told to (``--signals-to-handle``, set here through the
 environment), and itself exits 1 after its ranks stop, whatever their code: ``<out_dir>/preempted.json`` is
 what says the run was stopped to be continued. ``launch_distill`` (the notebook) passes a signal it receives
-on to torchrun and raises ``Preempted`` once the ranks have stopped.
+on to torchrun and raises ``Preempted`` once the ranks have stopped. The notebook's stop button (SIGINT) goes to the
+kernel's whole process group, torchrun included, which would pass it on to its ranks as a stop at once: from a kernel,
+torchrun starts with SIGINT blocked (it and its ranks never see it), and the kernel passes the stop on as SIGTERM.
 """
 from __future__ import annotations
 
@@ -30,8 +32,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +44,7 @@ from ..core.errors import ParameterError
 from ..core.files import read_jsonl
 from ..core.live import follow
 from ..core.lock import hold_lock
-from ..core.preemption import Preempted, handle_preemption, requested, stop_message
+from ..core.preemption import Preempted, handle_preemption, interrupts_recorded, requested, stop_message
 from ..core.runs import check_writable
 from ..core.written import note_written
 from ..data import load_data
@@ -59,6 +61,21 @@ def torchrun_signal_env() -> dict[str, str]:
     """The environment that makes torchrun pass SIGUSR1 on too: its ``--signals-to-handle`` (``PET_`` variable,
     newer torch) and the variable older torch reads directly."""
     return {"PET_SIGNALS_TO_HANDLE": FORWARDED_SIGNALS, "TORCHELASTIC_SIGNALS_TO_HANDLE": FORWARDED_SIGNALS}
+
+
+@contextmanager
+def interrupts_blocked(block: bool) -> Iterator[None]:
+    """SIGINT blocked in this thread during the block (a process started there inherits the mask, keeps it across
+    exec and passes it on to its own children); one that comes meanwhile waits, or another thread of this process
+    takes it: none is lost."""
+    if not block:
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_every: int = 10, overwrite: bool = False,
@@ -155,13 +172,14 @@ def launch_distill(config_path, out_dir, nproc: int, callback: Callable[[dict], 
     env = {**os.environ, **torchrun_signal_env()}
     with handle_preemption(), open(log_file, "wb") as out:
         note_written(log_file)
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        forwarded = False
+        with interrupts_blocked(interrupts_recorded()):  # in a kernel: the stop button is this process's to pass on
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        forwarded = None  # the signal this process got and passed on
 
         def running() -> bool:  # a signal to this process (the notebook's kernel) goes on to torchrun, once
             nonlocal forwarded
             if requested() and not forwarded:
-                forwarded = True
+                forwarded = requested()
                 proc.send_signal(signal.SIGTERM)
             return proc.poll() is None
 
@@ -181,7 +199,7 @@ def launch_distill(config_path, out_dir, nproc: int, callback: Callable[[dict], 
     if proc.returncode != 0 and marker.is_file() and marker.stat().st_mtime >= t0:  # written by this launch
         stopped = json.loads(marker.read_text())
         raise Preempted(stop_message(f"distillation with {nproc} processes", stopped["step"], stopped["checkpoint"],
-                                     stopped["signal"]))
+                                     forwarded or stopped["signal"]))
     if proc.returncode != 0:
         raise RuntimeError(f"distillation with {nproc} processes failed (exit code {proc.returncode}); "
                            f"end of {log_file}:\n{text[-3000:]}")
