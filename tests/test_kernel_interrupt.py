@@ -288,7 +288,7 @@ def test_the_stop_button_stops_05_after_a_step_with_its_students_saved_and_the_r
         for name, step in midway.items():  # the message names each student's step, its checkpoint holds it
             assert f"{name.split('-', 1)[1]} (seed 0) at step {step}" in line[0]
         assert f"saved in {out / 'student_checkpoints'}" in line[0] and not (out / "students").exists()
-        assert line[2] == "Rerun with the same out_dir to resume."
+        assert line[2] == "Rerun the same command (or notebook cell) with the same out_dir to resume."
 
         kernel.ok(cell, timeout=600)
     finally:
@@ -329,7 +329,7 @@ def test_the_stop_button_stops_01_after_a_batch_with_whole_images_and_the_rerun_
         assert found, line[0]
         written = int(found[2])
         assert 2 <= written < 12 and written == 2 * int(found[1])
-        assert line[2] == "Rerun the same command to continue with the next batch."
+        assert line[2] == "Rerun the same command (or notebook cell) to continue with the next batch."
         files = clone_files(out)
         records = manifest_lines(out)  # every line parses...
         assert sorted(r["file"] for r in records) == sorted(files) and len(files) == written  # ...one per image

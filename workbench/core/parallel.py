@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.multiprocessing
 
-from .preemption import requested, watch_parent
+from .preemption import interrupts_blocked, interrupts_recorded, requested, watch_parent
 from .threads import cpu_cores  # the cores this process may use: affinity mask and cgroup quota
 
 _worker: dict = {}  # in a pool process: fn, shared and emit, set once by _init_worker
@@ -53,10 +53,13 @@ def map_jobs(fn: Callable[[Any, Any, Callable[[dict], None]], Any], jobs: Sequen
     ctx = torch.multiprocessing.get_context("spawn")
     records = ctx.SimpleQueue()  # put() writes at once: a job's records are in the pipe before its result
     stop = ctx.Event()  # set when this process is asked to stop: the workers' jobs stop after their step
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(fn, shared, records, threads, stop))
-    try:
+    # in a kernel the stop button's SIGINT reaches the whole process group: the workers start with it blocked and
+    # stop through ``stop`` after their step, as this process passes it on (one starting up would die of it)
+    with interrupts_blocked(interrupts_recorded()):
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(fn, shared, records, threads, stop))
         futures = {pool.submit(_run_job, job): i for i, job in enumerate(jobs)}
+    try:
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)

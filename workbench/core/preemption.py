@@ -107,6 +107,21 @@ def interrupts_recorded() -> bool:
     return signal.getsignal(signal.SIGINT) is _record_interrupt
 
 
+@contextmanager
+def interrupts_blocked(block: bool) -> Iterator[None]:
+    """SIGINT blocked in this thread during the block (a process started there inherits the mask, keeps it across
+    exec and passes it on to its own children); one that comes meanwhile waits, or another thread of this process
+    takes it: none is lost."""
+    if not block:
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def requested() -> str | None:
     """The name of the signal that asked this run to stop (``"parent"`` for a worker whose parent was asked), or
     None while nobody asked."""

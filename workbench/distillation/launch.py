@@ -32,8 +32,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +44,14 @@ from ..core.errors import ParameterError
 from ..core.files import read_jsonl
 from ..core.live import follow
 from ..core.lock import hold_lock
-from ..core.preemption import Preempted, handle_preemption, interrupts_recorded, requested, stop_message
+from ..core.preemption import (
+    Preempted,
+    handle_preemption,
+    interrupts_blocked,
+    interrupts_recorded,
+    requested,
+    stop_message,
+)
 from ..core.runs import check_writable
 from ..core.written import note_written
 from ..data import load_data
@@ -61,21 +68,6 @@ def torchrun_signal_env() -> dict[str, str]:
     """The environment that makes torchrun pass SIGUSR1 on too: its ``--signals-to-handle`` (``PET_`` variable,
     newer torch) and the variable older torch reads directly."""
     return {"PET_SIGNALS_TO_HANDLE": FORWARDED_SIGNALS, "TORCHELASTIC_SIGNALS_TO_HANDLE": FORWARDED_SIGNALS}
-
-
-@contextmanager
-def interrupts_blocked(block: bool) -> Iterator[None]:
-    """SIGINT blocked in this thread during the block (a process started there inherits the mask, keeps it across
-    exec and passes it on to its own children); one that comes meanwhile waits, or another thread of this process
-    takes it: none is lost."""
-    if not block:
-        yield
-        return
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def run_distill(config_path, out_dir=None, random_teachers: bool = False, log_every: int = 10, overwrite: bool = False,

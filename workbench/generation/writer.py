@@ -307,7 +307,8 @@ def _generate(cfg: GenerateConfig, out: Path, shard: Shard, pipe, log, log_every
         if requested() and n < len(todo):  # the batch's images and manifest lines are written: stop cleanly here
             message = (f"{requested()} received: generation of shard {shard} stopped after batch {n}/{len(todo)} "
                        f"({skipped + generated} of its {len(my_jobs)} images written, each whole, with its manifest "
-                       f"line); exit code {EXIT_PREEMPTED}. Rerun the same command to continue with the next batch.")
+                       f"line); exit code {EXIT_PREEMPTED}. Rerun the same command (or notebook cell) to continue "
+                       "with the next batch.")
             say(message)
             raise Preempted(message)
     return GenerationResult(out, shard, len(my_jobs), generated, skipped, time.perf_counter() - t_start, load_s, mpath)

@@ -182,7 +182,8 @@ def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teache
     for seed in cfg.seeds:
         if requested():  # between seeds' teachers: nothing of this run is half-done yet
             raise Preempted(f"{requested()} received: task distillation stopped while probing the teachers, before any "
-                            f"student; exit code {EXIT_PREEMPTED}. Rerun with the same out_dir to start the students.")
+                            f"student; exit code {EXIT_PREEMPTED}. Rerun the same command (or notebook cell) with the "
+                            "same out_dir to start the students.")
         labelled = labelled_subset(data, cfg.task, cfg.labels_per_class, seed)
         probed = {n: probe_teacher(t, labelled, n_classes, device, seed) for n, t in teachers.items()}
         if len(probed) > 1 and any(info["val_top1"] is None for _, info in probed.values()):
@@ -229,7 +230,7 @@ def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teache
         message = (f"{requested() or 'stop'} received: task distillation stopped after the current steps: "
                    f"{len(top1_of)} of {len(jobs)} students finished, {midway or 'none'} stopped mid-way, "
                    f"{sum(not step for step in stopped.values())} not started ({saved}); exit code {EXIT_PREEMPTED}. "
-                   "Rerun with the same out_dir to resume.")
+                   "Rerun the same command (or notebook cell) with the same out_dir to resume.")
         log(message)
         raise Preempted(message)
     students = {name: [top1_of[name, seed] for seed in cfg.seeds] for name in cfg.students}
