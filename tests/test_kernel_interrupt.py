@@ -124,6 +124,7 @@ class Kernel:
         self.kc.wait_for_ready(timeout=120)
         self.output = ""  # the streams of every cell so far
         self.displays = 0  # display messages so far (a live plot's first one: training has begun)
+        self.idle: set[str] = set()  # the cells (execute msg_ids) whose kernel went idle: their output is all read
 
     def run(self, code: str, *presses, timeout: float = 300) -> dict:
         """Run ``code`` as a cell; press the stop button once each of ``presses`` (predicates, in turn) holds. Returns
@@ -143,7 +144,7 @@ class Kernel:
                 continue
             if reply["parent_header"].get("msg_id") == msg_id:
                 break
-        self._read_iopub(until_idle=msg_id)
+        self._read_iopub(until_idle=msg_id, deadline=time.time() + 60)
         content = reply["content"]
         assert len(pressed) == len(presses), f"the cell ended before press {len(pressed) + 1}:\n{self.output[-3000:]}"
         if presses:
@@ -154,22 +155,25 @@ class Kernel:
         content = self.run(code, timeout=timeout)
         assert content["status"] == "ok", f"{content.get('ename')}: {content.get('evalue')}\n{self.output[-3000:]}"
 
-    def _read_iopub(self, until_idle: str | None = None) -> None:
-        while True:
+    def _read_iopub(self, until_idle: str | None = None, deadline: float = 0.0) -> None:
+        """Read what the kernel published; with ``until_idle``, until that cell's idle status (which the reading
+        while it ran may have met already: the status and the shell reply race)."""
+        while until_idle is None or until_idle not in self.idle:
             try:
                 msg = self.kc.get_iopub_msg(timeout=1 if until_idle else 0)
             except queue.Empty:
                 if until_idle is None:
                     return
+                if time.time() > deadline:
+                    pytest.fail(f"no idle status from the kernel after the cell's reply:\n{self.output[-3000:]}")
                 continue
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream":
                 self.output += content["text"]
             elif kind in ("display_data", "update_display_data"):
                 self.displays += 1
-            elif (kind == "status" and content["execution_state"] == "idle"
-                  and msg["parent_header"].get("msg_id") == until_idle):
-                return
+            elif kind == "status" and content["execution_state"] == "idle":
+                self.idle.add(msg["parent_header"].get("msg_id"))
 
     def close(self) -> None:
         self.kc.stop_channels()
