@@ -11,6 +11,12 @@ A leaf module: it imports nothing of the package, so every module can raise thes
 from __future__ import annotations
 
 
+def cause(err: BaseException, lines: int = 3, chars: int = 400) -> str:
+    """A library's exception in a workbench message: its type and first lines, as one line."""
+    text = " ".join(line.strip() for line in str(err).strip().splitlines()[:lines])[:chars]
+    return f"{type(err).__name__}: {text}"
+
+
 class WorkbenchError(Exception):
     """Bad input, reported by the workbench: the message says which input and what to use instead."""
 

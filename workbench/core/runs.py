@@ -89,9 +89,7 @@ def _prepare(out: Path, config: dict, overwrite: bool, kind: str, log, defaults:
     entries = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
     record = read_record(out) if entries else None
     if entries and overwrite:
-        kept = clear_out_dir(out)
-        log(f"overwrite=True: deleted the earlier run's files in {out}"
-            + (f"; kept what it did not write: {', '.join(kept)}" if kept else "") + "; starting a new run")
+        log(f"overwrite=True: {clear_out_dir(out, what='run')}; starting a new run")
         entries = []
     elif entries and record is None:
         raise OutDirError(
@@ -116,12 +114,13 @@ def _prepare(out: Path, config: dict, overwrite: bool, kind: str, log, defaults:
     return out
 
 
-def clear_out_dir(out_dir) -> list[str]:
+def clear_out_dir(out_dir, what: str = "run") -> str:
     """Delete what the workbench wrote in ``out_dir`` (its record, ``workbench.core.written``), in a folder a
-    workbench run wrote, never a home or working folder; returns the entries it kept (not the workbench's)."""
+    workbench run wrote, never a home or working folder; returns what it did, naming the entries it kept (not the
+    workbench's). ``what`` names the earlier output in that message (a run, a clone)."""
     out = Path(out_dir).resolve()
     if not out.is_dir():
-        return []
+        return f"nothing to delete in {out}"
     keep = (Path.home().resolve(), Path.cwd().resolve())
     if out == Path(out.anchor) or any(out == p or out in p.parents for p in keep):
         raise OutDirError(f"refusing to clear {out}: it is (or contains) the home or working folder; "
@@ -151,4 +150,6 @@ def clear_out_dir(out_dir) -> list[str]:
             p.unlink()
     (out / WRITTEN).unlink()
     forget(out)
-    return [k for k in kept if not k.startswith(".")]
+    kept = [k for k in kept if not k.startswith(".")]
+    return (f"deleted the earlier {what}'s files in {out_dir}"
+            + (f"; kept what it did not write: {', '.join(kept)}" if kept else ""))

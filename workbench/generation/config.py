@@ -110,7 +110,5 @@ class GenerateConfig(Config):
             self.check_inputs()
         check_writable(out)
         if overwrite and out.is_dir():
-            kept = clear_out_dir(out)
-            log(f"overwrite=True: deleted the earlier clone's files in {out}"
-                + (f"; kept what it did not write: {', '.join(kept)}" if kept else ""))
+            log(f"overwrite=True: {clear_out_dir(out, what='clone')}")
         return out

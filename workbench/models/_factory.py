@@ -5,19 +5,25 @@ be a timm model, whose weights come from the local Hugging Face cache or a check
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import timm
-import torch
 from timm.models import get_pretrained_cfg
 
-from ..core.errors import MissingFile, ParameterError, WeightsError, WorkbenchError
+from ..core.errors import MissingFile, ParameterError, WeightsError, WorkbenchError, cause
 from ._registry import is_registered, list_teachers, teacher_builder
 from .preprocess import PREPROCESSING, Preprocessing, preprocessing_named, timm_hub_preprocessing, timm_preprocessing
 from .teachers import Teacher, TimmTeacher
-from .weights import checkpoint_kind, classifier_outputs, create_timm_model, load_into, load_weights, peek_weights
+from .weights import (
+    checkpoint_kind,
+    classifier_outputs,
+    create_timm_model,
+    load_into,
+    load_weights,
+    peek_weights,
+    shapes_only,
+)
 from .zoo import entries_reading, release_entry
 
 
@@ -173,8 +179,7 @@ def check_teacher_weights(weights: dict[str, str], preprocessing: dict[str, str]
     for name in [*weights, *(n for n in preprocessing if n not in weights)]:
         path = weights.get(name)
         try:
-            with torch.device("meta"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch says each copy into a meta tensor does nothing: the point
+            with shapes_only():
                 create_teacher(name, pretrained=path is not None, checkpoint=path,
                                preprocessing=preprocessing.get(name), log=None)
         except ParameterError:
@@ -182,10 +187,9 @@ def check_teacher_weights(weights: dict[str, str], preprocessing: dict[str, str]
         except WorkbenchError as err:
             raise WeightsError(f"teacher_weights: the file of {name!r}, {path!r}: {err}") from err
         except Exception as err:  # noqa: BLE001  (torch and timm fail in many ways on a wrong file)
-            detail = " ".join(line.strip() for line in str(err).strip().splitlines()[:3])[:400]
             raise WeightsError(
                 f"teacher_weights: the file of {name!r}, {path!r}, does not load into {name!r} "
-                f"({type(err).__name__}: {detail}). Give that model's weights as its release ships them "
+                f"({cause(err)}). Give that model's weights as its release ships them "
                 "(e.g. DINO's checkpoint_teacher.pth), or the teacher name that matches this file.") from err
 
 

@@ -10,6 +10,7 @@ A trained student is a folder: ``student.safetensors`` (the encoder's weights) a
 """
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from pathlib import Path
@@ -21,13 +22,13 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.vision_transformer import VisionTransformer
 
 from ..core.checkpoint import Checkpoints
-from ..core.errors import MissingFile, ParameterError, WeightsError, WorkbenchError
+from ..core.errors import MissingFile, ParameterError, WeightsError, WorkbenchError, cause
 from ..core.files import load_tensors
 from ..layers.attention import use_fused_attention
 from ..layers.conv_stem import ConvStemEmbed
 from ._registry import named_student, named_students
 from .preprocess import Normalize, Preprocessing, preprocessing_named
-from .weights import CHECKPOINT_FORMATS, load_into, load_weights, unwrap_state_dict
+from .weights import CHECKPOINT_FORMATS, load_into, load_weights, shapes_only, unwrap_state_dict
 
 STUDENT_WEIGHTS = "student.safetensors"  # the encoder's weights in a student folder
 STUDENT_CONFIG = "config.json"  # {"config": {"student": ..., "image_size": ...}, ...}; written last
@@ -184,10 +185,17 @@ def student_image_size(name: str) -> int:
     return student_geometry(name)[0]
 
 
+@functools.cache
+def _architecture(name: str) -> nn.Module:
+    """A student's architecture on the ``meta`` device, no weights allocated; built once per name (its geometry and
+    width are asked for by every check and property)."""
+    with torch.device("meta"):
+        return timm.create_model(check_student_name(name), pretrained=False, num_classes=0)
+
+
 def student_geometry(name: str, img_size: int | None = None) -> tuple[int, int, int]:
     """(input size, patch size, depth) of a student at ``img_size`` (default: its own), without allocating weights."""
-    with torch.device("meta"):
-        vit = timm.create_model(check_student_name(name), pretrained=False, num_classes=0)
+    vit = _architecture(name)
     if not isinstance(vit, VisionTransformer):
         raise ParameterError(f"student {name!r} is a {type(vit).__name__}; the student must be a timm "
                              "VisionTransformer")
@@ -196,8 +204,7 @@ def student_geometry(name: str, img_size: int | None = None) -> tuple[int, int, 
 
 def student_width(name: str) -> int:
     """A student's token width (its ``embed_dim``), without allocating weights."""
-    with torch.device("meta"):
-        return int(timm.create_model(check_student_name(name), pretrained=False, num_classes=0).embed_dim)
+    return int(_architecture(name).embed_dim)
 
 
 def finished_student_folder(out_dir) -> Path:
@@ -273,15 +280,13 @@ def check_student_source(source: str, what: str = "student_init") -> None:
     if source == "random" or source in named_students():
         return
     try:
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch says each copy into a meta tensor does nothing: the point
+        with shapes_only():
             _read_student(source)
     except WorkbenchError as err:
         raise WeightsError(f"{what} {source!r}: {err}") from err
     except Exception as err:  # noqa: BLE001  (safetensors, json and torch fail in many ways on a wrong file)
-        detail = " ".join(line.strip() for line in str(err).strip().splitlines()[:3])[:400]
         raise WeightsError(
-            f"{what} {source!r} does not load as a student ({type(err).__name__}: {detail}). Give a student folder "
+            f"{what} {source!r} does not load as a student ({cause(err)}). Give a student folder "
             f"(an out_dir of 03 or its {STUDENT_FOLDER}/, as 03 wrote it) or a released UNIC checkpoint (unic.pth)."
         ) from err
 

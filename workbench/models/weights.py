@@ -31,7 +31,10 @@ import math
 import os
 import pickle
 import re
+import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -224,6 +227,16 @@ def load_into(model: nn.Module, checkpoint, fmt: str, name: str = "", path="") -
                            f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
                            f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
     return checkpoint if isinstance(checkpoint, dict) else {}
+
+
+@contextmanager
+def shapes_only() -> Iterator[None]:
+    """Models built, and weight files loaded into them, on torch's ``meta`` device: shapes only, no memory and no
+    compute, to see that a file fits a model before the run that loads it. Torch warns that each copy into a meta
+    tensor does nothing, which is the point here: those warnings are silenced."""
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 # ----------------------------------------------------------------------------- where a file comes from
