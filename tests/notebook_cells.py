@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 from pathlib import Path
 
 import jupytext
@@ -12,6 +13,17 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXTRA_PARAMETERS = ("out_dir", "overwrite")  # a notebook's parameters besides its config's fields
+# The offline teachers this machine has cached already, read at import (before conftest points $WORKBENCH_CACHE at a
+# test's own folder).
+USER_TEACHERS = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")).expanduser() / "teachers"
+
+
+def cache_with_user_teachers(cache: Path) -> Path:
+    """``cache``, for notebooks run in other processes, with this machine's offline teachers copied in where it has
+    them: they spare each test module their training (absent, the first run trains them)."""
+    if USER_TEACHERS.is_dir():
+        shutil.copytree(USER_TEACHERS, cache / "teachers")
+    return cache
 
 
 def cells(nb) -> list[tuple[str, str, list[str]]]:

@@ -11,7 +11,6 @@ import json
 import os
 import queue
 import re
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from jupyter_client import KernelManager
-from notebook_cells import ROOT, code_cells
+from notebook_cells import ROOT, cache_with_user_teachers, code_cells
 from PIL import Image
 
 from workbench.core.files import load_tensors
@@ -33,9 +32,6 @@ from workbench.core.preemption import (
 )
 
 NOTEBOOKS = ROOT / "notebooks"
-# The offline teachers this machine has cached already (read before conftest points $WORKBENCH_CACHE at a test's own
-# folder): copied into the kernels' cache, they spare the tests their training. Absent, the first run trains them.
-USER_TEACHERS = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")).expanduser() / "teachers"
 
 # 03 at CI size (tests/test_papermill_preemption.py): 3 epochs of 8 steps, a checkpoint every 3 steps; the test
 # interrupts once the first one is on disk.
@@ -185,8 +181,7 @@ def workspace(tmp_path_factory):
     """A folder for the kernels to run in and their environment: this checkout on the path, a cache of its own (with
     this machine's offline teachers, where it has them), one thread, fp32."""
     root = tmp_path_factory.mktemp("kernels")
-    if USER_TEACHERS.is_dir():
-        shutil.copytree(USER_TEACHERS, root / "cache" / "teachers")
+    cache_with_user_teachers(root / "cache")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "WORKBENCH_CACHE": str(root / "cache"), "WORKBENCH_SHARE_CORES": "0", "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1", "WORKBENCH_NATIVE_BF16": "0"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import nbformat
 import papermill
 import pytest
 import torch
+from notebook_cells import cache_with_user_teachers
 from papermill.engines import NBClientEngine, papermill_engines
 
 from workbench.core.files import load_tensors
@@ -28,9 +28,6 @@ from workbench.core.preemption import EXIT_PREEMPTED
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_03 = ROOT / "notebooks" / "03_distill.ipynb"
-# The offline teachers this machine has cached already (read before conftest points $WORKBENCH_CACHE at a test's own
-# folder): copied into the runs' cache, they spare each test module their training. Absent, the first run trains them.
-USER_TEACHERS = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")).expanduser() / "teachers"
 
 # 03 at CI size: 3 epochs of 8 steps, a checkpoint every 3 steps; the test signals once the first one (step 3) is on
 # disk, which leaves the run most of its 24 steps to be caught in.
@@ -222,9 +219,7 @@ def runs_03(tmp_path_factory):
     """A cache for the runs of 03 (with this machine's offline teachers, where it has them), its environment, and
     one uninterrupted run of 03 as the reference."""
     root = tmp_path_factory.mktemp("runs_03")
-    if USER_TEACHERS.is_dir():
-        shutil.copytree(USER_TEACHERS, root / "cache" / "teachers")
-    env = {**os.environ, "WORKBENCH_CACHE": str(root / "cache"), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "WORKBENCH_CACHE": str(cache_with_user_teachers(root / "cache")), "HF_HUB_OFFLINE": "1"}
     code, _, err = finish(start(papermill_command(NOTEBOOK_03, root / "reference.ipynb",
                                                   {**PARAMS_03, "out_dir": root / "reference"}), env))
     assert code == 0, err
