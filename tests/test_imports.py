@@ -1,6 +1,7 @@
 """The package's layers, read from its source (ast): each imports only the ones below it, and nothing cycles.
 
-    core <- data <- layers <- models <- options <- probing <- generation | distillation | transfer <- workbench
+    core <- data <- layers <- models <- options <- probing <- generation | distillation | transfer <- study
+        <- workbench
 
 Stages never import each other; no module imports another's private name; no module hides an import of the
 workbench inside a function (the imports at the top of a module are its whole list of dependencies).
@@ -14,8 +15,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 RANKS = {"core": 0, "data": 1, "layers": 2, "models": 3, "options": 4, "probing": 5, "generation": 6,
-         "distillation": 6, "transfer": 6}
-TOP = 7  # workbench/__init__.py and __main__.py: the public API and the command line
+         "distillation": 6, "transfer": 6, "study": 7}
+TOP = 8  # workbench/__init__.py and __main__.py: the public API and the command line
 
 
 def module_name(path: Path) -> str:
