@@ -8,3 +8,7 @@
 This package sits above the stages: it runs them as the command line and papermill do, in other processes, and
 reads back what they wrote.
 """
+from .collect import collect, progress, summarize
+from .figures import interval_figure
+
+__all__ = ["collect", "interval_figure", "progress", "summarize"]
