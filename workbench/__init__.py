@@ -13,6 +13,7 @@ The package is layered; each layer imports only the ones before it (``tests/test
     options                                the options several stages take, each declared once
     probing                                frozen-feature probes (02)
     generation, distillation, transfer     the stages (01 and 06, 03 and 05, 04), which never import each other
+    study                                  sweeps over settings and seeds, and their tables (07)
 """
 from .core.threads import share_cores
 
@@ -43,3 +44,14 @@ __all__ = ["build_teachers", "CloneStudyConfig", "core", "create_teacher", "Data
            "prepare_out_dir", "probe", "probe_table", "ProbeConfig", "ProbeTask", "probing", "save_figure", "save_json",
            "show", "task_distill", "TaskDistillConfig", "transfer", "TransferConfig", "WorkbenchError"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``wb.study`` and ``wb.sweep`` load on first use: studies need pandas and submitit, which every notebook's
+    ``import workbench`` would otherwise pay for (about half a second)."""
+    if name in ("study", "sweep"):
+        import importlib
+
+        study = importlib.import_module(".study", __name__)
+        return study if name == "study" else study.sweep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

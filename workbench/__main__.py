@@ -5,6 +5,7 @@
     torchrun --nproc-per-node 8 -m workbench generate ...             # shard from RANK / WORLD_SIZE
     python -m workbench distill --config runs/03_distill/run.yaml     # the run file the 03 notebook writes
     torchrun --nproc-per-node 8 -m workbench distill --config run.yaml   # DistributedDataParallel, 8 GPUs
+    python -m workbench sweep distill --config run.yaml --grid ladder=last,all --seeds 0,1,2 --out studies/ladder
 
 Exit codes: 0 done; 75 stopped by SIGTERM or SIGUSR1 after a checkpoint (``workbench.core.preemption``: rerun
 to resume); 2 bad parameters, a busy out_dir or a missing model; 1 a disk that refused a write, or a failure.
@@ -20,6 +21,8 @@ from .core.files import DiskWriteError
 from .core.preemption import handle_preemption
 from .distillation import run_distill
 from .generation import GenerateConfig, Shard, audit, class_counts, generate
+from .study import sweep
+from .study.sweep import LAUNCHERS
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,12 +72,56 @@ def run_distill_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="what each point runs: distill (the command line's stage) or a notebook "
+                                       "(03_distill, 05_task_distill, ..., or its path, through papermill)")
+    parser.add_argument("--out", required=True, help="the sweep's folder: one out_dir per point, sweep.json, status/")
+    parser.add_argument("--config", help="base parameters (YAML; 03's run.yaml works), default: the target's own")
+    parser.add_argument("--grid", nargs="*", default=[], metavar="NAME=V1,V2",
+                        help="the settings to vary, each with its values (a YAML list for values with commas)")
+    parser.add_argument("--seeds", default="0", help="every point runs once per seed (default 0)")
+    parser.add_argument("--extend", action="store_true", help="add new grid values or seeds to the sweep in --out")
+    parser.add_argument("--launcher", default="local", choices=LAUNCHERS,
+                        help="local: this machine (submitit's local executor); slurm: one array job")
+    parser.add_argument("--max-parallel", type=int, default=1, help="points running at a time (default 1)")
+    parser.add_argument("--time-min", type=int, default=1440, help="each point's time limit in minutes; near it the "
+                                                                   "point checkpoints and is requeued (default 1440)")
+    parser.add_argument("--no-wait", action="store_true", help="return once submitted (SLURM's default)")
+    slurm = parser.add_argument_group("slurm")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--gpus-per-node", type=int)
+    slurm.add_argument("--cpus-per-task", type=int)
+    slurm.add_argument("--mem-gb", type=float)
+    slurm.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="any other sbatch option, e.g. account=abc constraint=a100 qos=high")
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    slurm = {k: v for k, v in (("partition", args.partition), ("gpus_per_node", args.gpus_per_node),
+                               ("cpus_per_task", args.cpus_per_task), ("mem", args.mem_gb and f"{args.mem_gb}G"))
+             if v is not None}
+    for item in args.slurm:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ParameterError(f"--slurm {item!r} is not KEY=VALUE (e.g. --slurm account=abc)")
+        slurm[key.replace("-", "_")] = value
+    if slurm and args.launcher != "slurm":
+        raise ParameterError(f"--partition, --gpus-per-node and the other SLURM options need --launcher slurm "
+                             f"(given: {sorted(slurm)})")
+    runs = sweep(args.target, args.out, config=args.config, grid=args.grid, seeds=args.seeds, extend=args.extend,
+                 launcher=args.launcher, max_parallel=args.max_parallel, time_min=args.time_min,
+                 wait=False if args.no_wait else None, slurm=slurm)
+    return 1 if (runs["state"] == "failed").any() else 0
+
+
 COMMANDS = {
     # name: (help, add_arguments, run)
     "generate": ("generate a synthetic ImageNet clone with Stable Diffusion (resumable, shardable)",
                  add_generate_arguments, run_generate),
     "distill": ("distill teachers into a student from a run file (one process, or many under torchrun)",
                 add_distill_arguments, run_distill_command),
+    "sweep": ("run a stage or notebook over a grid of settings and seeds (resumable; local or SLURM, by submitit)",
+              add_sweep_arguments, run_sweep_command),
 }
 
 

@@ -10,8 +10,9 @@ one or many GPUs and machines:
 The out_dir rules are the notebook's (``DistillConfig.claim_out_dir``): a rerun continues the run there (resuming
 from its last checkpoint, with any number of processes), another configuration is refused unless
 ``--overwrite``. Rank 0 writes ``checkpoints/``, ``student/``, ``history.jsonl`` and
-``metrics.jsonl``, which it appends to at every logged step: ``launch_distill`` (what the notebook
-calls when ``nproc > 1``) starts torchrun, follows that file and feeds the live plot.
+``metrics.jsonl``, which it appends to at every logged step, and at the end ``summary.json`` (the configuration,
+the closing losses, the times: what a study's table reads, ``workbench.study.collect``): ``launch_distill`` (what
+the notebook calls when ``nproc > 1``) starts torchrun, follows that file and feeds the live plot.
 
 Preemption: each rank stops after its current step on SIGTERM or SIGUSR1, rank 0 checkpoints, and they exit
 with code 75 (``workbench.core.preemption``). torchrun forwards SIGTERM to its ranks; it forwards SIGUSR1
@@ -41,7 +42,7 @@ import torch
 
 from ..core.distributed import cleanup, init_distributed
 from ..core.errors import ParameterError
-from ..core.files import read_jsonl
+from ..core.files import read_jsonl, save_json
 from ..core.live import follow
 from ..core.lock import hold_lock
 from ..core.preemption import (
@@ -58,7 +59,7 @@ from ..data import load_data
 from ..models import Teacher, build_teachers, finished_student_folder
 from .checkpoint import PREEMPTED
 from .config import RUN_FILE, DistillConfig, load_run_config
-from .train import DistillRun, describe_run, distill
+from .train import DistillRun, describe_run, distill, final_metrics
 
 # The signals torchrun passes on to its ranks: its default ones, and SIGUSR1 (SLURM's --signal).
 FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
@@ -109,7 +110,14 @@ def _run(cfg: DistillConfig, out_dir, ranks, random_teachers: bool, log_every: i
         torch.manual_seed(cfg.seed)  # the same random teachers on every rank (random_teachers)
         teachers = build_teachers(cfg.teachers, cfg.teacher_weights, cfg.preprocessing,
                                   pretrained=not random_teachers)
+    t0 = time.time()
     run = distill(cfg, data, teachers, out_dir=out_dir, log_every=log_every, log=say)
+    if ranks.main:  # the notebook writes its own, with its probes, over this one
+        save_json({"config": cfg.to_dict(), "data": data.describe(), "nproc": ranks.size,
+                   "runtime_s": round(time.time() - t0, 1), "distill_s": round(run.runtime_s, 1),
+                   **final_metrics(run.history), "resumed_from_step": run.resumed_from,
+                   "unreadable_train_images": len(run.skipped), "student_folder": str(run.student_folder),
+                   "precision": run.precision, "random_teachers": random_teachers}, Path(out_dir) / "summary.json")
     say(run.describe())
     return run
 

@@ -10,5 +10,6 @@ reads back what they wrote.
 """
 from .collect import collect, progress, summarize
 from .figures import interval_figure
+from .sweep import sweep
 
-__all__ = ["collect", "interval_figure", "progress", "summarize"]
+__all__ = ["collect", "interval_figure", "progress", "summarize", "sweep"]
