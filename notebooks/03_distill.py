@@ -91,6 +91,9 @@ nproc = 1                              # processes the notebook launches with to
                                        # torchrun's
 ckpt_every = 0                         # checkpoint every N steps; 0: at the end of every epoch
 keep_checkpoints = 3                   # how many of the newest checkpoints to keep
+logger = "none"                        # where the run's metric records also go: none; tensorboard (event files in
+                                       # <out_dir>/tensorboard); wandb (Weights & Biases, offline unless WANDB_MODE is
+                                       # set). Each needs its extra: pip install -e ".[tensorboard]" or ".[wandb]"
 overwrite = False                      # True: delete the run already in out_dir and start over
 out_dir = "runs/03_distill"            # the folder of this run's artifacts: summary.json, figures, tables, checkpoints
 

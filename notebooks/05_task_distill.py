@@ -80,6 +80,9 @@ precision = "auto"                     # fp32, or bf16 / fp16 (CUDA) autocast fo
                                        # models (timed once per machine), else fp32
 workers = 0                            # CPU: students trained at once, each in its own process (0: one per core); GPU:
                                        # 1
+logger = "none"                        # where the run's metric records also go: none; tensorboard (event files in
+                                       # <out_dir>/tensorboard); wandb (Weights & Biases, offline unless WANDB_MODE is
+                                       # set). Each needs its extra: pip install -e ".[tensorboard]" or ".[wandb]"
 overwrite = False                      # True: delete the run already in out_dir and start over
 out_dir = "runs/05_task_distill"       # the folder of this run's artifacts: summary.json, figures, tables, checkpoints
 

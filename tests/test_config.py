@@ -90,8 +90,8 @@ def test_a_record_from_before_a_parameter_existed_is_the_same_run_at_its_default
 
 def test_every_stage_marks_how_it_runs_as_execution_only():
     assert set(DistillConfig.fields_with_role("execution")) == {"device", "torch_compile", "nproc", "ckpt_every",
-                                                                "keep_checkpoints"}
-    assert set(wb.TaskDistillConfig.fields_with_role("execution")) == {"device", "workers"}
+                                                                "keep_checkpoints", "logger"}
+    assert set(wb.TaskDistillConfig.fields_with_role("execution")) == {"device", "workers", "logger"}
     assert set(wb.GenerateConfig.fields_with_role("execution")) == {"images_per_call", "device", "dtype"}
     assert set(wb.GenerateConfig.fields_with_role("extent")) == {"classes", "images_per_class"}
     assert set(wb.GenerateConfig().settings()) == {"prompt", "negative_prompt", "guidance_scale", "steps", "model",

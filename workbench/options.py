@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .core.config import Option
 from .core.device import pick_device
+from .core.loggers import LOGGERS
 from .core.precision import PRECISIONS
 from .models import check_student_init, check_student_name, check_teacher_names
 
@@ -31,6 +32,11 @@ SEED = Option("seed", int, "the seed everything random derives from (weights, da
                            "repeats, the first of the seeds", default=0, ge=0)
 REPEATS = Option("repeats", int, "seeds seed, seed + 1, ...: each result is a mean and spread over them",
                  default=3, ge=1)
+
+LOGGER = Option("logger", str, "where the run's metric records also go: none; tensorboard (event files in "
+                               "<out_dir>/tensorboard); wandb (Weights & Biases, offline unless WANDB_MODE is set). "
+                               "Each needs its extra: pip install -e \".[tensorboard]\" or \".[wandb]\"",
+                default="none", choices=LOGGERS, execution=True)
 
 # ----------------------------------------------------------------------------- data
 
@@ -76,6 +82,6 @@ DENSE_STEPS = Option("dense_steps", int, "training steps of each dense probe, 16
 DENSE_LR = Option("dense_lr", float, "peak AdamW learning rate of the dense probes (DINOv2: 0.001)", default=0.01,
                   gt=0)
 
-SHARED_OPTIONS = {o.name: o for o in (DEVICE, PRECISION, SEED, REPEATS, DATA, DATA_ROOT, N_TRAIN, N_TEST, IMAGE_SIZE,
-                                      TEACHERS, TEACHER_WEIGHTS, PREPROCESSING, STUDENT, STUDENT_INIT, STUDENT_STEPS,
-                                      LR, BATCH_SIZE, WEIGHT_DECAY, GRAD_CLIP, DENSE_STEPS, DENSE_LR)}
+SHARED_OPTIONS = {o.name: o for o in (DEVICE, PRECISION, SEED, REPEATS, LOGGER, DATA, DATA_ROOT, N_TRAIN, N_TEST,
+                                      IMAGE_SIZE, TEACHERS, TEACHER_WEIGHTS, PREPROCESSING, STUDENT, STUDENT_INIT,
+                                      STUDENT_STEPS, LR, BATCH_SIZE, WEIGHT_DECAY, GRAD_CLIP, DENSE_STEPS, DENSE_LR)}

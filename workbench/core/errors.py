@@ -59,3 +59,8 @@ class NonFiniteLoss(WorkbenchError, RuntimeError):
 
 class MissingFile(WorkbenchError, FileNotFoundError):
     """A file or folder the run needs is not there: a data folder, a weight file, a model not in the local cache."""
+
+
+class MissingPackage(WorkbenchError, ImportError):
+    """An optional package a parameter asks for (an extra: ``logger=tensorboard``) is not installed; the message says
+    what to install."""

@@ -24,6 +24,7 @@ import torch
 from ..core.checkpoint import Checkpoints, TrainState, load_train_state, save_train_state
 from ..core.files import atomic_folder, load_tensors, save_json, save_jsonl, save_tensors
 from ..core.live import MetricsLog
+from ..core.loggers import TENSORBOARD_DIR, WANDB_DIR, Logger, make_logger
 from ..core.runs import OutDirError, differences
 from ..models.students import (
     OLDER_STUDENT_FOLDER,
@@ -49,7 +50,8 @@ def resume(ckpts: Checkpoints, model: UNIC, opt, generators: dict, cfg: DistillC
     deletes them; execution fields (device, compilation, checkpointing) may differ."""
     out_dir = ckpts.root.parent
     if overwrite:
-        for p in (ckpts.root, out_dir / STUDENT_FOLDER, out_dir / OLDER_STUDENT_FOLDER, out_dir / TIMM_EXPORT):
+        for p in (ckpts.root, out_dir / STUDENT_FOLDER, out_dir / OLDER_STUDENT_FOLDER, out_dir / TIMM_EXPORT,
+                  out_dir / TENSORBOARD_DIR, out_dir / WANDB_DIR):
             shutil.rmtree(p, ignore_errors=True)
         (out_dir / "history.jsonl").unlink(missing_ok=True)
         return None
@@ -131,8 +133,9 @@ def recorded_precision(out_dir) -> str | None:
 class RunOutput:
     """What a run writes into its out_dir, by rank 0 alone: ``checkpoints/step_*`` (the training state, every
     ``ckpt_every`` steps or every epoch), ``metrics.jsonl`` (appended at every logged step, so others can
-    follow it live), ``history.jsonl`` and, at the end, ``student/`` (the student). Without an out_dir it
-    writes nothing and resumes nothing."""
+    follow it live) and the same records to the ``logger`` of its config (``core.loggers``: TensorBoard, W&B),
+    ``history.jsonl`` and, at the end, ``student/`` (the student). Without an out_dir it writes nothing and
+    resumes nothing. ``close()`` when the run ends, however it ends."""
 
     def __init__(self, out_dir, cfg: DistillConfig, meta: dict, writes: bool):
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -140,6 +143,7 @@ class RunOutput:
         self.checkpoints = Checkpoints(self.out_dir / "checkpoints", cfg.keep_checkpoints) if self.out_dir else None
         self.writes = writes and self.out_dir is not None
         self.metrics: MetricsLog | None = None
+        self.logger: Logger = Logger()  # logs nothing until ``resume`` opens the configured one
 
     def resume(self, model: UNIC, opt, generators: dict, overwrite: bool, log=print) -> tuple[TrainState, int | None]:
         """The state to start from (restored into ``model``, ``opt``, ``generators``) and the step it resumed from."""
@@ -151,12 +155,21 @@ class RunOutput:
         state = state or TrainState()
         if self.writes:
             self.metrics = MetricsLog(self.out_dir / "metrics.jsonl", state.history)
+            self.logger = make_logger(self.cfg.logger, self.out_dir, self.out_dir.name, self.cfg.to_dict())
+            for record in state.history:  # as metrics.jsonl: the records the run keeps, then the steps it computes
+                self.logger.log(record)
             (self.out_dir / PREEMPTED).unlink(missing_ok=True)  # this run is the rerun it asked for
         return state, resumed_from
 
     def record(self, record: dict) -> None:
         if self.metrics is not None:
             self.metrics.append(record)
+            self.logger.log(record)
+
+    def close(self) -> None:
+        """The logger's files complete (rank 0; nothing to do elsewhere)."""
+        self.logger.close()
+        self.logger = Logger()
 
     def latest(self) -> Path | None:
         return self.checkpoints.latest() if self.checkpoints is not None else None

@@ -15,6 +15,7 @@ import yaml
 from ..core.config import Config, param
 from ..core.errors import MissingFile
 from ..core.files import save_text
+from ..core.loggers import check_logger
 from ..core.memory import check_memory
 from ..core.params import ParameterError, as_list
 from ..data.augment import AUGMENTATIONS
@@ -30,6 +31,7 @@ from ..options import (
     DEVICE,
     GRAD_CLIP,
     IMAGE_SIZE,
+    LOGGER,
     N_TEST,
     N_TRAIN,
     PRECISION,
@@ -123,6 +125,7 @@ class DistillConfig(Config):
                        help="processes the notebook launches with torchrun (N GPUs); the command line takes torchrun's")
     ckpt_every: int = param(0, ge=0, execution=True, help="checkpoint every N steps; 0: at the end of every epoch")
     keep_checkpoints: int = param(3, ge=1, execution=True, help="how many of the newest checkpoints to keep")
+    logger: str = LOGGER()
 
     def check(self) -> None:
         size, patch, depth = student_geometry(self.student, self.image_size)
@@ -142,7 +145,7 @@ class DistillConfig(Config):
     def check_inputs(self) -> None:
         """The data (an ImageFolder's splits, the offline world's memory), the teachers' weight files and the student
         to start from, each loaded as the run will load it (``check_data``, ``check_teacher_weights``,
-        ``check_student_source``)."""
+        ``check_student_source``), and the package the logger needs (``check_logger``)."""
         n_train = check_data(self.data, self.n_train, self.n_test)
         check_batch_size(self.batch_size, n_train, self.data)
         size, patch, depth = student_geometry(self.student, self.image_size)
@@ -154,6 +157,7 @@ class DistillConfig(Config):
                      "lower image_size (or 'auto', the student's own) or batch_size")
         check_teacher_weights(self.teacher_weights, self.preprocessing)
         check_student_source(self.student_init)
+        check_logger(self.logger)
 
     @property
     def peak_lr(self) -> float:

@@ -13,7 +13,8 @@ The finished student goes to ``out_dir/student/`` (``load_student``).
 Under torchrun (``python -m workbench distill``, which joins the process group) the same loop runs on
 every rank (``workbench.core.distributed``): ``batch_size`` is the global batch, split evenly over the
 ranks; statistics, teacher dropping and metrics are computed over the global batch, so N ranks train as
-one process would; rank 0 alone writes checkpoints, ``metrics.jsonl`` and logs.
+one process would; rank 0 alone writes checkpoints, ``metrics.jsonl`` (and the same records to the config's
+``logger``: TensorBoard, W&B) and logs.
 
 Preemption (``workbench.core.preemption``): on SIGTERM or SIGUSR1 every rank finishes the step it is in,
 rank 0 writes a full checkpoint at once (the others wait for it) and ``preempted.json`` beside it, and the
@@ -27,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,12 +89,12 @@ def distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir: str
     SIGTERM or SIGUSR1 stops it after the current step, with a checkpoint (``Preempted``, exit code 75)."""
     ranks = current_group()
     lock = hold_lock(out_dir, what=cfg.kind) if out_dir is not None and ranks.main else nullcontext()
-    with handle_preemption(), lock:
-        return _distill(cfg, data, teachers, out_dir, callback, log_every, log, overwrite)
+    with handle_preemption(), lock, ExitStack() as on_exit:
+        return _distill(cfg, data, teachers, out_dir, callback, log_every, log, overwrite, on_exit)
 
 
 def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, callback, log_every: int, log,
-             overwrite: bool) -> DistillRun:
+             overwrite: bool, on_exit: ExitStack) -> DistillRun:
     # Where and with whom: this rank's device, and a global batch that splits evenly over the ranks.
     device, ranks = pick_device(cfg.device), current_group()
     data = decoded_for_training(cfg, data)
@@ -127,6 +128,7 @@ def _distill(cfg: DistillConfig, data, teachers: dict[str, Teacher], out_dir, ca
     # Every rank loads the same checkpoint; rank 0 first, which alone removes leftovers (and the old run).
     output = RunOutput(out_dir, cfg, {"config": cfg.to_dict(), "teacher_grids": grids, "data": data.fingerprint,
                                       "precision": precision}, writes=ranks.main)
+    on_exit.callback(output.close)  # the logger's files are complete however the run ends
     with ranks.main_first():
         state, resumed_from = output.resume(model, opt, generators, overwrite, log)
     if callback is not None and ranks.main:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ...core.config import Config, param
+from ...core.loggers import check_logger
 from ...core.params import ParameterError, did_you_mean
 from ...data.factory import check_data
 from ...data.folders import check_image_folder
@@ -17,6 +18,7 @@ from ...options import (
     DATA,
     DEVICE,
     GRAD_CLIP,
+    LOGGER,
     LR,
     N_TEST,
     N_TRAIN,
@@ -95,6 +97,7 @@ class TaskDistillConfig(Config):
     precision: str = PRECISION()
     workers: int = param(0, ge=0, execution=True,
                          help="CPU: students trained at once, each in its own process (0: one per core); GPU: 1")
+    logger: str = LOGGER()
 
     def check(self) -> None:
         check_teacher_options(self.teachers, self.teacher_weights, self.preprocessing)
@@ -105,8 +108,8 @@ class TaskDistillConfig(Config):
 
     def check_inputs(self) -> None:
         """The data (an ImageFolder's splits, the offline world's memory), the teachers' weight files and the student
-        to start from, each loaded as the run will load it; a warning where ``labels_per_class`` exceeds the images
-        of a class (every one of its images is then labelled)."""
+        to start from, each loaded as the run will load it, and the package the logger needs; a warning where
+        ``labels_per_class`` exceeds the images of a class (every one of its images is then labelled)."""
         if self.data == "world":
             n_train = check_data(self.data, self.n_train, self.n_test)
             fewest = n_train // len(SHAPES if self.task == "shape" else COLOURS)
@@ -119,6 +122,7 @@ class TaskDistillConfig(Config):
                           stacklevel=2)
         check_teacher_weights(self.teacher_weights, self.preprocessing)
         check_student_source(self.student_init)
+        check_logger(self.logger)
 
     @property
     def seeds(self) -> list[int]:

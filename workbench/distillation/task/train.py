@@ -28,12 +28,16 @@ SIGTERM or SIGUSR1 each running student finishes its step and saves itself there
 do not start, and the run raises ``Preempted`` (exit code 75; a stopped cell in a notebook). A rerun keeps
 the finished students and continues the stopped ones from their step, to the same weights and results as a
 run never stopped. The run's out_dir is locked while it runs (``workbench.core.lock``).
+
+With an out_dir, the live records also go to the ``logger`` of the config (``workbench.core.loggers``: TensorBoard,
+W&B), each value as ``<value>/<student>/seed<k>`` at the student's step (``logged_scalars``); a rerun logs the
+records of its finished and resumed students again, as its history holds them.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +47,7 @@ import torch.nn as nn
 from ...core.device import pick_device
 from ...core.files import save_json, save_jsonl, save_tensors
 from ...core.lock import hold_lock
+from ...core.loggers import Logger, make_logger
 from ...core.parallel import auto_workers, map_jobs
 from ...core.preemption import EXIT_PREEMPTED, Preempted, StoppedJob, handle_preemption, requested
 from ...core.stats import seed_stats
@@ -151,13 +156,24 @@ class TaskRun:
 def task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher], out_dir: str | Path | None = None,
                  callback: Callable[[dict], None] | None = None, log=print) -> TaskRun:
     """Every student of every seed (see the module docstring); with ``out_dir``, resumable and locked."""
-    with handle_preemption(), hold_lock(out_dir, what=cfg.kind) if out_dir is not None else nullcontext():
-        return _task_distill(cfg, data, teachers, out_dir, callback, log)
+    with handle_preemption(), hold_lock(out_dir, what=cfg.kind) if out_dir is not None else nullcontext(), \
+            ExitStack() as on_exit:
+        return _task_distill(cfg, data, teachers, out_dir, callback, log, on_exit)
 
 
-def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher], out_dir, callback, log) -> TaskRun:
+def logged_scalars(record: dict) -> dict:
+    """A student's live record as a logger takes it: each value named ``<value>/<student>/seed<k>`` (students and
+    seeds have steps of their own)."""
+    return {f"{k}/{record['student']}/seed{record['seed']}": v for k, v in record.items()
+            if k not in ("student", "seed", "step")}
+
+
+def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teacher], out_dir, callback, log,
+                  on_exit: ExitStack) -> TaskRun:
     if cfg.task not in data.tasks:
         raise ValueError(f"task {cfg.task!r} is not a task of {data.name!r}; its tasks: {', '.join(data.tasks)}")
+    logger = on_exit.enter_context(make_logger(cfg.logger, out_dir, Path(out_dir).name, cfg.to_dict())
+                                   if out_dir is not None else Logger())
     device, t0 = pick_device(cfg.device), time.time()
     n_classes = len(data.tasks[cfg.task])
     teachers = {n: t.to(device).eval() for n, t in teachers.items()}
@@ -174,6 +190,7 @@ def _task_distill(cfg: TaskDistillConfig, data: Data, teachers: dict[str, Teache
     def record(r: dict) -> None:
         r["time_s"] = round(time.time() - t0, 2)
         history.append(r)
+        logger.log(logged_scalars(r), r["step"])
         if callback is not None:
             callback(r)
 
