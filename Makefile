@@ -5,6 +5,8 @@
 #                     worker per core (what CI runs)
 #   make test-fast  - the linter and the library's unit tests, without the slow end-to-end ones (a few minutes; one
 #                     process: its many short tests gained nothing from pytest-xdist's workers, measured)
+#   make study      - the README's study: UNIC's ablations on the offline world, 5 variants x 3 seeds of 03's
+#                     default run (07_studies, headless; a rerun continues it)
 #   make sync-notebooks - after editing a notebook's .py or .ipynb outside JupyterLab: update its twin
 # (a notebook rerun with the same out_dir resumes or reloads its run; make clean starts everything over)
 PYTHON ?= python3
@@ -15,7 +17,7 @@ RUNS ?= runs
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 LINTED := workbench tests notebooks benchmarks tools
 
-.PHONY: setup run notebooks test test-fast lint sync-notebooks bench clean
+.PHONY: setup run notebooks study test test-fast lint sync-notebooks bench clean
 
 setup: $(READY)
 
@@ -33,6 +35,11 @@ notebooks: $(READY)
 	  name=$$(basename $$nb .ipynb); \
 	  $(BIN)/papermill --log-output --no-progress-bar $$nb $(RUNS)/$$name.ipynb -p out_dir $(RUNS)/$$name || exit 1; \
 	done
+
+study: $(READY)
+	mkdir -p $(RUNS)
+	$(BIN)/papermill --log-output --no-progress-bar notebooks/07_studies.ipynb $(RUNS)/07_studies.ipynb \
+	  -p out_dir $(RUNS)/07_studies -p variants all -p seeds 0,1,2 -p base ""
 
 lint: $(READY)
 	$(BIN)/ruff check $(LINTED)

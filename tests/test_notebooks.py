@@ -22,7 +22,7 @@ def config_of(notebook) -> type:
 
 def test_there_are_notebooks():
     assert [p.stem for p in NOTEBOOKS] == ["01_synthetic_imagenet", "02_probe_teachers", "03_distill", "04_transfer",
-                                           "05_task_distill", "06_synthetic_vs_real"]
+                                           "05_task_distill", "06_synthetic_vs_real", "07_studies"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

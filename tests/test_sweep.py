@@ -156,7 +156,7 @@ def test_a_warned_job_stops_its_point_at_a_checkpoint_and_requeues_it(tmp_path):
     its checkpoint first), its status says preempted, and the job to requeue is the same point."""
     script = ("import signal, sys, time\n"
               "signal.signal(signal.SIGTERM, lambda *_: sys.exit(75))\n"
-              "print('started', flush=True)\n"
+              "print('started', flush=True)\n"  # its own line, once its handler is in place
               "time.sleep(60)\n")
     job = PointJob(str(tmp_path), "p", [sys.executable, "-c", script], str(tmp_path))
     result = {}
@@ -164,7 +164,7 @@ def test_a_warned_job_stops_its_point_at_a_checkpoint_and_requeues_it(tmp_path):
     runner.start()
     log = tmp_path / "logs" / "p.log"
     deadline = time.time() + 60
-    while "started" not in (log.read_text() if log.exists() else "") and time.time() < deadline:
+    while "started" not in (log.read_text().splitlines() if log.exists() else []) and time.time() < deadline:
         time.sleep(0.02)
     requeued = job.checkpoint()
     runner.join(30)

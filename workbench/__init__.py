@@ -47,11 +47,11 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """``wb.study`` and ``wb.sweep`` load on first use: studies need pandas and submitit, which every notebook's
-    ``import workbench`` would otherwise pay for (about half a second)."""
-    if name in ("study", "sweep"):
+    """``wb.study``, ``wb.sweep`` and ``wb.StudyConfig`` load on first use: studies need pandas and submitit,
+    which every notebook's ``import workbench`` would otherwise pay for (about half a second)."""
+    if name in ("study", "sweep", "StudyConfig"):
         import importlib
 
         study = importlib.import_module(".study", __name__)
-        return study if name == "study" else study.sweep
+        return study if name == "study" else getattr(study, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -74,9 +74,16 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"  # a source checko
 
 @dataclass(frozen=True)
 class Point:
-    """One run of the sweep: its settings (the grid's values, as given) and seed; ``name`` is its out_dir's."""
+    """One run of the sweep: its settings (the grid's values as given, or its variant's name) and seed; ``name``
+    is its out_dir's; ``params``: what it sets of the target's parameters (a variant's; the grid's are its
+    settings)."""
     settings: dict
     seed: int
+    params: dict | None = None
+
+    @property
+    def overrides(self) -> dict:
+        return self.settings if self.params is None else self.params
 
     @property
     def name(self) -> str:
@@ -123,6 +130,32 @@ def grid_points(grid: dict[str, list[str]], seeds: list[int]) -> list[Point]:
     names = list(grid)
     return [Point(dict(zip(names, values)), seed)
             for values in itertools.product(*(grid[n] for n in names)) for seed in seeds]
+
+
+def parse_variants(variants) -> dict[str, dict]:
+    """Named variants, each a dict of the parameters it changes (``{"default": {}, "no teacher dropping":
+    {"teacher_drop_prob": 0}}``), from a dict or a YAML file of one: ablations change one thing at a time from a
+    default, which a grid (every combination) does not express."""
+    if variants is None:
+        return {}
+    if not isinstance(variants, dict):
+        path = Path(variants)
+        if not path.is_file():
+            raise MissingFile(f"variants {path} is not a file: give a YAML mapping of variant name to the "
+                              "parameters it sets (e.g. 'no-tdrop: {teacher_drop_prob: 0}')")
+        try:
+            variants = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ParameterError(f"variants {path} is not valid YAML: {err}") from err
+    if not isinstance(variants, dict) or not variants or not all(
+            isinstance(v, dict | type(None)) for v in variants.values()):
+        raise ParameterError("variants must map each variant's name to the parameters it sets (a mapping, {} for "
+                             f"the base as it is), got {variants!r}")
+    return {_safe(str(k)): dict(v or {}) for k, v in variants.items()}
+
+
+def variant_points(variants: dict[str, dict], seeds: list[int]) -> list[Point]:
+    return [Point({"variant": name}, seed, params) for name, params in variants.items() for seed in seeds]
 
 
 def parse_seeds(seeds) -> list[int]:
@@ -201,18 +234,20 @@ def _literal(value):
 
 # ----------------------------------------------------------------------------- the sweep
 
-def sweep(target: str, out, config=None, grid=None, seeds=(0,), *, extend: bool = False, launcher: str = "local",
-          max_parallel: int = 1, time_min: int = 1440, wait: bool | None = None, slurm: dict | None = None,
-          poll_s: float = 2.0, log=print):
+def sweep(target: str, out, config=None, grid=None, seeds=(0,), *, variants=None, extend: bool = False,
+          launcher: str = "local", max_parallel: int = 1, time_min: int = 1440, wait: bool | None = None,
+          slurm: dict | None = None, poll_s: float = 2.0, log=print):
     """Run ``target`` (``"distill"``, a notebook's name or path) at every point of ``grid`` x ``seeds`` into
     ``out``, on submitit; returns the study's table (``collect(out)``). Rerunning continues it (module docstring).
 
     ``config``: the base parameters, a dict or a YAML file (a run file of 03 works: its out_dir is ignored);
-    ``grid``: ``{setting: [values]}`` or command-line items (``["ladder=last,all"]``); ``seeds``: every point runs
-    once per seed. ``launcher``: ``local`` (this machine, ``max_parallel`` points at a time) or ``slurm``
-    (``slurm``: the partition, gpus_per_node, cpus_per_task, mem_gb and any other sbatch option; ``time_min``
-    per task; ``max_parallel`` array tasks at a time). ``wait``: follow the points to their end (default: on the
-    local executor; SLURM's jobs outlive this process, and ``collect(out)`` or ``progress(out)`` follow them)."""
+    ``grid``: ``{setting: [values]}`` or command-line items (``["ladder=last,all"]``); or ``variants``, instead:
+    named sets of parameters (a dict or a YAML file; ``{"default": {}, "no-tdrop": {"teacher_drop_prob": 0}}``),
+    whose table has one setting, ``variant``; ``seeds``: every point runs once per seed. ``launcher``: ``local``
+    (this machine, ``max_parallel`` points at a time) or ``slurm`` (``slurm``: the partition, gpus_per_node,
+    cpus_per_task, mem and any other sbatch option; ``time_min`` per task; ``max_parallel`` array tasks at a
+    time). ``wait``: follow the points to their end (default: on the local executor; SLURM's jobs outlive this
+    process, and ``collect(out)`` or ``progress(out)`` follow them)."""
     # 1. check inputs: the target, every point's parameters and inputs, before anything is written or launched
     out = Path(out).resolve()
     if launcher not in LAUNCHERS:
@@ -220,28 +255,37 @@ def sweep(target: str, out, config=None, grid=None, seeds=(0,), *, extend: bool 
     if max_parallel < 1 or time_min < 1:
         raise ParameterError(f"max_parallel and time_min must be >= 1, got {max_parallel} and {time_min}")
     target = Target.resolve(target)
-    base, grid, seeds = read_base(config), parse_grid(grid), parse_seeds(seeds)
-    grid = {target.config_class.current_names({k: None}).popitem()[0]: v for k, v in grid.items()}  # older names
+    base, grid, seeds, variants = read_base(config), parse_grid(grid), parse_seeds(seeds), parse_variants(variants)
+    if grid and variants:
+        raise ParameterError("give a grid (every combination of its values) or variants (named sets of parameters), "
+                             "not both")
+    current = target.config_class.current_names  # older names read as the names of now, with a warning
+    grid = current(grid)
+    variants = {name: current(params) for name, params in variants.items()}
     check_names(target, base, grid)
-    declared = {"target": target.name, "base": base, "grid": grid, "seeds": seeds}
+    for params in variants.values():
+        check_names(target, base, params, called="variants", replaces=False)
+    declared = {"target": target.name, "base": base, "grid": grid, "variants": variants, "seeds": seeds}
     if out.is_file():
         raise ParameterError(f"out {out} is a file: give a folder for the sweep")
     with hold_lock(out, what="sweep", name=".workbench-sweep.lock"):
         declared = merge_declaration(out, declared, extend)
-        points = grid_points(declared["grid"], declared["seeds"])
+        points = (variant_points(declared["variants"], declared["seeds"]) if declared["variants"] else
+                  grid_points(declared["grid"], declared["seeds"]))
         checked = set()
         for point in points:
-            cfg = target.config(base | point.settings | {"seed": point.seed})
+            cfg = target.config(base | point.overrides | {"seed": point.seed})
             key = json.dumps({k: v for k, v in cfg.to_dict().items() if k != "seed"}, sort_keys=True, default=str)
             if key not in checked:  # data, weight files, memory: once per configuration, whatever its seed
                 cfg.check_inputs()
                 checked.add(key)
         # 2. record the study, then each point's parameters
-        save_json(declared | {"points": [{"name": p.name, "settings": p.settings, "seed": p.seed} for p in points]},
+        save_json(declared | {"points": [{"name": p.name, "settings": p.settings, "seed": p.seed}
+                                         | ({"params": p.params} if p.params is not None else {}) for p in points]},
                   out / SWEEP_FILE)
         jobs = {}
         for point in points:
-            params = base | point.settings | {"seed": point.seed}
+            params = base | point.overrides | {"seed": point.seed}
             config_file = target.write_config(out / "configs" / f"{point.name}.yaml", params, out / point.name)
             jobs[point.name] = PointJob(str(out), point.name, target.command(
                 config_file, out / point.name, out / "notebooks" / f"{point.name}.ipynb"), str(Path.cwd()))
@@ -291,9 +335,11 @@ def read_base(config) -> dict:
     return base
 
 
-def check_names(target: Target, base: dict, grid: dict) -> None:
+def check_names(target: Target, base: dict, grid: dict, called: str = "grid", replaces: bool = True) -> None:
+    """Every name one of the target's parameters, none the sweep's own; the grid's names not in the base (a
+    variant's may be: it changes the base)."""
     known = target.parameter_names()
-    for where, names in (("config", base), ("grid", grid)):
+    for where, names in (("config", base), (called, grid)):
         owned = [n for n in names if n in SWEEP_OWNS]
         if owned:
             raise ParameterError(f"{owned[0]} is set by the sweep for each point (seeds: --seeds 0,1,2; out_dir: "
@@ -303,7 +349,7 @@ def check_names(target: Target, base: dict, grid: dict) -> None:
             raise ParameterError(f"{target.name} has no parameter {unknown[0]!r} (in the {where})"
                                  f"{did_you_mean(unknown[0], known)}; its parameters: "
                                  f"{sorted(known - set(SWEEP_OWNS))}")
-    for name in set(base) & set(grid):
+    for name in set(base) & set(grid) if replaces else ():
         raise ParameterError(f"{name} is both in the config and in the grid: the grid's values replace the config's, "
                              "so leave it out of one")
 
@@ -319,7 +365,7 @@ def merge_declaration(out: Path, declared: dict, extend: bool) -> dict:
         if out.is_dir() and any(p for p in out.iterdir() if not p.name.startswith(".workbench")):
             raise ParameterError(f"{out} already holds files and no sweep: give a new or empty folder as --out")
         return declared
-    recorded = {k: recorded.get(k) for k in declared}
+    recorded = {k: recorded.get(k, {} if k in ("grid", "variants") else None) for k in declared}
     if recorded == declared:
         return declared
     changed = [k for k in declared if recorded[k] != declared[k]]
@@ -333,6 +379,13 @@ def merge_declaration(out: Path, declared: dict, extend: bool) -> dict:
         if recorded[key] != declared[key]:
             raise ParameterError(f"{out} holds a sweep of another {key} ({recorded[key]!r}; asked {declared[key]!r}): "
                                  "extend adds values and seeds to the same study; another one goes in another --out")
+    if recorded["variants"] or declared["variants"]:
+        changed = [n for n, params in recorded["variants"].items() if declared["variants"].get(n, params) != params]
+        if changed or bool(recorded["variants"]) != bool(declared["variants"]):
+            raise ParameterError(f"{out} holds variants {recorded['variants']}; asked {declared['variants']}: extend "
+                                 "adds variants by new names; a changed variant goes in another --out")
+        return declared | {"variants": recorded["variants"] | declared["variants"],
+                           "seeds": recorded["seeds"] + [s for s in declared["seeds"] if s not in recorded["seeds"]]}
     if list(recorded["grid"]) != list(declared["grid"]):
         raise ParameterError(f"{out} holds a sweep over {list(recorded['grid'])}; asked {list(declared['grid'])}: "
                              "extend adds values to the same settings; a grid over other settings goes in another "
