@@ -17,9 +17,16 @@ from notebook_cells import cache_with_user_teachers
 
 from workbench.core.errors import ParameterError
 from workbench.models import build_teachers
-from workbench.study import collect, sweep
+from workbench.study import UNIC_ABLATIONS, StudyConfig, collect, sweep
 from workbench.study.job import PointJob, read_status
-from workbench.study.sweep import grid_points, parse_grid, parse_seeds
+from workbench.study.sweep import (
+    grid_points,
+    merge_declaration,
+    parse_grid,
+    parse_seeds,
+    parse_variants,
+    variant_points,
+)
 
 # 64 images a batch of 16: 4 steps an epoch; 15 epochs give a few seconds of training, checkpointed every 5 steps
 BASE = {"n_train": 64, "n_test": 32, "epochs": 15, "batch_size": 16, "ckpt_every": 5}
@@ -172,3 +179,41 @@ def test_a_warned_job_stops_its_point_at_a_checkpoint_and_requeues_it(tmp_path):
     status = read_status(tmp_path / "status" / "p.json")
     assert (status["state"], status["exit_code"], status["attempt"]) == ("preempted", 75, 1)
     assert requeued.function == job
+
+
+def test_variants_name_their_points_and_extend_only_by_new_names(tmp_path):
+    variants = parse_variants({"default": None, "no tdrop": {"teacher_drop_prob": 0}})
+    assert variants == {"default": {}, "no_tdrop": {"teacher_drop_prob": 0}}
+    points = variant_points(variants, [0, 1])
+    assert [p.name for p in points] == ["variant=default,seed=0", "variant=default,seed=1",
+                                        "variant=no_tdrop,seed=0", "variant=no_tdrop,seed=1"]
+    assert points[2].settings == {"variant": "no_tdrop"} and points[2].overrides == {"teacher_drop_prob": 0}
+    with pytest.raises(ParameterError, match="not both"):
+        sweep("distill", tmp_path / "s", config=BASE, grid=["ladder=all"], variants=variants)
+    with pytest.raises(ParameterError, match="did you mean 'ladder'"):
+        sweep("distill", tmp_path / "s", config=BASE, variants={"default": {}, "x": {"ladderr": "last"}})
+    declared = {"target": "distill", "base": BASE, "grid": {}, "variants": variants, "seeds": [0]}
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "sweep.json").write_text(json.dumps(declared))
+    more = declared | {"variants": variants | {"ladder": {"ladder": "last"}}, "seeds": [1]}
+    with pytest.raises(ParameterError, match="--extend"):
+        merge_declaration(tmp_path / "s", more, extend=False)
+    merged = merge_declaration(tmp_path / "s", more, extend=True)
+    assert list(merged["variants"]) == ["default", "no_tdrop", "ladder"] and merged["seeds"] == [0, 1]
+    changed = declared | {"variants": {"default": {}, "no_tdrop": {"teacher_drop_prob": 0.25}}}
+    with pytest.raises(ParameterError, match="changed variant"):
+        merge_declaration(tmp_path / "s", changed, extend=True)
+
+
+def test_the_study_config_reads_its_variants():
+    cfg = StudyConfig.from_params(variants="all", seeds="0,1,2", base="n_train=64,epochs=1")
+    assert cfg.variants == list(UNIC_ABLATIONS) and cfg.seeds == [0, 1, 2]
+    assert cfg.base == {"n_train": "64", "epochs": "1"}
+    assert StudyConfig.from_params(variants=["default", "augment-unic"]).variant_params == {
+        "default": {}, "augment-unic": {"augment": "unic"}}
+    with pytest.raises(ParameterError, match="did you mean 'augment-unic'"):
+        StudyConfig.from_params(variants="default,augment")
+    with pytest.raises(ParameterError, match="must include default"):
+        StudyConfig.from_params(variants="ladder-last-block")
+    with pytest.raises(ParameterError, match="distinct"):
+        StudyConfig.from_params(seeds="1,1")
