@@ -53,6 +53,16 @@ def test_single_teacher_is_the_same_machinery(tiny_world):
     assert all(r["alpha/world_shape"] == pytest.approx(1.0) for r in run.history if "loss" in r)
 
 
+@pytest.mark.parametrize("standardize", ["none", "running", "phis"])
+def test_every_standardization_trains_in_fp32(tiny_world, standardize):
+    """The teachers' features come out of inference_mode; without standardization they reach the loss as they are
+    (07's no-standardization variant failed there: "Inference tensors cannot be saved for backward")."""
+    cfg = DistillConfig(epochs=1, batch_size=32, student="wb_vit_tiny_patch8_32", standardize=standardize,
+                        precision="fp32")
+    run = distill(cfg, tiny_world, random_teachers(), log=lambda *_: None)
+    assert all(np.isfinite(r["loss"]) for r in run.history if "loss" in r)
+
+
 class ExplodingTeacher(Teacher):
     """Finite features for the first ``good_calls`` batches, then NaN."""
 

@@ -42,7 +42,9 @@ class Standardizer(nn.Module):
         pass
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+        # the teachers run under inference_mode, whose tensors autograd may not save: the loss gets a copy, as it
+        # gets a new tensor from the real standardizers
+        return x.clone() if x.is_inference() else x
 
 
 def batch_moments(x: torch.Tensor, all_sum: Callable | None = None, outer: bool = False, unbiased: bool = False):
