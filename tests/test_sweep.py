@@ -15,6 +15,7 @@ import cloudpickle
 import pytest
 from notebook_cells import cache_with_user_teachers
 
+from workbench.__main__ import main
 from workbench.core.errors import ParameterError
 from workbench.models import build_teachers
 from workbench.study import UNIC_ABLATIONS, StudyConfig, collect, sweep
@@ -217,3 +218,12 @@ def test_the_study_config_reads_its_variants():
         StudyConfig.from_params(variants="ladder-last-block")
     with pytest.raises(ParameterError, match="distinct"):
         StudyConfig.from_params(seeds="1,1")
+
+
+def test_the_command_line_takes_variants_from_a_file_and_refuses_a_bad_one(tmp_path, capsys):
+    variants = tmp_path / "variants.yaml"
+    variants.write_text("default: {}\nno-tdrop: {teacher_drop_prob: 0}\nbad: {ladderr: last}\n")
+    assert main(["sweep", "distill", "--out", str(tmp_path / "s"), "--variants", str(variants)]) == 2
+    assert "did you mean 'ladder'" in capsys.readouterr().err
+    assert main(["sweep", "distill", "--out", str(tmp_path / "s"), "--variants", str(tmp_path / "none.yaml")]) == 2
+    assert "is not a file" in capsys.readouterr().err

@@ -79,6 +79,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="base parameters (YAML; 03's run.yaml works), default: the target's own")
     parser.add_argument("--grid", nargs="*", default=[], metavar="NAME=V1,V2",
                         help="the settings to vary, each with its values (a YAML list for values with commas)")
+    parser.add_argument("--variants", metavar="FILE",
+                        help="instead of --grid: a YAML file of named variants, name: {parameter: value, ...}")
     parser.add_argument("--seeds", default="0", help="every point runs once per seed (default 0)")
     parser.add_argument("--extend", action="store_true", help="add new grid values or seeds to the sweep in --out")
     parser.add_argument("--launcher", default="local", choices=LAUNCHERS,
@@ -108,8 +110,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if slurm and args.launcher != "slurm":
         raise ParameterError(f"--partition, --gpus-per-node and the other SLURM options need --launcher slurm "
                              f"(given: {sorted(slurm)})")
-    runs = sweep(args.target, args.out, config=args.config, grid=args.grid, seeds=args.seeds, extend=args.extend,
-                 launcher=args.launcher, max_parallel=args.max_parallel, time_min=args.time_min,
+    runs = sweep(args.target, args.out, config=args.config, grid=args.grid, seeds=args.seeds, variants=args.variants,
+                 extend=args.extend, launcher=args.launcher, max_parallel=args.max_parallel, time_min=args.time_min,
                  wait=False if args.no_wait else None, slurm=slurm)
     return 1 if (runs["state"] == "failed").any() else 0
 
