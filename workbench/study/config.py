@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from ..core.config import Config, param
 from ..core.params import ParameterError, as_list, did_you_mean
+from .sweep import parse_seeds
 
 UNIC_ABLATIONS = {
     "default": {},  # the full recipe: teacher dropping 0.5, ladder on all blocks, running standardization
@@ -37,12 +38,6 @@ def as_variants(value, name: str = "variants") -> list[str]:
     return names
 
 
-def check_seeds(seeds: list[int]) -> list[int]:
-    if len(set(seeds)) < len(seeds) or min(seeds) < 0:
-        raise ParameterError(f"seeds must be distinct integers >= 0 such as 0,1,2, got {seeds}")
-    return seeds
-
-
 @dataclass
 class StudyConfig(Config):
     kind: ClassVar[str] = "07_studies"
@@ -54,7 +49,7 @@ class StudyConfig(Config):
     variants: list[str] = param(default_factory=lambda: ["default", "no-teacher-dropping"], parse=as_variants,
                                 help="UNIC's ablations to run, default first: all, or some of "
                                      + ", ".join(UNIC_ABLATIONS))
-    seeds: list[int] = param(default_factory=lambda: [0, 1], check=check_seeds,
+    seeds: list[int] = param(default_factory=lambda: [0, 1], check=parse_seeds,
                              help="every variant runs once per seed; intervals are over them")
     base: dict[str, str] = param(default_factory=lambda: {"n_train": "512", "n_test": "512", "epochs": "2"},
                                  help="parameters of every run, a mapping or name=value,... (empty: the target's "

@@ -45,7 +45,7 @@ import submitit
 import yaml
 
 from ..core.config import Config
-from ..core.errors import MissingFile, ParameterError, WorkbenchError
+from ..core.errors import MissingFile, ParameterError
 from ..core.files import save_json, save_text
 from ..core.lock import hold_lock
 from ..core.params import as_list, did_you_mean
@@ -56,10 +56,9 @@ from ..generation import CloneStudyConfig, GenerateConfig
 from ..probing import ProbeConfig
 from ..transfer import TransferConfig
 from . import job as job_module
-from .collect import collect, progress
+from .collect import STATUS_FOLDER, SWEEP_FILE, collect, progress, read_sweep
 from .job import PointJob, read_status
 
-SWEEP_FILE = "sweep.json"
 LAUNCHERS = ("local", "slurm")
 # stages of the command line that take a run file: python -m workbench <name> --config <file> --out <out_dir>
 COMMANDS = {"distill": DistillConfig}
@@ -204,10 +203,11 @@ class Target:
         names = {f.name for f in dataclasses.fields(self.config_class)} | set(self.config_class.renamed)
         return self.config_class.from_params(**{k: v for k, v in params.items() if k in names})
 
-    def write_config(self, path: Path, params: dict, out_dir: Path) -> Path:
-        """The point's parameters as its command reads them: a run file (a stage) or papermill's YAML (a notebook)."""
+    def write_config(self, path: Path, params: dict, cfg: Config, out_dir: Path) -> Path:
+        """The point's parameters as its command reads them: its config as a run file (a stage), or the parameters
+        given as papermill's YAML (a notebook, whose config reads them as ``-p`` values)."""
         if self.notebook is None:
-            return save_run_config(path, self.config(params), out_dir=out_dir)
+            return save_run_config(path, cfg, out_dir=out_dir)
         values = {k: _literal(v) for k, v in params.items()} | {"out_dir": str(out_dir)}
         save_text("# papermill parameters of one point of a workbench sweep\n"
                   + yaml.safe_dump(values, sort_keys=False), path)
@@ -272,9 +272,10 @@ def sweep(target: str, out, config=None, grid=None, seeds=(0,), *, variants=None
         declared = merge_declaration(out, declared, extend)
         points = (variant_points(declared["variants"], declared["seeds"]) if declared["variants"] else
                   grid_points(declared["grid"], declared["seeds"]))
+        params = {p.name: base | p.overrides | {"seed": p.seed} for p in points}
+        configs = {name: target.config(values) for name, values in params.items()}
         checked = set()
-        for point in points:
-            cfg = target.config(base | point.overrides | {"seed": point.seed})
+        for cfg in configs.values():
             key = json.dumps({k: v for k, v in cfg.to_dict().items() if k != "seed"}, sort_keys=True, default=str)
             if key not in checked:  # data, weight files, memory: once per configuration, whatever its seed
                 cfg.check_inputs()
@@ -285,8 +286,8 @@ def sweep(target: str, out, config=None, grid=None, seeds=(0,), *, variants=None
                   out / SWEEP_FILE)
         jobs = {}
         for point in points:
-            params = base | point.overrides | {"seed": point.seed}
-            config_file = target.write_config(out / "configs" / f"{point.name}.yaml", params, out / point.name)
+            config_file = target.write_config(out / "configs" / f"{point.name}.yaml", params[point.name],
+                                              configs[point.name], out / point.name)
             jobs[point.name] = PointJob(str(out), point.name, target.command(
                 config_file, out / point.name, out / "notebooks" / f"{point.name}.ipynb"), str(Path.cwd()))
         # 3. decide what runs: the finished are skipped, the stopped resumed, the failed rerun; each said
@@ -357,14 +358,11 @@ def check_names(target: Target, base: dict, grid: dict, called: str = "grid", re
 def merge_declaration(out: Path, declared: dict, extend: bool) -> dict:
     """The study recorded in ``out`` and this call's must be the same; with ``extend`` this call's values and seeds
     are added to it (same target, base configuration and grid settings)."""
-    recorded = read_status(out / SWEEP_FILE)
-    if not recorded:
-        if (out / SWEEP_FILE).exists():
-            raise WorkbenchError(f"{out / SWEEP_FILE} cannot be read: it is not a sweep folder's record. Give another "
-                                 "--out (nothing was written)")
+    if not (out / SWEEP_FILE).exists():
         if out.is_dir() and any(p for p in out.iterdir() if not p.name.startswith(".workbench")):
             raise ParameterError(f"{out} already holds files and no sweep: give a new or empty folder as --out")
         return declared
+    recorded = read_sweep(out)  # DataError, naming the file, if it is not a sweep's record
     recorded = {k: recorded.get(k, {} if k in ("grid", "variants") else None) for k in declared}
     if recorded == declared:
         return declared
@@ -379,20 +377,19 @@ def merge_declaration(out: Path, declared: dict, extend: bool) -> dict:
         if recorded[key] != declared[key]:
             raise ParameterError(f"{out} holds a sweep of another {key} ({recorded[key]!r}; asked {declared[key]!r}): "
                                  "extend adds values and seeds to the same study; another one goes in another --out")
+    seeds = recorded["seeds"] + [s for s in declared["seeds"] if s not in recorded["seeds"]]
     if recorded["variants"] or declared["variants"]:
         changed = [n for n, params in recorded["variants"].items() if declared["variants"].get(n, params) != params]
         if changed or bool(recorded["variants"]) != bool(declared["variants"]):
             raise ParameterError(f"{out} holds variants {recorded['variants']}; asked {declared['variants']}: extend "
                                  "adds variants by new names; a changed variant goes in another --out")
-        return declared | {"variants": recorded["variants"] | declared["variants"],
-                           "seeds": recorded["seeds"] + [s for s in declared["seeds"] if s not in recorded["seeds"]]}
+        return declared | {"variants": recorded["variants"] | declared["variants"], "seeds": seeds}
     if list(recorded["grid"]) != list(declared["grid"]):
         raise ParameterError(f"{out} holds a sweep over {list(recorded['grid'])}; asked {list(declared['grid'])}: "
                              "extend adds values to the same settings; a grid over other settings goes in another "
                              "--out")
     grid = {k: recorded["grid"][k] + [v for v in declared["grid"][k] if v not in recorded["grid"][k]]
             for k in recorded["grid"]}
-    seeds = recorded["seeds"] + [s for s in declared["seeds"] if s not in recorded["seeds"]]
     return declared | {"grid": grid, "seeds": seeds}
 
 
@@ -465,7 +462,7 @@ def follow_jobs(out: Path, submitted: dict, log, poll_s: float) -> None:
 
 
 def _ended(out: Path, name: str, seconds: float | None) -> str:
-    record = read_status(out / "status" / f"{name}.json")
+    record = read_status(out / STATUS_FOLDER / f"{name}.json")
     state = record.get("state", "failed")
     took = f" in {seconds:.0f} s" if seconds is not None else ""
     detail = "" if state == "done" else f" (exit {record.get('exit_code')}; log: logs/{name}.log)"
