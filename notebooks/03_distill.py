@@ -180,19 +180,11 @@ wb.show(fig)
 summary = {
     "teachers": cfg.teachers,
     "student": cfg.student,
-    "config": cfg.to_dict(),
-    "data": ds.describe(),
-    "runtime_s": round(time.time() - t_start, 1),
-    "distill_s": round(run.runtime_s, 1),
-    "nproc": cfg.nproc,
-    **wb.distillation.final_metrics(run.history),  # the last training loss, the last epoch's validation losses
-    "resumed_from_step": run.resumed_from,
-    "unreadable_train_images": len(run.skipped),
+    # the configuration, data, times, closing losses, resumption: what the command line's summary.json holds too
+    **wb.distillation.run_summary(cfg, ds, run, runtime_s=time.time() - t_start, nproc=cfg.nproc),
     "empty_classes": ds.empty_classes,
     "probe": probe,
     "gain_over_best_teacher": gains,
-    "student_folder": str(run.student_folder),
-    "precision": run.precision,
 }
 wb.save_json(summary, out / "summary.json")
 print(f"summary written to {out / 'summary.json'} (runtime {summary['runtime_s']}s)")

@@ -59,7 +59,7 @@ from ..data import load_data
 from ..models import Teacher, build_teachers, finished_student_folder
 from .checkpoint import PREEMPTED
 from .config import RUN_FILE, DistillConfig, load_run_config
-from .train import DistillRun, describe_run, distill, final_metrics
+from .train import DistillRun, describe_run, distill, run_summary
 
 # The signals torchrun passes on to its ranks: its default ones, and SIGUSR1 (SLURM's --signal).
 FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
@@ -113,11 +113,8 @@ def _run(cfg: DistillConfig, out_dir, ranks, random_teachers: bool, log_every: i
     t0 = time.time()
     run = distill(cfg, data, teachers, out_dir=out_dir, log_every=log_every, log=say)
     if ranks.main:  # the notebook writes its own, with its probes, over this one
-        save_json({"config": cfg.to_dict(), "data": data.describe(), "nproc": ranks.size,
-                   "runtime_s": round(time.time() - t0, 1), "distill_s": round(run.runtime_s, 1),
-                   **final_metrics(run.history), "resumed_from_step": run.resumed_from,
-                   "unreadable_train_images": len(run.skipped), "student_folder": str(run.student_folder),
-                   "precision": run.precision, "random_teachers": random_teachers}, Path(out_dir) / "summary.json")
+        save_json(run_summary(cfg, data, run, time.time() - t0, ranks.size) | {"random_teachers": random_teachers},
+                  Path(out_dir) / "summary.json")
     say(run.describe())
     return run
 

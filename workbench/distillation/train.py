@@ -244,6 +244,18 @@ def final_metrics(history: list[dict]) -> dict[str, float]:
         {k: v for k, v in val[-1].items() if k.startswith("val_loss")} if val else {})
 
 
+def run_summary(cfg: DistillConfig, data, run, runtime_s: float, nproc: int) -> dict:
+    """What every distillation run reports in its ``summary.json``, the command line's and 03's (which adds its
+    teachers, student and probes): the configuration, the data, the times (``runtime_s``: the caller's whole run),
+    the closing losses, where it resumed, what it skipped, where the student is. ``run``: a ``DistillRun`` or a
+    ``LaunchedRun``."""
+    return {"config": cfg.to_dict(), "data": data.describe(), "runtime_s": round(runtime_s, 1),
+            "distill_s": round(run.runtime_s, 1), "nproc": nproc,
+            **final_metrics(run.history),  # the last training loss, the last epoch's validation losses
+            "resumed_from_step": run.resumed_from, "unreadable_train_images": len(run.skipped),
+            "student_folder": str(run.student_folder), "precision": run.precision}
+
+
 def make_student(cfg: DistillConfig) -> Student:
     """The student to distill into: random, or the encoder of ``student_init`` (a student folder or a released
     UNIC checkpoint), which must be the configured architecture at the configured input size."""
